@@ -1,0 +1,78 @@
+// metalm: train causal Transformer LMs and analyse the inner optimization of
+// their forward pass. One binary; subcommands live in apps/cmd_*.cpp.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <exception>
+#include <memory>
+
+#include "command.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/core/log.hpp"
+#include "metalm/core/threads.hpp"
+#include "metalm/core/version.hpp"
+
+namespace {
+
+// One line on stderr, whatever went wrong.
+int fail(const std::string& message, int code) {
+  std::fprintf(stderr, "metalm: error: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  metalm::ensure_passive_omp_wait_policy(argv);
+
+  CLI::App app{"metalm: causal language models and the inner optimization of their forward pass"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("metalm ") + metalm::version());
+  app.option_defaults()->always_capture_default();
+  metalm::cli::GlobalOptions global;
+  app.add_option("--threads", global.threads, "intra-op threads; 0 means all cores")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--log-level", global.log_level,
+                 "trace | debug | info | warn | error | critical | off")
+      ->type_name("LEVEL")
+      ->capture_default_str();
+
+  std::vector<std::pair<CLI::App*, std::function<int()>>> runners;
+  for (const auto& command : metalm::cli::registry()) {
+    const std::size_t before = app.get_subcommands({}).size();
+    auto run = command.setup(app, global);
+    const auto subs = app.get_subcommands({});
+    for (std::size_t i = before; i < subs.size(); ++i) runners.emplace_back(subs[i], run);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what(), 2);
+  }
+
+  try {
+    metalm::init_logging(global.log_level);
+    for (auto& [sub, run] : runners)
+      if (sub->parsed()) return run();
+    return fail("no subcommand given (see --help)", 2);
+  } catch (const metalm::ConfigError& e) {
+    return fail(e.what(), 2);
+  } catch (const metalm::Error& e) {
+    return fail(e.what(), 1);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what(), 2);
+  } catch (const c10::Error& e) {
+    return fail(std::string("torch: ") + e.what_without_backtrace(), 1);
+  } catch (const std::exception& e) {
+    return fail(e.what(), 1);
+  }
+}

@@ -1,0 +1,68 @@
+# Helpers that keep the per-concern targets uniform.
+
+function(metalm_target_flags target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE")
+    # Executables would get -fPIE and could not reuse the -fPIC precompiled
+    # header; -fPIC objects link into a PIE just as well.
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+    target_compile_options(${target} PRIVATE -fPIC)
+  endif()
+endfunction()
+
+# metalm_concern(NAME [DEPS other...]) builds src/NAME/*.cpp into the static
+# library metalm_NAME (an interface library while the folder has no sources).
+set(METALM_CONCERN_TARGETS "" CACHE INTERNAL "")
+function(metalm_concern name)
+  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  file(GLOB sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/src/${name}/*.cpp")
+  set(target metalm_${name})
+  set(deps "")
+  foreach(dep IN LISTS ARG_DEPS)
+    list(APPEND deps metalm_${dep})
+  endforeach()
+  if(sources)
+    add_library(${target} STATIC ${sources})
+    metalm_target_flags(${target})
+    target_include_directories(${target} PUBLIC
+      $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+      $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+    target_link_libraries(${target} PUBLIC ${deps} torch nlohmann_json::nlohmann_json
+      spdlog::spdlog Threads::Threads)
+    target_precompile_headers(${target} REUSE_FROM metalm_pch)
+  else()
+    add_library(${target} INTERFACE)
+    target_include_directories(${target} INTERFACE
+      $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+      $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+    target_link_libraries(${target} INTERFACE ${deps} torch nlohmann_json::nlohmann_json
+      spdlog::spdlog Threads::Threads)
+  endif()
+  set(METALM_CONCERN_TARGETS ${METALM_CONCERN_TARGETS} ${target} CACHE INTERNAL "")
+endfunction()
+
+# metalm_test(NAME [DEPS concern...]) builds tests/NAME/*.cpp into test_NAME,
+# linked only against the concerns it names, so each concern's tests build on
+# their own.
+function(metalm_test name)
+  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  file(GLOB sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/${name}/*.cpp")
+  if(NOT sources)
+    return()
+  endif()
+  set(libs "")
+  foreach(dep IN LISTS ARG_DEPS)
+    list(APPEND libs metalm_${dep})
+  endforeach()
+  add_executable(test_${name} ${sources})
+  metalm_target_flags(test_${name})
+  target_include_directories(test_${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  target_link_libraries(test_${name} PRIVATE ${libs} GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_${name} PRIVATE
+    METALM_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    METALM_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  target_precompile_headers(test_${name} REUSE_FROM metalm_pch)
+  gtest_discover_tests(test_${name} DISCOVERY_MODE PRE_TEST
+    PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
+endfunction()

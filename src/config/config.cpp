@@ -1,0 +1,149 @@
+#include "metalm/config/config.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "fields.hpp"
+#include "metalm/config/json.hpp"
+
+namespace metalm {
+
+std::string to_string(NormKind v) { return detail::enum_name(v); }
+std::string to_string(NormPosition v) { return detail::enum_name(v); }
+std::string to_string(PositionKind v) { return detail::enum_name(v); }
+std::string to_string(AttentionKind v) { return detail::enum_name(v); }
+std::string to_string(MlpKind v) { return detail::enum_name(v); }
+std::string to_string(LrSchedule v) { return detail::enum_name(v); }
+std::string to_string(Granularity v) { return detail::enum_name(v); }
+
+namespace {
+
+template <class T>
+std::string str(T v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+// Each check names the key, the value and the rule it breaks.
+void require(bool ok, const std::string& key, const std::string& value, const std::string& rule) {
+  if (!ok) throw ConfigError(key + " = " + value + ": " + rule);
+}
+
+void at_least(int64_t v, int64_t lo, const std::string& key) {
+  require(v >= lo, key, str(v), "must be at least " + str(lo));
+}
+
+void in_unit_interval(double v, const std::string& key) {
+  require(v >= 0.0 && v < 1.0, key, str(v), "must be in [0, 1)");
+}
+
+}  // namespace
+
+void resolve(ModelConfig& c) {
+  at_least(c.vocab_size, 1, "model.vocab_size");
+  at_least(c.context, 1, "model.context");
+  at_least(c.d_model, 1, "model.d_model");
+  at_least(c.n_layer, 1, "model.n_layer");
+  at_least(c.n_head, 1, "model.n_head");
+  require(c.d_model % c.n_head == 0, "model.d_model", str(c.d_model),
+          "must be divisible by model.n_head = " + str(c.n_head));
+  if (c.position == PositionKind::Rope)
+    require(c.head_dim() % 2 == 0, "model.d_model", str(c.d_model),
+            "d_model / n_head must be even for rope (it is " + str(c.head_dim()) + ")");
+  if (c.position == PositionKind::Sinusoidal)
+    require(c.d_model % 2 == 0, "model.d_model", str(c.d_model), "must be even for sinusoidal positions");
+  at_least(c.d_mlp, 0, "model.d_mlp");
+  if (c.d_mlp == 0) c.d_mlp = 4 * c.d_model;
+  in_unit_interval(c.embd_dropout, "model.embd_dropout");
+  in_unit_interval(c.attn_dropout, "model.attn_dropout");
+  in_unit_interval(c.resid_dropout, "model.resid_dropout");
+  require(c.norm_eps > 0, "model.norm_eps", str(c.norm_eps), "must be positive");
+  require(c.init_std > 0, "model.init_std", str(c.init_std), "must be positive");
+  require(c.rope_base > 1, "model.rope_base", str(c.rope_base), "must be greater than 1");
+}
+
+void resolve(RunConfig& c) {
+  resolve(c.model);
+  TrainConfig& t = c.train;
+  at_least(t.steps, 0, "train.steps");
+  at_least(t.batch_size, 1, "train.batch_size");
+  at_least(t.seq_len, 0, "train.seq_len");
+  if (t.seq_len == 0) t.seq_len = c.model.context;
+  require(t.seq_len <= c.model.context, "train.seq_len", str(t.seq_len),
+          "must not exceed model.context = " + str(c.model.context));
+  at_least(t.grad_accum, 1, "train.grad_accum");
+  require(t.lr > 0, "train.lr", str(t.lr), "must be positive");
+  require(t.min_lr >= 0 && t.min_lr <= t.lr, "train.min_lr", str(t.min_lr),
+          "must be in [0, train.lr = " + str(t.lr) + "]");
+  at_least(t.warmup_steps, 0, "train.warmup_steps");
+  require(t.weight_decay >= 0, "train.weight_decay", str(t.weight_decay), "must not be negative");
+  in_unit_interval(t.beta1, "train.beta1");
+  in_unit_interval(t.beta2, "train.beta2");
+  require(t.adam_eps > 0, "train.adam_eps", str(t.adam_eps), "must be positive");
+  require(t.grad_clip >= 0, "train.grad_clip", str(t.grad_clip), "must not be negative (0 disables)");
+  at_least(t.eval_every, 0, "train.eval_every");
+  at_least(t.eval_batches, 1, "train.eval_batches");
+  at_least(t.log_every, 1, "train.log_every");
+  at_least(t.ckpt_every, 0, "train.ckpt_every");
+  at_least(t.keep_last, 1, "train.keep_last");
+  for (int64_t s : t.save_steps)
+    require(s >= 0 && s <= t.steps, "train.save_steps", str(s),
+            "each step must be in [0, train.steps = " + str(t.steps) + "]");
+  std::sort(t.save_steps.begin(), t.save_steps.end());
+  t.save_steps.erase(std::unique(t.save_steps.begin(), t.save_steps.end()), t.save_steps.end());
+  at_least(t.threads, 0, "train.threads");
+
+  AnalysisConfig& a = c.analysis;
+  at_least(a.every, 0, "analysis.every");
+  at_least(a.batches, 1, "analysis.batches");
+  at_least(a.batch_size, 1, "analysis.batch_size");
+  at_least(a.chunk, 1, "analysis.chunk");
+  at_least(a.freq_bins, 1, "analysis.freq_bins");
+}
+
+namespace {
+
+struct KeyCollector {
+  std::string prefix;
+  std::vector<ConfigKey>* out;
+
+  template <class T>
+  void operator()(const char* key, const T& value, const char* doc) {
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    if constexpr (detail::is_section<T>::value) {
+      KeyCollector inner{path, out};
+      T::fields(value, inner);
+    } else {
+      out->push_back({path, type_name<T>(), nlohmann::json(json_value(value)).dump(), doc});
+    }
+  }
+
+  template <class T>
+  static std::string type_name() {
+    if constexpr (std::is_same_v<T, bool>) return "bool";
+    else if constexpr (std::is_integral_v<T>) return "int";
+    else if constexpr (std::is_floating_point_v<T>) return "float";
+    else if constexpr (std::is_same_v<T, std::string>) return "string";
+    else if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "list of int";
+    else return detail::enum_choices<T>();
+  }
+
+  template <class T>
+  static nlohmann::json json_value(const T& v) {
+    if constexpr (detail::is_enum_table<T>::value) return detail::enum_name(v);
+    else return nlohmann::json(v);
+  }
+};
+
+}  // namespace
+
+std::vector<ConfigKey> config_keys() {
+  std::vector<ConfigKey> keys;
+  const RunConfig defaults;
+  KeyCollector collector{"", &keys};
+  RunConfig::fields(defaults, collector);
+  return keys;
+}
+
+}  // namespace metalm

@@ -1,0 +1,30 @@
+#include "metalm/core/threads.hpp"
+
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+namespace metalm {
+
+int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+int set_threads(int threads) {
+  const int n = threads > 0 ? threads : hardware_threads();
+  at::set_num_threads(n);
+  return at::get_num_threads();
+}
+
+void ensure_passive_omp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (std::getenv("METALM_NO_REEXEC") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::execv("/proc/self/exe", argv);
+  // execv only returns on failure; the program still works, just slower.
+}
+
+}  // namespace metalm
