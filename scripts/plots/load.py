@@ -69,18 +69,19 @@ def read_jsonl(path: str) -> List[Tuple[int, Any]]:
 class _Check:
     """Typed accessors that raise InputError with the key path on failure."""
 
-    def __init__(self, path: str, prefix: str = ""):
+    def __init__(self, path: str, root: str = "", prefix: str = ""):
         self.path = path
-        self.prefix = prefix
+        self.root = root      # e.g. "line 3" in a JSON Lines file
+        self.prefix = prefix  # key path inside the object, e.g. "steps[2].alignment"
 
     def at(self, key) -> "_Check":
         if isinstance(key, int):
-            return _Check(self.path, f"{self.prefix}[{key}]")
-        return _Check(self.path, f"{self.prefix}.{key}" if self.prefix else str(key))
+            return _Check(self.path, self.root, f"{self.prefix}[{key}]")
+        return _Check(self.path, self.root, f"{self.prefix}.{key}" if self.prefix else str(key))
 
     def fail(self, key, what: str):
         where = self.at(key).prefix if key is not None else (self.prefix or "top level")
-        raise InputError(self.path, f"{where}: {what}")
+        raise InputError(self.path, f"{self.root}: {where}: {what}" if self.root else f"{where}: {what}")
 
     def obj(self, o, key=None) -> dict:
         if not isinstance(o, dict):
@@ -429,7 +430,7 @@ def load_synthetic_icl(path: str) -> List[IclRun]:
     objs = raw if isinstance(raw, list) else [raw]
     runs = []
     for j, o in enumerate(objs):
-        c = _Check(path, f"[{j}]" if isinstance(raw, list) else "")
+        c = _Check(path, "", f"[{j}]" if isinstance(raw, list) else "")
         o = c.obj(o)
         pts = []
         for i, p in enumerate(c.lst(o, "points")):
