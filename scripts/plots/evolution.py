@@ -40,13 +40,14 @@ def _series(records: List[Analysis], attr: str, key_of, value_of) -> Dict:
 def fig_evolution(records: List[Analysis]) -> Figure:
     """F6: alignment, step size, norms and inner loss per layer versus outer step."""
     recs = pick_records(records)
-    fig, axes = new_figure(ncols=2, nrows=2, width=5.0, height=3.5,
+    fig, axes = new_figure(ncols=2, nrows=2, width=4.8, height=3.3,
                            title=f"F6 · inner optimization over outer training ({recs[0].granularity} steps)")
     a1, a2, a3, a4 = axes
     n_layers = max(r.n_layers for r in recs)
     cm = cmap("viridis")
     dn = Normalize(0, max(n_layers, 1))
-    marker = "o" if len(recs) < 30 else None
+    # Markers only while they stay legible (and keep the PNG small).
+    marker = "o" if len(recs) * n_layers <= 60 else None
 
     al = _series(recs, "steps", lambda s: (s.depth, s.label), lambda s: s.alignment.mean)
     rt = _series(recs, "steps", lambda s: (s.depth, s.label), lambda s: s.alignment_random_target.mean)

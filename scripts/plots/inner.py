@@ -7,14 +7,15 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
-from .load import Analysis, Step
+from .heatmap import POSITION_LABEL, position_heatmap, ragged
+from .load import Analysis, Step, site_label
 from .style import (CHANCE_COLOR, CONTROL_COLOR, KIND_COLOR, KIND_MARKER, KIND_NAME, band,
                     depth_axis, legend, new_figure, ramp, skip_panel)
 
 LOSS_LABEL = "inner loss ℓ (lens cross-entropy, nats)"
 ALIGN_LABEL = "alignment cos(Δ, −∇ℓ) (mean over tokens)"
+DEPTH_LABEL_SUB = "depth (blocks; attention step at l+¼, MLP step at l+¾)"
 
 
 def _chance_band(ax, chance: float):
@@ -101,8 +102,6 @@ def fig_alignment(block: Analysis, sublayer: Optional[Analysis] = None,
     return fig
 
 
-DEPTH_LABEL_SUB = "depth (blocks; attention step at l+¼, MLP step at l+¾)"
-
 
 def _yerr(stats) -> np.ndarray:
     m = np.array([s.mean for s in stats])
@@ -180,67 +179,35 @@ def _yerr_median(stats) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- F7
 
-def mark_position0(ax, n_rows: int, color: str = "black"):
-    """Outline column 0 of an imshow heatmap: first tokens behave differently."""
-    ax.add_patch(Rectangle((-0.5, -0.5), 1.0, n_rows, fill=False, edgecolor=color, linewidth=1.6))
-    ax.annotate("position 0", xy=(0, -0.5), xytext=(0.02, 1.01), textcoords="axes fraction",
-                fontsize=7, color=color, va="bottom")
-
-
-def _ragged(rows: List[np.ndarray]) -> np.ndarray:
-    """Stack per-position rows of possibly different length, padding with NaN."""
-    width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), width), np.nan)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
-
-
 def fig_position_heatmaps(a: Analysis) -> Figure:
     """F7: inner loss (and alignment) as a layer x position map."""
     fig, (a1, a2) = new_figure(ncols=2, width=5.2, height=4.0,
                                title="F7 · inner loss and alignment by layer and position")
     rows = [s.pos_loss_before for s in a.steps]
-    labels = [_short(s.from_site) for s in a.steps]
+    labels = [site_label(s.from_site) for s in a.steps]
     last = a.states[-1] if a.states else None
     if last is not None and last.loss_by_position is not None:
         rows.append(last.loss_by_position)
-        labels.append(_short(last.site))
-    m = _ragged(rows)
+        labels.append(site_label(last.site))
+    m = ragged(rows)
+    a1.set_ylabel("state s_k (top = embeddings)")
     if m.size == 0 or not np.isfinite(m).any():
-        a1.set_xlabel("position in context (tokens)")
-        a1.set_ylabel("state (inner step k)")
+        a1.set_xlabel(POSITION_LABEL)
         skip_panel(a1, "by_position.loss_before is empty", "inner loss")
     else:
-        im = a1.imshow(m, aspect="auto", cmap="magma_r", interpolation="nearest")
-        fig.colorbar(im, ax=a1, label=LOSS_LABEL)
-        _rows_axis(a1, labels)
-        mark_position0(a1, len(rows), "tab:cyan")
+        mesh = position_heatmap(a1, m, labels, "tab:cyan", cmap="magma_r")
+        fig.colorbar(mesh, ax=a1, label=LOSS_LABEL)
         a1.set_title("inner loss ℓ_t(s_k)", fontsize=10)
 
-    m2 = _ragged([s.pos_alignment for s in a.steps])
+    m2 = ragged([s.pos_alignment for s in a.steps])
+    a2.set_ylabel(f"inner step ({a.granularity})")
     if m2.size == 0 or not np.isfinite(m2).any():
-        a2.set_xlabel("position in context (tokens)")
-        a2.set_ylabel("inner step")
+        a2.set_xlabel(POSITION_LABEL)
         skip_panel(a2, "by_position.alignment is empty", "alignment")
     else:
         lim = float(np.nanmax(np.abs(m2))) or 1.0
-        im2 = a2.imshow(m2, aspect="auto", cmap="RdBu_r", interpolation="nearest",
-                        norm=TwoSlopeNorm(0.0, -lim, lim))
-        fig.colorbar(im2, ax=a2, label=ALIGN_LABEL)
-        _rows_axis(a2, [s.label for s in a.steps])
-        mark_position0(a2, len(a.steps))
-        a2.set_title(f"alignment ({a.granularity} steps; chance ±{a.chance_alignment:.3f})", fontsize=10)
+        mesh2 = position_heatmap(a2, m2, [s.label for s in a.steps], cmap="RdBu_r",
+                                 norm=TwoSlopeNorm(0.0, -lim, lim))
+        fig.colorbar(mesh2, ax=a2, label=ALIGN_LABEL)
+        a2.set_title(f"alignment (chance ±{a.chance_alignment:.3f})", fontsize=10)
     return fig
-
-
-def _rows_axis(ax, labels: List[str]):
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=7 if len(labels) < 16 else 5)
-    ax.set_xlabel("position in context (tokens)")
-    ax.set_ylabel("state / inner step (top = embeddings)")
-
-
-def _short(site: str) -> str:
-    from .load import site_label
-    return site_label(site)

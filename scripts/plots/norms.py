@@ -8,7 +8,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
-from .inner import _ragged, mark_position0
+from .heatmap import POSITION_LABEL, position_heatmap, ragged
 from .load import Analysis, FreqBin, State
 from .style import KIND_COLOR, band, cmap, depth_axis, legend, new_figure, skip_panel
 
@@ -54,22 +54,18 @@ def fig_norms(block: Analysis, sublayer: Optional[Analysis] = None) -> Figure:
     legend(a1)
     a1.grid(alpha=0.3, which="both")
 
-    m = _ragged([s.norm_by_position for s in st])
+    m = ragged([s.norm_by_position for s in st])
     finite = m[np.isfinite(m)]
+    a2.set_ylabel("state s_k (top = embeddings)")
     if m.size == 0 or finite.size == 0:
-        a2.set_xlabel("position in context (tokens)")
-        a2.set_ylabel("state")
+        a2.set_xlabel(POSITION_LABEL)
         skip_panel(a2, "norm_by_position is empty", "norm by position")
     else:
         # Position 0 often carries much larger norms; a log colour scale keeps the rest visible.
-        norm = LogNorm(finite.min(), finite.max()) if finite.min() > 0 else Normalize(finite.min(), finite.max())
-        im = a2.imshow(m, aspect="auto", cmap="viridis", interpolation="nearest", norm=norm)
-        fig.colorbar(im, ax=a2, label=f"mean ‖s_k‖ ({'log ' if isinstance(norm, LogNorm) else ''}colour)")
-        a2.set_yticks(range(len(st)))
-        a2.set_yticklabels([s.label for s in st], fontsize=7 if len(st) < 16 else 5)
-        a2.set_xlabel("position in context (tokens)")
-        a2.set_ylabel("state (top = embeddings)")
-        mark_position0(a2, len(st), "tab:red")
+        log = finite.min() > 0
+        norm = LogNorm(finite.min(), finite.max()) if log else Normalize(finite.min(), finite.max())
+        mesh = position_heatmap(a2, m, [s.label for s in st], "tab:red", cmap="viridis", norm=norm)
+        fig.colorbar(mesh, ax=a2, label=f"mean ‖s_k‖ ({'log ' if log else ''}colour scale)")
         a2.set_title("norm by layer and position", fontsize=10)
 
     ratios = [position0_ratio(s.norm_by_position) for s in st]

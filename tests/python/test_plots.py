@@ -119,7 +119,7 @@ class FigureFunctions(unittest.TestCase):
     def test_f4_norms_marks_position_zero(self):
         fig = plots.fig_norms(self.fx.block, self.fx.sublayer)
         self.check(fig)
-        self.assertTrue(any(a.get_text() == "position 0" for ax in fig.axes for a in ax.texts))
+        self.assertTrue(any(a.get_text() == "◀ position 0" for ax in fig.axes for a in ax.texts))
 
     def test_f5_norm_vs_frequency_includes_token_tables(self):
         fig = plots.fig_norm_freq(self.fx.block)
