@@ -395,8 +395,9 @@ def load_metrics(path: str) -> Metrics:
         o = c.obj(raw)
         event = c.string(o, "event")
         if event == "train":
-            tr.append((c.num(o, "step"), c.num(o, "loss"), c.opt_num(o, "lr") or math.nan,
-                       c.opt_num(o, "tokens") or math.nan))
+            lr, tokens = c.opt_num(o, "lr"), c.opt_num(o, "tokens")
+            tr.append((c.num(o, "step"), c.num(o, "loss"), math.nan if lr is None else lr,
+                       math.nan if tokens is None else tokens))
         elif event == "eval":
             ev.append((c.num(o, "step"), c.num(o, "val_loss"), c.num(o, "val_bpb")))
     if not tr:

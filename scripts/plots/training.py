@@ -30,7 +30,7 @@ def fig_training(m: Metrics) -> Figure:
     best = int(np.nanargmin(m.val_bpb)) if np.isfinite(m.val_bpb).any() else None
     if best is not None:
         a2.annotate(f"best {m.val_bpb[best]:.3f}", (m.eval_step[best], m.val_bpb[best]),
-                    textcoords="offset points", xytext=(-10, 8), fontsize=7)
+                    textcoords="offset points", xytext=(-45, 8), fontsize=7)
     a2.set_title("validation bits/byte", fontsize=10)
     legend(a2)
     a2.grid(alpha=0.3)
