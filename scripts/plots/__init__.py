@@ -19,3 +19,7 @@ FIGURES = {
     "f5": fig_norm_freq, "f6": fig_evolution, "f7": fig_position_heatmaps,
     "f8": fig_synthetic_icl, "train": fig_training,
 }
+
+__all__ = ["Analysis", "InputError", "load_analysis", "load_analysis_jsonl", "load_metrics",
+           "load_synthetic_icl", "position0_ratio", "save", "FIGURES", *sorted(
+               n for n in dir() if n.startswith("fig_"))]

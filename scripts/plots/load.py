@@ -7,6 +7,14 @@ whose one-line message names the file and the key path (e.g.
 Optional keys (`by_freq`, `freq_bins`, `tables`, `loss_by_position`, ...) are
 returned as None when absent; figures then skip the panel with a note.
 Unknown extra keys are ignored, so the analyzer may add fields freely.
+
+Token-frequency data is accepted in two shapes: the issue's (`norm_freq_spearman`
+number, `freq_bins` [{lo, hi, count, norm_mean, loss_mean}], tables'
+`spearman_vs_freq`) and the analyzer's (src/analysis/report.cpp: objects keyed by
+"current"/"target" token, `norm_by_frequency` / `by_frequency` bins with
+count_lo, count_hi, positions, norm, loss). Both are optional: an analysis run
+without frequency bins has neither, and the correlations read as NaN.
+A statistics object that is present but null (not computed) reads as all NaN.
 """
 from __future__ import annotations
 
@@ -125,7 +133,10 @@ class _Check:
         return np.array([c._as_num(x, i) for i, x in enumerate(v)], dtype=float)
 
     def stats(self, o: dict, key: str) -> "Stats":
-        s = self.obj(self.get(o, key), key)
+        v = self.get(o, key)
+        if v is None:  # present but not computed (e.g. a control switched off): all NaN
+            return Stats(*(math.nan,) * len(STATS_KEYS))
+        s = self.obj(v, key)
         c = self.at(key)
         return Stats(*(c.num(s, k) for k in STATS_KEYS))
 
@@ -259,15 +270,52 @@ def site_label(site: str) -> str:
 
 # ----------------------------------------------------------------------------- parsers
 
-def _freq_bins(c: _Check, o: dict, key: str) -> Optional[List[FreqBin]]:
-    if key not in o or o[key] is None:
+def _pick_variant(c: _Check, o: dict, keys: Tuple[str, ...]):
+    """(checker, value) of the first present key; a {"current": .., "target": ..} object
+    (per-token grouping by the current or the target token) yields its "current" entry."""
+    for key in keys:
+        if key in o and o[key] is not None:
+            v, cv = o[key], c.at(key)
+            if isinstance(v, dict):
+                for sub in ("current", "target"):
+                    if sub in v and v[sub] is not None:
+                        return cv.at(sub), v[sub]
+                cv.fail(None, "expected a value or an object with 'current' or 'target'")
+            return cv, v
+    return None, None
+
+
+def _spearman(c: _Check, o: dict, keys: Tuple[str, ...]) -> float:
+    """Norm-vs-frequency rank correlation; NaN when the analysis ran without frequency bins."""
+    cv, v = _pick_variant(c, o, keys)
+    return math.nan if cv is None else cv._as_num(v, None)
+
+
+def _freq_bins(c: _Check, o: dict, keys: Tuple[str, ...], norm_keys=("norm_mean", "norm"),
+               loss_keys=("loss_mean", "loss")) -> Optional[List[FreqBin]]:
+    """Frequency bins as [{lo, hi, count, norm_mean, loss_mean}] or the analyzer's
+    [{count_lo, count_hi, positions, norm, loss}] (optionally under "current")."""
+    cl, v = _pick_variant(c, o, keys)
+    if cl is None:
         return None
+    if not isinstance(v, list):
+        cl.fail(None, f"expected a list of frequency bins, got {type(v).__name__}")
+
+    def first(cb: _Check, b: dict, names: Tuple[str, ...], required: bool = True):
+        for n in names:
+            if n in b:
+                return cb.num(b, n)
+        if required:
+            cb.fail(names[0], "missing key" + (f" (or {', '.join(names[1:])})" if len(names) > 1 else ""))
+        return None
+
     bins = []
-    for i, b in enumerate(c.lst(o, key)):
-        cb = c.at(key).at(i)
+    for i, b in enumerate(v):
+        cb = cl.at(i)
         b = cb.obj(b)
-        bins.append(FreqBin(cb.num(b, "lo"), cb.num(b, "hi"), cb.num(b, "count"),
-                            cb.num(b, "norm_mean"), cb.opt_num(b, "loss_mean")))
+        bins.append(FreqBin(first(cb, b, ("lo", "count_lo")), first(cb, b, ("hi", "count_hi")),
+                            first(cb, b, ("count", "positions", "rows")), first(cb, b, norm_keys),
+                            first(cb, b, loss_keys, required=False)))
     return bins
 
 
@@ -334,8 +382,8 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
         states.append(State(
             site=site, depth=depth_of(cs, "site", site), loss=cs.num(s, "loss"),
             norm=cs.stats(s, "norm"), norm_by_position=cs.nums(s, "norm_by_position"),
-            norm_freq_spearman=cs.num(s, "norm_freq_spearman"),
-            freq_bins=_freq_bins(cs, s, "freq_bins"), loss_by_position=lbp))
+            norm_freq_spearman=_spearman(cs, s, ("norm_freq_spearman",)),
+            freq_bins=_freq_bins(cs, s, ("freq_bins", "norm_by_frequency")), loss_by_position=lbp))
 
     tables = {}
     if top.get("tables") is not None:
@@ -343,8 +391,9 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
         for name, t in ct.obj(top["tables"], None).items():
             cn = ct.at(name)
             t = cn.obj(t)
-            tables[name] = Table(name, cn.stats(t, "norm"), cn.num(t, "spearman_vs_freq"),
-                                 _freq_bins(cn, t, "freq_bins"))
+            tables[name] = Table(name, cn.stats(t, "norm"),
+                                 _spearman(cn, t, ("spearman_vs_freq", "norm_freq_spearman")),
+                                 _freq_bins(cn, t, ("freq_bins", "by_frequency")))
 
     step_val = top.get("step")
     return Analysis(

@@ -9,7 +9,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from .heatmap import POSITION_LABEL, position_heatmap, ragged
-from .load import Analysis, FreqBin, State
+from .load import Analysis, FreqBin
 from .style import KIND_COLOR, band, cmap, depth_axis, legend, new_figure, skip_panel
 
 NORM_LABEL = "L2 norm (representation units)"
@@ -127,7 +127,7 @@ def fig_norm_freq(a: Analysis) -> Figure:
                 a1.plot(*curve, color="black", linestyle=ls, marker="x", linewidth=1.4,
                         label=f"{t.name} table rows")
                 drawn += 1
-    a1.set_xlabel("token frequency in the training corpus (bin centre, log scale)")
+    a1.set_xlabel("token count in the training corpus (bin centre, log scale)")
     a1.set_ylabel("binned mean norm / overall mean norm (ratio)")
     if drawn == 0:
         skip_panel(a1, "no freq_bins in states or tables", "binned norms")
@@ -153,7 +153,7 @@ def fig_norm_freq(a: Analysis) -> Figure:
     a2.set_xticklabels(labels, fontsize=6 if len(labels) > 10 else 7, rotation=60 if len(labels) > 8 else 0)
     a2.set_ylim(-1.05, 1.05)
     a2.set_xlabel("state along depth (tables at the ends)")
-    a2.set_ylabel("Spearman ρ(norm, token frequency)")
+    a2.set_ylabel("Spearman ρ(norm, token count in corpus)")
     a2.set_title("rank correlation per layer" + ("" if a.tables else " (no tables in file)"), fontsize=10)
     a2.grid(alpha=0.3, axis="y")
     return fig

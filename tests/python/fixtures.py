@@ -143,3 +143,26 @@ def write_layout(out: str, settings=("tiny",), ckpt_steps=(50, 100), n_layers: i
         f.write("metalm train --config configs/tiny.json --run tiny/run\n"
                 "metalm analyze --checkpoint tiny/run/ckpt --out tiny/analysis/step100_block.json\n")
     return out
+
+
+def to_analyzer_style(a: Dict) -> Dict:
+    """The same analysis in the shape src/analysis/report.cpp writes for frequency data:
+    correlations and bins keyed by "current"/"target" token, count_lo/count_hi bins."""
+    a = json.loads(json.dumps(a))
+
+    def bins(bs, norm_key="norm"):
+        return [{"bin": i, "count_lo": b["lo"], "count_hi": b["hi"], "positions": b["count"],
+                 norm_key: b["norm_mean"], "loss": b.get("loss_mean")} for i, b in enumerate(bs)]
+
+    for s in a["states"]:
+        rho = s.pop("norm_freq_spearman")
+        s["norm_freq_spearman"] = {"current": rho, "target": -rho}
+        if "freq_bins" in s:
+            s["norm_by_frequency"] = {"current": bins(s.pop("freq_bins")), "target": []}
+    for t in a.get("tables", {}).values():
+        t["norm_freq_spearman"] = t.pop("spearman_vs_freq")
+        if "freq_bins" in t:
+            t["by_frequency"] = bins(t.pop("freq_bins"))
+    for st in a["steps"]:
+        st["step_size_random_target"] = None
+    return a

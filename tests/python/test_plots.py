@@ -174,6 +174,36 @@ class Validation(unittest.TestCase):
         a = parse_analysis(raw, "f.json")
         self.assertTrue(math.isnan(a.steps[0].alignment.std))
 
+    def test_analyzer_style_frequency_data_reads_like_the_issue_schema(self):
+        raw = fx.make_analysis()
+        a = parse_analysis(raw, "issue.json")
+        b = parse_analysis(fx.to_analyzer_style(raw), "analyzer.json")
+        self.assertEqual([s.norm_freq_spearman for s in a.states], [s.norm_freq_spearman for s in b.states])
+        self.assertEqual(a.states[2].freq_bins, b.states[2].freq_bins)
+        self.assertEqual(a.tables["unembedding"], b.tables["unembedding"])
+        assert_labelled(self, plots.fig_norm_freq(b))
+
+    def test_without_frequency_data_correlations_are_nan(self):
+        raw = fx.make_analysis(with_optional=False)
+        for s in raw["states"]:
+            del s["norm_freq_spearman"]
+        a = parse_analysis(raw, "f.json")
+        self.assertTrue(all(math.isnan(s.norm_freq_spearman) for s in a.states))
+        self.assertEqual(a.tables, {})
+
+    def test_null_statistics_object_reads_as_nan(self):
+        raw = fx.make_analysis()
+        raw["steps"][0]["alignment_random_target"] = None
+        a = parse_analysis(raw, "f.json")
+        self.assertTrue(math.isnan(a.steps[0].alignment_random_target.mean))
+
+    def test_malformed_frequency_bin_names_its_path(self):
+        raw = fx.to_analyzer_style(fx.make_analysis())
+        del raw["states"][1]["norm_by_frequency"]["current"][3]["norm"]
+        with self.assertRaisesRegex(InputError, r"states\[1\]\.norm_by_frequency\.current\[3\]\.norm_mean: "
+                                                r"missing key \(or norm\)"):
+            parse_analysis(raw, "f.json")
+
     def test_sites_map_to_a_common_depth_axis(self):
         b = parse_analysis(fx.make_analysis(n_layers=3, granularity="block"), "b")
         s = parse_analysis(fx.make_analysis(n_layers=3, granularity="sublayer"), "s")
