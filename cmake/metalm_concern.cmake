@@ -63,6 +63,8 @@ function(metalm_test name)
     METALM_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     METALM_BINARY_DIR="${PROJECT_BINARY_DIR}")
   target_precompile_headers(test_${name} REUSE_FROM metalm_pch)
-  gtest_discover_tests(test_${name} DISCOVERY_MODE PRE_TEST
-    PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
+  # One ctest entry per suite binary: loading libtorch costs about a second,
+  # too much to pay once per test case.
+  add_test(NAME ${name} COMMAND test_${name})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
 endfunction()

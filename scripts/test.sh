@@ -8,5 +8,5 @@ scripts/build.sh
 build=${BUILD_DIR:-build}
 # Tests run two at a time; each uses one torch thread so they do not fight
 # over the two cores (the thread-count behaviour is tested explicitly).
-export OMP_WAIT_POLICY=passive
+export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" "$@"
