@@ -1,0 +1,64 @@
+// `metalm generate`: samples a continuation of a prompt from a checkpoint and
+// prints prompt + continuation as text.
+#include <iostream>
+
+#include "command.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/core/threads.hpp"
+#include "metalm/data/tokenizer.hpp"
+#include "metalm/train/checkpoint.hpp"
+
+namespace metalm::cli {
+namespace {
+
+const Registration generate_command{"generate", [](CLI::App& app, const GlobalOptions& global) {
+  struct Options {
+    std::string checkpoint, prompt;
+    int64_t max_new_tokens = 200, top_k = 0;
+    double temperature = 1.0;
+    uint64_t seed = 1337;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("generate", "print the prompt and a sampled continuation");
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory, or a run directory (its newest checkpoint)")
+      ->type_name("DIR")
+      ->required();
+  cmd->add_option("--prompt", o->prompt, "text to continue; empty: start after an end-of-text token")
+      ->type_name("TEXT");
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to sample")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--temperature", o->temperature, "softmax temperature; 0 means greedy")
+      ->type_name("T")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "sample among the K most likely tokens; 0 means all")
+      ->type_name("K")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the sampler")->type_name("S")->capture_default_str();
+
+  return std::function<int()>([o, &global]() {
+    set_threads(global.threads);
+    LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint);
+    if (ckpt.state.tokenizer.empty())
+      throw ConfigError(ckpt.path + " records no tokenizer, so text cannot be generated");
+    const auto tok = make_tokenizer(ckpt.state.tokenizer);
+    if (tok->vocab_size() > ckpt.config.model.vocab_size)
+      throw FormatError("tokenizer " + ckpt.state.tokenizer + " has " + std::to_string(tok->vocab_size()) +
+                        " ids, more than the model's vocab_size " + std::to_string(ckpt.config.model.vocab_size));
+    std::vector<int64_t> prompt = tok->encode(o->prompt);
+    const bool empty_prompt = prompt.empty();
+    if (empty_prompt) prompt.push_back(tok->eot_id());
+    const auto out = ckpt.model->generate(at::tensor(prompt, at::kLong), o->max_new_tokens, o->temperature,
+                                          o->top_k, o->seed);  // [T + max_new_tokens]
+    const auto* p = out.data_ptr<int64_t>();
+    std::vector<int64_t> ids(p + (empty_prompt ? 1 : 0), p + out.numel());
+    std::cout << tok->decode(ids) << "\n";
+    return 0;
+  });
+}};
+
+}  // namespace
+}  // namespace metalm::cli

@@ -1,0 +1,51 @@
+// `metalm train`: trains a model from a config into a run directory, or
+// resumes the newest checkpoint of one.
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "command.hpp"
+#include "metalm/config/json.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/train/trainer.hpp"
+
+namespace metalm::cli {
+namespace {
+
+const Registration train_command{"train", [](CLI::App& app, const GlobalOptions& global) {
+  struct Options {
+    std::string config;
+    std::vector<std::string> overrides;
+    std::string run_dir;
+    bool resume = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("train", "train a model (metrics, evaluations and checkpoints in a run directory)");
+  add_config_options(*cmd, o->config, o->overrides, false);
+  cmd->add_option("--run-dir", o->run_dir, "run directory (default: runs/<config name>)")->type_name("DIR");
+  cmd->add_flag("--resume", o->resume,
+                "continue from the newest checkpoint of the run directory (config: --config, else RUN_DIR/config.json)");
+
+  return std::function<int()>([o, &global]() {
+    std::string config_path = o->config;
+    if (config_path.empty()) {
+      const std::string saved = o->run_dir.empty() ? "" : (std::filesystem::path(o->run_dir) / "config.json").string();
+      if (!o->resume || saved.empty() || !std::filesystem::exists(saved))
+        throw ConfigError("train needs --config FILE (or --resume --run-dir DIR of a run with a config.json)");
+      config_path = saved;
+    }
+    const RunConfig config = load_run_config(config_path, o->overrides);
+    TrainerOptions options;
+    options.run_dir = o->run_dir.empty() ? "runs/" + config.name : o->run_dir;
+    options.resume = o->resume;
+    options.threads = global.threads;
+    Trainer trainer(config, options);
+    const TrainSummary s = trainer.run();
+    spdlog::info("done: step {} | val loss {:.4f} (best {:.4f}) | {:.0f} tok/s | {}", s.end_step, s.last_val_loss,
+                 s.best_val_loss, s.tokens_per_s, options.run_dir);
+    return 0;
+  });
+}};
+
+}  // namespace
+}  // namespace metalm::cli

@@ -1,0 +1,118 @@
+// The outer loop: trains a CausalTransformer on a prepared dataset into a run
+// directory, evaluating, analysing, logging and checkpointing as it goes.
+//
+// Step numbering: "step s" is the model after s optimizer updates (step 0 is
+// the untrained model). At every step boundary, in this order: the train
+// metrics line (every log_every steps), the evaluation (step 0, every
+// eval_every steps and the last step), the analysis (every analysis.every
+// steps), then the checkpoint (every ckpt_every steps, the last step, the
+// save_steps, and whenever the validation loss improves on the best so far).
+// Everything recorded for step s precedes the checkpoint of step s, so a run
+// resumed from it drops the metric lines after s and rewrites them.
+//
+// RUN_DIR/
+//   config.json            the resolved config
+//   metrics.jsonl          {"event":"train",...} and {"event":"eval",...} lines
+//   analysis.jsonl         one analysis per line, with "step" (analysis.every > 0)
+//   best.json              {"step","val_loss","checkpoint"} of the best validation loss
+//   checkpoints/step_N/    see checkpoint.hpp
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "metalm/config/config.hpp"
+#include "metalm/data/dataset_meta.hpp"
+#include "metalm/data/token_dataset.hpp"
+#include "metalm/model/causal_transformer.hpp"
+
+namespace torch::optim {
+class AdamW;
+}
+
+namespace metalm {
+
+// Analyses a model on fixed validation batches and returns one JSON object
+// (the trainer adds "step" and appends it to analysis.jsonl).
+using AnalysisFn = std::function<nlohmann::json(CausalTransformer& model, const std::vector<Batch>& batches,
+                                                const RunConfig& config, const DatasetMeta& meta)>;
+
+// The library's inner-optimization analysis (analysis/), as the trainer's
+// default AnalysisFn.
+AnalysisFn default_analysis();
+
+struct TrainerOptions {
+  std::string run_dir;     // required
+  bool resume = false;     // continue from the newest checkpoint of run_dir
+  int threads = 0;         // > 0: overrides train.threads
+  int64_t stop_at = 0;     // > 0: stop after this step, checkpointed, as if interrupted
+  AnalysisFn analysis = default_analysis();
+};
+
+struct TrainSummary {
+  int64_t start_step = 0, end_step = 0;
+  std::vector<double> losses;  // training loss of each update of this call, in order
+  double last_val_loss = std::numeric_limits<double>::quiet_NaN();
+  double best_val_loss = std::numeric_limits<double>::infinity();
+  double tokens_per_s = 0;     // over the updates of this call
+};
+
+class Trainer {
+ public:
+  // Prepares the run directory (refusing one with checkpoints unless
+  // resume), the data, the model and the optimizer; on resume restores the
+  // newest checkpoint. Throws ConfigError/IoError/FormatError.
+  Trainer(RunConfig config, TrainerOptions options);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains to train.steps (or stop_at). Throws NumericError on a non-finite
+  // loss or gradient, without checkpointing the diverged state.
+  TrainSummary run();
+
+  int64_t step() const { return step_; }
+  CausalTransformer& model() { return model_; }
+  const RunConfig& config() const { return config_; }
+
+ private:
+  struct StepResult {
+    double loss, grad_norm, lr;
+  };
+  StepResult train_step();
+  void at_boundary(int64_t step, bool last);
+  double evaluate(int64_t step);
+  void analyse(int64_t step);
+  void checkpoint(int64_t step);
+  std::string last_good_checkpoint() const;
+
+  RunConfig config_;
+  TrainerOptions options_;
+  DatasetMeta meta_;
+  std::unique_ptr<TokenDataset> train_data_, val_data_;
+  std::unique_ptr<RandomWindowSampler> sampler_;
+  std::vector<Batch> eval_batches_, analysis_batches_;
+  CausalTransformer model_{nullptr};
+  std::vector<at::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  struct Logs;
+  std::unique_ptr<Logs> logs_;
+
+  int64_t step_ = 0;
+  double best_val_loss_ = std::numeric_limits<double>::infinity();
+  int64_t best_step_ = -1;
+  double last_val_loss_ = std::numeric_limits<double>::quiet_NaN();
+  bool improved_ = false;  // the evaluation of the current boundary set a new best
+  double elapsed_before_ = 0;  // seconds trained before this process (resume)
+  std::chrono::steady_clock::time_point start_;  // of run()
+  double elapsed() const;  // seconds of training, across resumes
+};
+
+}  // namespace metalm

@@ -1,0 +1,16 @@
+// The trainer's default analysis: the inner-optimization analysis of
+// analysis/ (analyze_model) on the run's fixed validation windows, with the
+// training-corpus token counts of the dataset's meta.json.
+#include "metalm/analysis/analyze_model.hpp"
+#include "metalm/train/trainer.hpp"
+
+namespace metalm {
+
+AnalysisFn default_analysis() {
+  return [](CausalTransformer& model, const std::vector<Batch>& batches, const RunConfig& config,
+            const DatasetMeta& meta) {
+    return analyze_model(model, batches, AnalysisOptions::from_config(config.analysis), &meta);
+  };
+}
+
+}  // namespace metalm

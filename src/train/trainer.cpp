@@ -1,0 +1,293 @@
+#include "metalm/train/trainer.hpp"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+#include <torch/optim/adamw.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "metalm/config/json.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/core/threads.hpp"
+#include "metalm/train/checkpoint.hpp"
+#include "metalm/train/evaluate.hpp"
+#include "metalm/train/jsonl_log.hpp"
+#include "metalm/train/lr_schedule.hpp"
+#include "metalm/train/optimizer.hpp"
+#include "metalm/train/retention.hpp"
+#include "metalm/train/rng_state.hpp"
+
+namespace fs = std::filesystem;
+
+namespace metalm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string format_duration(double s) {
+  const auto total = static_cast<int64_t>(std::max(0.0, s) + 0.5);
+  const int64_t h = total / 3600, m = (total / 60) % 60, sec = total % 60;
+  if (h > 0) return fmt::format("{}h{:02d}m", h, m);
+  if (m > 0) return fmt::format("{}m{:02d}s", m, sec);
+  return fmt::format("{}s", sec);
+}
+
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+}  // namespace
+
+struct Trainer::Logs {
+  JsonlLog metrics;
+  std::unique_ptr<JsonlLog> analysis;
+};
+
+Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(config)), options_(std::move(options)) {
+  resolve(config_);
+  const TrainConfig& tc = config_.train;
+  if (options_.run_dir.empty()) throw ConfigError("no run directory given");
+  const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
+
+  const auto existing = list_checkpoints(options_.run_dir);
+  if (!options_.resume && !existing.empty())
+    throw ConfigError("run directory " + options_.run_dir + " already has checkpoints (newest: " +
+                      fs::path(existing.back()).filename().string() +
+                      "); pass --resume to continue it, or choose another --run-dir");
+  if (options_.resume && existing.empty())
+    throw ConfigError("nothing to resume: no complete checkpoint in " + options_.run_dir + "/checkpoints");
+
+  // Data: the training windows come from a counter-based sampler (its state
+  // is one integer), the evaluation windows are fixed for the whole run.
+  const fs::path data_dir(config_.data.dir);
+  meta_ = read_dataset_meta(data_dir.string());
+  if (meta_.vocab_size > config_.model.vocab_size)
+    throw ConfigError("model.vocab_size = " + std::to_string(config_.model.vocab_size) + " is smaller than the " +
+                      "dataset's vocabulary (" + std::to_string(meta_.vocab_size) + " in " + data_dir.string() + ")");
+  train_data_ = std::make_unique<TokenDataset>((data_dir / "train.bin").string());
+  val_data_ = std::make_unique<TokenDataset>((data_dir / "val.bin").string());
+  sampler_ = std::make_unique<RandomWindowSampler>(*train_data_, tc.batch_size, tc.seq_len,
+                                                   static_cast<uint64_t>(tc.seed));
+  eval_batches_ = fixed_eval_batches(*val_data_, tc.eval_batches, tc.batch_size, tc.seq_len);
+  if (config_.analysis.every > 0)
+    analysis_batches_ = fixed_eval_batches(*val_data_, config_.analysis.batches, config_.analysis.batch_size,
+                                           tc.seq_len);
+
+  // Model: a fresh run draws its initial weights from the seeded global
+  // generator, which then drives dropout; a resumed run takes weights and
+  // generator state from the checkpoint.
+  std::string resumed_from;
+  CheckpointState state;
+  if (options_.resume) {
+    LoadedCheckpoint ckpt = load_checkpoint(options_.run_dir);
+    if (to_json(ckpt.config.model) != to_json(config_.model))
+      throw ConfigError("the model config differs from the checkpoint's (" + ckpt.path +
+                        "/config.json); resume with the run's own config.json");
+    if (!ckpt.has_optimizer) throw FormatError(ckpt.path + ": no optimizer state, cannot resume training");
+    model_ = ckpt.model;
+    state = ckpt.state;
+    resumed_from = ckpt.path;
+  } else {
+    torch::manual_seed(static_cast<uint64_t>(tc.seed));
+    model_ = CausalTransformer(config_.model);
+  }
+  model_->train();
+  params_ = model_->parameters();
+  optimizer_ = make_optimizer(model_, tc);
+
+  if (options_.resume) {
+    load_optimizer_state(resumed_from, *optimizer_);
+    step_ = state.step;
+    best_val_loss_ = state.best_val_loss;
+    best_step_ = state.extra.value("best_step", int64_t{-1});
+    elapsed_before_ = state.extra.value("elapsed_s", 0.0);
+    sampler_->restore(state.sampler);
+    restore_rng_state(state.rng);
+    for (const auto& dir : remove_incomplete_checkpoints(options_.run_dir))
+      spdlog::warn("removed the incomplete checkpoint {}", dir);
+    spdlog::info("resuming from {} (step {})", resumed_from, step_);
+  }
+
+  fs::create_directories(options_.run_dir);
+  write_json_file((fs::path(options_.run_dir) / "config.json").string(), to_json(config_));
+  const int64_t keep = options_.resume ? step_ : -1;
+  logs_ = std::make_unique<Logs>(Logs{JsonlLog((fs::path(options_.run_dir) / "metrics.jsonl").string(), keep), {}});
+  if (config_.analysis.every > 0)
+    logs_->analysis = std::make_unique<JsonlLog>((fs::path(options_.run_dir) / "analysis.jsonl").string(), keep);
+
+  int64_t n_params = 0;
+  for (const auto& p : params_) n_params += p.numel();
+  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} threads, data {}", config_.name, n_params, tc.steps,
+               tc.batch_size * tc.seq_len * tc.grad_accum, threads, data_dir.string());
+}
+
+Trainer::~Trainer() = default;
+
+Trainer::StepResult Trainer::train_step() {
+  const TrainConfig& tc = config_.train;
+  const double lr = lr_at(tc, step_);
+  set_learning_rate(*optimizer_, lr);
+  optimizer_->zero_grad();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
+    const Batch batch = sampler_->next();
+    const auto logits = model_->forward(batch.inputs);  // [B, T, V]
+    const auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}));
+    const double value = loss.item<double>();
+    if (!std::isfinite(value))
+      throw NumericError(fmt::format("non-finite training loss ({}) at step {}; stopped without saving the "
+                                     "diverged state; last good checkpoint: {}",
+                                     value, step_ + 1, last_good_checkpoint()));
+    // Mean over micro-batches, so the gradient does not depend on grad_accum.
+    (loss / static_cast<double>(tc.grad_accum)).backward();
+    loss_sum += value;
+  }
+  const double norm = global_grad_norm(params_);
+  if (!std::isfinite(norm))
+    throw NumericError(fmt::format("non-finite gradient norm ({}) at step {}; stopped without saving the "
+                                   "diverged state; last good checkpoint: {}",
+                                   norm, step_ + 1, last_good_checkpoint()));
+  clip_gradients(params_, norm, tc.grad_clip);
+  optimizer_->step();
+  ++step_;
+  return {loss_sum / static_cast<double>(tc.grad_accum), norm, lr};
+}
+
+TrainSummary Trainer::run() {
+  const TrainConfig& tc = config_.train;
+  const int64_t end = options_.stop_at > 0 ? std::min(options_.stop_at, tc.steps) : tc.steps;
+  const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum;
+  TrainSummary summary;
+  summary.start_step = step_;
+  start_ = Clock::now();
+
+  // A resumed run already recorded everything of its checkpoint's step.
+  if (step_ == 0 && !options_.resume) at_boundary(0, end == 0);
+
+  double train_seconds = 0, interval_seconds = 0;
+  int64_t interval_steps = 0;
+  while (step_ < end) {
+    const auto t0 = Clock::now();
+    const StepResult r = train_step();
+    const double dt = seconds_since(t0);
+    train_seconds += dt;
+    interval_seconds += dt;
+    ++interval_steps;
+    summary.losses.push_back(r.loss);
+
+    if (step_ % std::max<int64_t>(1, tc.log_every) == 0 || step_ == end) {
+      const double tps = static_cast<double>(interval_steps * tokens_per_step) / std::max(interval_seconds, 1e-9);
+      const double elapsed = this->elapsed();
+      logs_->metrics.write({{"event", "train"},
+                            {"step", step_},
+                            {"loss", r.loss},
+                            {"lr", r.lr},
+                            {"grad_norm", r.grad_norm},
+                            {"tokens", step_ * tokens_per_step},
+                            {"tokens_per_s", tps},
+                            {"elapsed_s", elapsed}});
+      const double eta = static_cast<double>(end - step_) * train_seconds /
+                         static_cast<double>(step_ - summary.start_step);
+      spdlog::info("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | ETA {}", step_, tc.steps,
+                   r.loss, r.lr, r.grad_norm, tps, format_duration(eta));
+      interval_seconds = 0;
+      interval_steps = 0;
+    }
+    at_boundary(step_, step_ == end);
+  }
+
+  summary.end_step = step_;
+  summary.best_val_loss = best_val_loss_;
+  summary.last_val_loss = last_val_loss_;
+  summary.tokens_per_s = train_seconds > 0
+                             ? static_cast<double>((step_ - summary.start_step) * tokens_per_step) / train_seconds
+                             : 0.0;
+  return summary;
+}
+
+void Trainer::at_boundary(int64_t step, bool last) {
+  const TrainConfig& tc = config_.train;
+  improved_ = false;
+  const bool final_step = step == tc.steps;
+  if (final_step || (tc.eval_every > 0 && step % tc.eval_every == 0)) evaluate(step);
+  if (config_.analysis.every > 0 && (step % config_.analysis.every == 0 || final_step)) analyse(step);
+  const bool periodic = tc.ckpt_every > 0 && step > 0 && step % tc.ckpt_every == 0;
+  if (last || periodic || contains(tc.save_steps, step) || (improved_ && step > 0)) checkpoint(step);
+}
+
+double Trainer::evaluate(int64_t step) {
+  const auto t0 = Clock::now();
+  const EvalResult r = evaluate_batches(model_, eval_batches_);
+  if (!std::isfinite(r.loss))
+    throw NumericError(fmt::format("non-finite validation loss ({}) at step {}; last good checkpoint: {}", r.loss,
+                                   step, last_good_checkpoint()));
+  const double bpb = r.bits_per_byte(meta_.bytes_per_token(meta_.val));
+  logs_->metrics.write({{"event", "eval"},
+                        {"step", step},
+                        {"val_loss", r.loss},
+                        {"val_ppl", r.perplexity()},
+                        {"val_bpb", finite_or_null(bpb)}});
+  last_val_loss_ = r.loss;
+  if (r.loss < best_val_loss_) {
+    best_val_loss_ = r.loss;
+    improved_ = true;
+  }
+  spdlog::info("eval step {} | val loss {:.4f} | ppl {:.2f} | {:.3f} bits/byte | {:.1f}s", step, r.loss,
+               r.perplexity(), bpb, seconds_since(t0));
+  return r.loss;
+}
+
+void Trainer::analyse(int64_t step) {
+  if (!options_.analysis) {
+    spdlog::warn("analysis.every = {} but no analysis is available; skipped", config_.analysis.every);
+    return;
+  }
+  const auto t0 = Clock::now();
+  // The analysis must not shift the dropout stream of training.
+  nlohmann::json result =
+      preserving_rng_state([&] { return options_.analysis(model_, analysis_batches_, config_, meta_); });
+  nlohmann::json line = {{"step", step}};
+  line.update(result);
+  line["step"] = step;
+  logs_->analysis->write(line);
+  spdlog::info("analysis step {} | {:.1f}s", step, seconds_since(t0));
+}
+
+void Trainer::checkpoint(int64_t step) {
+  CheckpointState state;
+  state.step = step;
+  state.tokenizer = meta_.tokenizer;
+  if (improved_) best_step_ = step;
+  state.best_val_loss = best_val_loss_;
+  state.rng = capture_rng_state();
+  state.sampler = sampler_->state();
+  state.extra = {{"elapsed_s", elapsed()}, {"best_step", best_step_}, {"tokens",
+                 step * config_.train.batch_size * config_.train.seq_len * config_.train.grad_accum}};
+  const std::string dir = checkpoint_dir(options_.run_dir, step);
+  save_checkpoint(dir, config_, model_, optimizer_.get(), state);
+  if (improved_)
+    write_json_file((fs::path(options_.run_dir) / "best.json").string(),
+                    {{"step", step},
+                     {"val_loss", best_val_loss_},
+                     {"checkpoint", fs::relative(dir, options_.run_dir).string()}});
+  RetentionPolicy policy{config_.train.keep_last, config_.train.save_steps, best_step_};
+  for (const auto& removed : prune_checkpoints(options_.run_dir, policy)) spdlog::debug("removed {}", removed);
+  spdlog::info("checkpoint {}", dir);
+}
+
+double Trainer::elapsed() const { return elapsed_before_ + seconds_since(start_); }
+
+std::string Trainer::last_good_checkpoint() const {
+  const auto all = list_checkpoints(options_.run_dir);
+  return all.empty() ? std::string("none") : all.back();
+}
+
+}  // namespace metalm

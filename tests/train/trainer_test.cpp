@@ -1,0 +1,189 @@
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "metalm/config/json.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/train/checkpoint.hpp"
+#include "metalm/train/retention.hpp"
+#include "metalm/train/trainer.hpp"
+#include "train_fixture.hpp"
+
+namespace fs = std::filesystem;
+
+namespace metalm {
+namespace {
+
+std::vector<nlohmann::json> read_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The fields of metrics lines that must not depend on timing.
+std::vector<nlohmann::json> deterministic(const std::vector<nlohmann::json>& lines) {
+  std::vector<nlohmann::json> out;
+  for (auto j : lines) {
+    j.erase("tokens_per_s");
+    j.erase("elapsed_s");
+    out.push_back(j);
+  }
+  return out;
+}
+
+TrainerOptions options(const std::string& run_dir, bool resume = false, int64_t stop_at = 0) {
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  o.resume = resume;
+  o.threads = 1;
+  o.stop_at = stop_at;
+  return o;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { test::write_dataset(tmp / "data"); }
+  RunConfig config() const { return test::tiny_config(tmp / "data"); }
+  test::TempDir tmp;
+};
+
+TEST_F(TrainerTest, LossDecreasesOnALearnableSequence) {
+  auto cfg = config();
+  Trainer trainer(cfg, options(tmp / "run"));
+  const auto s = trainer.run();
+  ASSERT_EQ(s.losses.size(), 40u);
+  EXPECT_NEAR(s.losses.front(), std::log(16.0), 0.3);
+  double tail = 0;
+  for (std::size_t i = 35; i < 40; ++i) tail += s.losses[i] / 5;
+  EXPECT_LT(tail, s.losses.front() - 1.0);
+  EXPECT_LT(s.last_val_loss, s.losses.front() - 1.0);
+}
+
+TEST_F(TrainerTest, WritesMetricsConfigBestAndFinalCheckpoint) {
+  auto cfg = config();
+  Trainer(cfg, options(tmp / "run")).run();
+  const auto lines = read_lines(tmp / "run/metrics.jsonl");
+  int train = 0, eval = 0;
+  for (const auto& j : lines) {
+    if (j["event"] == "train") {
+      ++train;
+      for (const char* k : {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed_s"})
+        EXPECT_TRUE(j.contains(k)) << k;
+      EXPECT_EQ(j["tokens"].get<int64_t>(), j["step"].get<int64_t>() * 8 * 16);
+    } else {
+      ++eval;
+      EXPECT_EQ(j["event"], "eval");
+      EXPECT_NEAR(j["val_ppl"].get<double>(), std::exp(j["val_loss"].get<double>()), 1e-9);
+      // 2 bytes per token in the fixture's meta.json.
+      EXPECT_NEAR(j["val_bpb"].get<double>(), j["val_loss"].get<double>() / std::log(2.0) / 2.0, 1e-9);
+    }
+  }
+  EXPECT_EQ(train, 40);
+  EXPECT_EQ(eval, 3);  // steps 0, 20, 40
+  EXPECT_EQ(run_config_from_json(read_json_file(tmp / "run/config.json")).train.steps, 40);
+  const auto best = read_json_file(tmp / "run/best.json");
+  EXPECT_TRUE(fs::is_directory(fs::path(tmp / "run") / best["checkpoint"].get<std::string>()));
+  EXPECT_EQ(load_checkpoint(tmp / "run").state.step, 40);
+  EXPECT_EQ(load_checkpoint(tmp / "run").state.tokenizer, "byte");
+}
+
+// 2N steps straight vs N, resume, N: identical losses, metrics and weights
+// (one thread, dropout on so the generator state matters).
+TEST_F(TrainerTest, ResumedRunMatchesUninterruptedRun) {
+  auto cfg = config();
+  cfg.model.resid_dropout = 0.1;
+  cfg.model.attn_dropout = 0.1;
+  cfg.train.grad_accum = 2;
+  Trainer straight(cfg, options(tmp / "a"));
+  const auto full = straight.run();
+
+  const auto first = Trainer(cfg, options(tmp / "b", false, 20)).run();
+  // A crash after the step-20 checkpoint: metrics of later steps were written.
+  std::ofstream(tmp / "b/metrics.jsonl", std::ios::app) << R"({"event":"train","step":21,"loss":9})" << "\n";
+  // ... and a checkpoint write was interrupted.
+  fs::create_directories(fs::path(tmp / "b/checkpoints/step_00000025.tmp-99"));
+  Trainer resumed(cfg, options(tmp / "b", true));
+  EXPECT_EQ(resumed.step(), 20);
+  const auto second = resumed.run();
+
+  ASSERT_EQ(first.losses.size(), 20u);
+  ASSERT_EQ(second.losses.size(), 20u);
+  for (std::size_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(full.losses[i], first.losses[i]) << i;
+    EXPECT_EQ(full.losses[20 + i], second.losses[i]) << 20 + i;
+  }
+  EXPECT_EQ(deterministic(read_lines(tmp / "a/metrics.jsonl")), deterministic(read_lines(tmp / "b/metrics.jsonl")));
+  auto pa = straight.model()->named_parameters(), pb = resumed.model()->named_parameters();
+  for (const auto& p : pa) EXPECT_TRUE(at::equal(p.value(), pb[p.key()])) << p.key();
+  EXPECT_FALSE(fs::exists(tmp / "b/checkpoints/step_00000025.tmp-99"));
+}
+
+TEST_F(TrainerTest, RefusesARunDirectoryWithCheckpointsUnlessResuming) {
+  auto cfg = config();
+  Trainer(cfg, options(tmp / "run", false, 20)).run();
+  EXPECT_THROW(Trainer(cfg, options(tmp / "run")), ConfigError);
+  EXPECT_THROW(Trainer(cfg, options(tmp / "empty", true)), ConfigError);
+  cfg.model.d_model = 64;
+  EXPECT_THROW(Trainer(cfg, options(tmp / "run", true)), ConfigError);  // another model
+}
+
+TEST_F(TrainerTest, DivergenceStopsWithNumericErrorAndKeepsTheLastGoodCheckpoint) {
+  auto cfg = config();
+  cfg.train.lr = 1e6;
+  cfg.train.warmup_steps = 0;
+  cfg.train.grad_clip = 0;
+  cfg.train.save_steps = {0};
+  cfg.train.ckpt_every = 1000;
+  cfg.train.eval_every = 1000;
+  try {
+    Trainer(cfg, options(tmp / "run")).run();
+    FAIL() << "no NumericError";
+  } catch (const NumericError& e) {
+    EXPECT_NE(std::string(e.what()).find("at step"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("step_00000000"), std::string::npos) << e.what();
+  }
+  const auto all = list_checkpoints(tmp / "run");
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(checkpoint_step(all[0]), 0);
+}
+
+TEST_F(TrainerTest, SaveStepsIncludingZeroAreKeptBesideTheNewest) {
+  auto cfg = config();
+  cfg.train.save_steps = {0, 3};
+  cfg.train.ckpt_every = 5;
+  cfg.train.eval_every = 0;  // evaluate only at the end: no best-loss checkpoints on the way
+  cfg.train.keep_last = 2;
+  Trainer(cfg, options(tmp / "run")).run();
+  std::vector<int64_t> steps;
+  for (const auto& d : list_checkpoints(tmp / "run")) steps.push_back(checkpoint_step(d));
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 3, 35, 40}));
+}
+
+TEST_F(TrainerTest, AnalysisLinesCarryTheStep) {
+  auto cfg = config();
+  cfg.analysis.every = 20;
+  cfg.analysis.batches = 1;
+  cfg.analysis.batch_size = 2;
+  auto o = options(tmp / "run");
+  int calls = 0;
+  o.analysis = [&](CausalTransformer&, const std::vector<Batch>& batches, const RunConfig&, const DatasetMeta&) {
+    ++calls;
+    EXPECT_EQ(batches.size(), 1u);
+    EXPECT_EQ(batches[0].inputs.size(0), 2);
+    return nlohmann::json{{"value", calls}};
+  };
+  Trainer(cfg, o).run();
+  const auto lines = read_lines(tmp / "run/analysis.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["step"], 0);
+  EXPECT_EQ(lines[2]["step"], 40);
+  EXPECT_EQ(lines[2]["value"], 3);
+}
+
+}  // namespace
+}  // namespace metalm
