@@ -1,0 +1,87 @@
+// A memory-mapped token file (see token_file.hpp) and the samplers that cut
+// it into training and evaluation batches.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace metalm {
+
+class TokenDataset {
+ public:
+  // Maps the file; throws IoError if unreadable, FormatError on a bad header.
+  explicit TokenDataset(const std::string& bin_path);
+  ~TokenDataset();
+  TokenDataset(const TokenDataset&) = delete;
+  TokenDataset& operator=(const TokenDataset&) = delete;
+
+  int64_t size() const { return count_; }
+  int64_t vocab_size() const { return vocab_size_; }
+  const std::string& path() const { return path_; }
+  int64_t token(int64_t i) const;
+  // int64 [length]; throws ShapeError when the range leaves the file.
+  at::Tensor slice(int64_t start, int64_t length) const;
+  // Copies ids [start, start + length) into `out` (no bounds check).
+  void copy_to(int64_t start, int64_t length, int64_t* out) const;
+
+ private:
+  std::string path_;
+  void* map_ = nullptr;
+  std::size_t map_bytes_ = 0;
+  const unsigned char* ids_ = nullptr;
+  uint32_t id_bytes_ = 2;
+  int64_t vocab_size_ = 0;
+  int64_t count_ = 0;
+};
+
+struct Batch {
+  at::Tensor inputs;   // int64 [B, T]
+  at::Tensor targets;  // int64 [B, T], inputs shifted left by one token
+};
+
+// B windows of T+1 tokens at uniformly random starts. Window k of the run is
+// a pure function of (seed, k) (a counter-based generator), so the state is
+// just the batch counter and a restored sampler repeats the exact batches.
+class RandomWindowSampler {
+ public:
+  RandomWindowSampler(const TokenDataset& data, int64_t batch, int64_t seq_len, uint64_t seed);
+  Batch next();
+  nlohmann::json state() const;
+  // Throws ConfigError when the state belongs to another seed or shape.
+  void restore(const nlohmann::json& state);
+
+ private:
+  const TokenDataset& data_;
+  int64_t batch_, seq_len_;
+  uint64_t seed_;
+  uint64_t step_ = 0;
+};
+
+// Non-overlapping windows (window i starts at i*T) in order, B per batch,
+// wrapping to the start after the last; done() once every window was served.
+class SequentialSampler {
+ public:
+  SequentialSampler(const TokenDataset& data, int64_t batch, int64_t seq_len);
+  Batch next();
+  bool done() const { return cursor_ >= windows_; }
+  void reset() { cursor_ = 0; }
+  int64_t windows() const { return windows_; }
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& state);
+
+ private:
+  const TokenDataset& data_;
+  int64_t batch_, seq_len_;
+  int64_t windows_;
+  int64_t cursor_ = 0;
+};
+
+// n_batches batches of `batch` windows spread evenly over the whole file;
+// the same windows on every call (the trainer's evaluation set).
+std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batches, int64_t batch, int64_t seq_len);
+
+}  // namespace metalm

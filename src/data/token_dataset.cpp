@@ -1,0 +1,196 @@
+#include "metalm/data/token_dataset.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "metalm/core/error.hpp"
+#include "metalm/data/token_file.hpp"
+
+namespace metalm {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+void check_shape(const TokenDataset& data, int64_t batch, int64_t seq_len) {
+  if (batch <= 0 || seq_len <= 0)
+    throw ShapeError("sampler: batch and seq_len must be positive, got " + std::to_string(batch) + " and " +
+                     std::to_string(seq_len));
+  if (data.size() < seq_len + 1)
+    throw ShapeError(data.path() + ": " + std::to_string(data.size()) + " tokens, a window needs seq_len + 1 = " +
+                     std::to_string(seq_len + 1));
+}
+
+// Fills a batch from window start positions: inputs [B, T], targets [B, T].
+Batch make_batch(const TokenDataset& data, const std::vector<int64_t>& starts, int64_t seq_len) {
+  const auto b = static_cast<int64_t>(starts.size());
+  at::Tensor windows = at::empty({b, seq_len + 1}, at::kLong);  // [B, T+1]
+  int64_t* p = windows.data_ptr<int64_t>();
+  for (int64_t i = 0; i < b; ++i) data.copy_to(starts[i], seq_len + 1, p + i * (seq_len + 1));
+  return {windows.narrow(1, 0, seq_len).contiguous(), windows.narrow(1, 1, seq_len).contiguous()};
+}
+
+int64_t state_int(const nlohmann::json& s, const char* key, const char* who) {
+  if (!s.is_object() || !s.contains(key) || !s.at(key).is_number_integer())
+    throw ConfigError(std::string(who) + " state: missing integer '" + key + "'");
+  return s.at(key).get<int64_t>();
+}
+
+}  // namespace
+
+TokenDataset::TokenDataset(const std::string& bin_path) : path_(bin_path) {
+  const int fd = ::open(bin_path.c_str(), O_RDONLY);
+  if (fd < 0) throw IoError("cannot open token file " + bin_path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw IoError("cannot stat " + bin_path);
+  }
+  map_bytes_ = static_cast<std::size_t>(st.st_size);
+  if (map_bytes_ > 0) {
+    map_ = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fd, 0);
+    if (map_ == MAP_FAILED) {
+      map_ = nullptr;
+      ::close(fd);
+      throw IoError("cannot map " + bin_path);
+    }
+  }
+  ::close(fd);
+  try {
+    const auto* bytes = static_cast<const unsigned char*>(map_);
+    const TokenFileHeader h = parse_token_file_header(bytes, map_bytes_, bin_path);
+    id_bytes_ = h.id_bytes;
+    vocab_size_ = h.vocab_size;
+    count_ = h.count;
+    ids_ = bytes + TokenFileHeader::kBytes;
+  } catch (...) {
+    if (map_) ::munmap(map_, map_bytes_);
+    throw;
+  }
+}
+
+TokenDataset::~TokenDataset() {
+  if (map_) ::munmap(map_, map_bytes_);
+}
+
+int64_t TokenDataset::token(int64_t i) const {
+  if (i < 0 || i >= count_)
+    throw ShapeError(path_ + ": token index " + std::to_string(i) + " outside [0, " + std::to_string(count_) + ")");
+  int64_t v;
+  copy_to(i, 1, &v);
+  return v;
+}
+
+void TokenDataset::copy_to(int64_t start, int64_t length, int64_t* out) const {
+  // Files are little-endian, like every machine metalm targets.
+  if (id_bytes_ == 2) {
+    const unsigned char* p = ids_ + start * 2;
+    for (int64_t i = 0; i < length; ++i) {
+      uint16_t v;
+      std::memcpy(&v, p + i * 2, 2);
+      out[i] = v;
+    }
+  } else {
+    const unsigned char* p = ids_ + start * 4;
+    for (int64_t i = 0; i < length; ++i) {
+      uint32_t v;
+      std::memcpy(&v, p + i * 4, 4);
+      out[i] = v;
+    }
+  }
+}
+
+at::Tensor TokenDataset::slice(int64_t start, int64_t length) const {
+  if (start < 0 || length < 0 || start + length > count_)
+    throw ShapeError(path_ + ": slice [" + std::to_string(start) + ", " + std::to_string(start + length) +
+                     ") outside [0, " + std::to_string(count_) + ")");
+  at::Tensor t = at::empty({length}, at::kLong);  // [length]
+  copy_to(start, length, t.data_ptr<int64_t>());
+  return t;
+}
+
+RandomWindowSampler::RandomWindowSampler(const TokenDataset& data, int64_t batch, int64_t seq_len, uint64_t seed)
+    : data_(data), batch_(batch), seq_len_(seq_len), seed_(seed) {
+  check_shape(data, batch, seq_len);
+}
+
+Batch RandomWindowSampler::next() {
+  const auto starts_range = static_cast<uint64_t>(data_.size() - seq_len_);  // starts in [0, N-T-1]
+  std::vector<int64_t> starts(batch_);
+  for (int64_t i = 0; i < batch_; ++i) {
+    const uint64_t k = step_ * static_cast<uint64_t>(batch_) + static_cast<uint64_t>(i);
+    starts[i] = static_cast<int64_t>(splitmix64(splitmix64(seed_) ^ k) % starts_range);
+  }
+  ++step_;
+  return make_batch(data_, starts, seq_len_);
+}
+
+nlohmann::json RandomWindowSampler::state() const {
+  return {{"kind", "random_window"}, {"seed", seed_}, {"step", step_}, {"batch", batch_}, {"seq_len", seq_len_}};
+}
+
+void RandomWindowSampler::restore(const nlohmann::json& s) {
+  if (!s.is_object() || s.value("kind", "") != "random_window")
+    throw ConfigError("random window sampler state: expected kind \"random_window\"");
+  if (!s.contains("seed") || !s.at("seed").is_number_unsigned() || s.at("seed").get<uint64_t>() != seed_ ||
+      state_int(s, "batch", "random window sampler") != batch_ ||
+      state_int(s, "seq_len", "random window sampler") != seq_len_)
+    throw ConfigError("random window sampler state: saved with another seed, batch or seq_len");
+  step_ = static_cast<uint64_t>(state_int(s, "step", "random window sampler"));
+}
+
+SequentialSampler::SequentialSampler(const TokenDataset& data, int64_t batch, int64_t seq_len)
+    : data_(data), batch_(batch), seq_len_(seq_len) {
+  check_shape(data, batch, seq_len);
+  windows_ = (data.size() - 1) / seq_len;
+}
+
+Batch SequentialSampler::next() {
+  std::vector<int64_t> starts(batch_);
+  for (int64_t i = 0; i < batch_; ++i) starts[i] = ((cursor_ + i) % windows_) * seq_len_;
+  cursor_ += batch_;
+  return make_batch(data_, starts, seq_len_);
+}
+
+nlohmann::json SequentialSampler::state() const {
+  return {{"kind", "sequential"}, {"cursor", cursor_}, {"batch", batch_}, {"seq_len", seq_len_}};
+}
+
+void SequentialSampler::restore(const nlohmann::json& s) {
+  if (!s.is_object() || s.value("kind", "") != "sequential")
+    throw ConfigError("sequential sampler state: expected kind \"sequential\"");
+  if (state_int(s, "batch", "sequential sampler") != batch_ || state_int(s, "seq_len", "sequential sampler") != seq_len_)
+    throw ConfigError("sequential sampler state: saved with another batch or seq_len");
+  cursor_ = state_int(s, "cursor", "sequential sampler");
+}
+
+std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batches, int64_t batch, int64_t seq_len) {
+  check_shape(data, batch, seq_len);
+  if (n_batches <= 0) throw ShapeError("fixed_eval_batches: n_batches must be positive");
+  const int64_t n = n_batches * batch;
+  const int64_t last_start = data.size() - seq_len - 1;
+  std::vector<Batch> out;
+  for (int64_t b = 0; b < n_batches; ++b) {
+    std::vector<int64_t> starts(batch);
+    for (int64_t i = 0; i < batch; ++i) {
+      const int64_t w = b * batch + i;
+      // Evenly spread from the first to the last possible start.
+      starts[i] = n == 1 ? 0 : static_cast<int64_t>((static_cast<__int128>(w) * last_start) / (n - 1));
+    }
+    out.push_back(make_batch(data, starts, seq_len));
+  }
+  return out;
+}
+
+}  // namespace metalm

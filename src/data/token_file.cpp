@@ -1,0 +1,96 @@
+#include "metalm/data/token_file.hpp"
+
+#include <cstring>
+
+#include "metalm/core/error.hpp"
+
+namespace metalm {
+namespace {
+
+void put_le(unsigned char* p, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+
+uint64_t get_le(const unsigned char* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+const char* kHowToMake = " (token files are written by `metalm prepare`)";
+
+}  // namespace
+
+uint32_t id_bytes_for_vocab(int64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+
+TokenFileHeader parse_token_file_header(const unsigned char* bytes, std::size_t file_size, const std::string& path) {
+  if (file_size < TokenFileHeader::kBytes)
+    throw FormatError(path + ": truncated: " + std::to_string(file_size) + " bytes, shorter than the " +
+                      std::to_string(TokenFileHeader::kBytes) + "-byte header" + kHowToMake);
+  if (std::memcmp(bytes, TokenFileHeader::kMagic, 8) != 0)
+    throw FormatError(path + ": not a metalm token file (expected magic \"MLMTOKEN\")" + kHowToMake);
+  TokenFileHeader h;
+  h.version = static_cast<uint32_t>(get_le(bytes + 8, 4));
+  h.id_bytes = static_cast<uint32_t>(get_le(bytes + 12, 4));
+  h.vocab_size = static_cast<int64_t>(get_le(bytes + 16, 8));
+  h.count = static_cast<int64_t>(get_le(bytes + 24, 8));
+  if (h.version != TokenFileHeader::kVersion)
+    throw FormatError(path + ": token file version " + std::to_string(h.version) + ", this metalm reads version " +
+                      std::to_string(TokenFileHeader::kVersion) + "; re-run `metalm prepare`");
+  if (h.id_bytes != 2 && h.id_bytes != 4)
+    throw FormatError(path + ": id width " + std::to_string(h.id_bytes) + " bytes, expected 2 (uint16) or 4 (uint32)");
+  if (h.vocab_size <= 0 || h.vocab_size > (int64_t{1} << 32))
+    throw FormatError(path + ": vocab size " + std::to_string(h.vocab_size) + " out of range");
+  if (h.id_bytes == 2 && h.vocab_size > 65536)
+    throw FormatError(path + ": uint16 ids cannot hold a vocabulary of " + std::to_string(h.vocab_size) +
+                      " (expected uint32 ids)");
+  if (h.count < 0) throw FormatError(path + ": negative token count");
+  const uint64_t expected = TokenFileHeader::kBytes + static_cast<uint64_t>(h.count) * h.id_bytes;
+  if (file_size != expected)
+    throw FormatError(path + ": " + (file_size < expected ? "truncated" : "trailing bytes") + ": header says " +
+                      std::to_string(h.count) + " ids (" + std::to_string(expected) + " bytes), file has " +
+                      std::to_string(file_size) + " bytes");
+  return h;
+}
+
+TokenFileWriter::TokenFileWriter(const std::string& path, int64_t vocab_size) : path_(path) {
+  header_.vocab_size = vocab_size;
+  header_.id_bytes = id_bytes_for_vocab(vocab_size);
+  file_ = std::fopen(path.c_str(), "wb");
+  if (!file_) throw IoError("cannot write " + path);
+  unsigned char zeros[TokenFileHeader::kBytes] = {};
+  if (std::fwrite(zeros, 1, sizeof zeros, file_) != sizeof zeros) throw IoError("cannot write " + path);
+}
+
+TokenFileWriter::~TokenFileWriter() {
+  if (file_) std::fclose(file_);
+}
+
+void TokenFileWriter::append(const std::vector<int64_t>& ids) {
+  const int w = static_cast<int>(header_.id_bytes);
+  buffer_.resize(ids.size() * w);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= header_.vocab_size)
+      throw FormatError(path_ + ": token id " + std::to_string(ids[i]) + " outside the vocabulary of " +
+                        std::to_string(header_.vocab_size));
+    put_le(buffer_.data() + i * w, static_cast<uint64_t>(ids[i]), w);
+  }
+  if (std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) throw IoError("cannot write " + path_);
+  header_.count += static_cast<int64_t>(ids.size());
+}
+
+void TokenFileWriter::finish() {
+  unsigned char h[TokenFileHeader::kBytes] = {};
+  std::memcpy(h, TokenFileHeader::kMagic, 8);
+  put_le(h + 8, header_.version, 4);
+  put_le(h + 12, header_.id_bytes, 4);
+  put_le(h + 16, static_cast<uint64_t>(header_.vocab_size), 8);
+  put_le(h + 24, static_cast<uint64_t>(header_.count), 8);
+  if (std::fseek(file_, 0, SEEK_SET) != 0 || std::fwrite(h, 1, sizeof h, file_) != sizeof h)
+    throw IoError("cannot write " + path_);
+  const int rc = std::fclose(file_);
+  file_ = nullptr;
+  if (rc != 0) throw IoError("cannot write " + path_);
+}
+
+}  // namespace metalm
