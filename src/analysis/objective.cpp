@@ -1,0 +1,105 @@
+#include "metalm/analysis/objective.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/autograd.h>
+
+#include <string>
+
+#include "metalm/core/error.hpp"
+
+namespace metalm {
+namespace {
+
+std::string shape_of(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+}  // namespace
+
+LossAndGrad loss_and_grad(const Objective& objective, const at::Tensor& h, const at::Tensor& rows,
+                          bool need_grad) {
+  if (h.dim() != 2 || rows.dim() != 1 || rows.size(0) != h.size(0))
+    throw ShapeError("objective: expected states [N, d] and rows [N], got " + shape_of(h) + " and " +
+                     shape_of(rows));
+  LossAndGrad out;
+  if (!need_grad) {
+    at::NoGradGuard no_grad;
+    out.loss = objective.loss(h.detach(), rows);
+    return out;
+  }
+  // A detached leaf copy: the gradient is taken with respect to the state
+  // itself, whatever graph produced it.
+  at::AutoGradMode grad_mode(true);
+  at::Tensor leaf = h.detach().clone().set_requires_grad(true);
+  at::Tensor loss = objective.loss(leaf, rows);  // [N]
+  // Row-separable objective: d(sum of losses)/dh_i = dℓ_i/dh_i.
+  out.grad = torch::autograd::grad({loss.sum()}, {leaf})[0];  // [N, d]
+  out.loss = loss.detach();
+  return out;
+}
+
+// ---- LensObjective ---------------------------------------------------------
+
+LensObjective::LensObjective(LogitsFn logits_fn, at::Tensor targets, int64_t vocab_size)
+    : logits_fn_(std::move(logits_fn)), targets_(std::move(targets)), vocab_size_(vocab_size) {
+  if (!logits_fn_) throw ShapeError("LensObjective: logits function is empty");
+  if (targets_.dim() != 2 || targets_.scalar_type() != at::kLong)
+    throw ShapeError("LensObjective: targets must be [B, T] int64, got " + shape_of(targets_));
+  if (vocab_size_ < 2) throw ShapeError("LensObjective: vocab_size must be at least 2");
+  if (targets_.numel() > 0 && targets_.max().item<int64_t>() >= vocab_size_)
+    throw ShapeError("LensObjective: a target id is >= vocab_size " + std::to_string(vocab_size_));
+  flat_targets_ = targets_.reshape({-1}).contiguous();
+}
+
+at::Tensor LensObjective::loss(const at::Tensor& h, const at::Tensor& rows) const {
+  at::Tensor logits = logits_fn_(h);  // [N, d] -> [N, V]
+  if (logits.dim() != 2 || logits.size(0) != h.size(0) || logits.size(1) != vocab_size_)
+    throw ShapeError("LensObjective: logits function returned " + shape_of(logits) + ", expected [" +
+                     std::to_string(h.size(0)) + ", " + std::to_string(vocab_size_) + "]");
+  at::Tensor target = flat_targets_.index_select(0, rows).clamp_min(0).unsqueeze(1);  // [N, 1]
+  // Natural-log cross-entropy, position by position.
+  return -at::log_softmax(logits, 1).gather(1, target).squeeze(1);  // [N]
+}
+
+at::Tensor LensObjective::valid() const { return targets_.ge(0); }
+
+std::unique_ptr<Objective> LensObjective::with_random_targets(uint64_t seed) const {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  // A uniform draw among the V-1 wrong ids: shift the true id by 1..V-1.
+  at::Tensor shift = at::randint(1, vocab_size_, targets_.sizes(), gen, at::TensorOptions(at::kLong));
+  at::Tensor random = (targets_ + shift).remainder(vocab_size_);
+  random = at::where(targets_.ge(0), random, targets_);  // keep "no target" marks
+  return std::make_unique<LensObjective>(logits_fn_, random, vocab_size_);
+}
+
+// ---- SquaredLossObjective ----------------------------------------------------
+
+SquaredLossObjective::SquaredLossObjective(at::Tensor readout, at::Tensor targets, at::Tensor valid)
+    : readout_(std::move(readout)), targets_(std::move(targets)), valid_(std::move(valid)) {
+  if (readout_.dim() != 2) throw ShapeError("SquaredLossObjective: readout must be [m, d], got " + shape_of(readout_));
+  if (targets_.dim() != 3 || targets_.size(2) != readout_.size(0))
+    throw ShapeError("SquaredLossObjective: targets must be [B, T, " + std::to_string(readout_.size(0)) +
+                     "], got " + shape_of(targets_));
+  if (valid_.dim() != 2 || valid_.size(0) != targets_.size(0) || valid_.size(1) != targets_.size(1))
+    throw ShapeError("SquaredLossObjective: valid must be [B, T] like targets, got " + shape_of(valid_));
+  valid_ = valid_.to(at::kBool);
+  flat_targets_ = targets_.reshape({-1, targets_.size(2)}).contiguous();
+}
+
+at::Tensor SquaredLossObjective::loss(const at::Tensor& h, const at::Tensor& rows) const {
+  at::Tensor pred = at::matmul(h, readout_.to(h.scalar_type()).t());             // [N, d] -> [N, m]
+  at::Tensor diff = pred - flat_targets_.index_select(0, rows).to(h.scalar_type());  // [N, m]
+  return 0.5 * diff.pow(2).sum(1);                                               // [N]
+}
+
+std::unique_ptr<Objective> SquaredLossObjective::with_random_targets(uint64_t seed) const {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  at::Tensor valid_targets = targets_.masked_select(valid_.unsqueeze(2).expand_as(targets_));  // [n*m]
+  double rms = valid_targets.numel() ? valid_targets.pow(2).mean().sqrt().item<double>() : 1.0;
+  at::Tensor random = at::normal(0.0, rms, targets_.sizes(), gen, targets_.options());
+  return std::make_unique<SquaredLossObjective>(readout_, random, valid_);
+}
+
+}  // namespace metalm

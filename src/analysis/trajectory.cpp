@@ -1,0 +1,196 @@
+#include "metalm/analysis/trajectory.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "metalm/core/error.hpp"
+
+namespace metalm {
+namespace {
+
+// cos(a, b) and ⟨a, b⟩ / ‖b‖² row by row; 0/0 gives NaN (excluded from
+// aggregates) rather than an invented value.
+at::Tensor row_cos(const at::Tensor& dot, const at::Tensor& na, const at::Tensor& nb) { return dot / (na * nb); }
+
+// Per-position results of one state on one chunk, in double.
+struct ChunkState {
+  at::Tensor h;         // [n, d] double
+  at::Tensor loss;      // [n]
+  at::Tensor grad;      // [n, d] double (undefined for the last state)
+  at::Tensor grad_rnd;  // [n, d] double (undefined without control / last state)
+};
+
+void put(at::Tensor& out, int64_t begin, const at::Tensor& values) {
+  out.narrow(0, begin, values.size(0)).copy_(values);
+}
+
+}  // namespace
+
+Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
+                              const Objective& objective, const TrajectoryOptions& opts) {
+  if (states.size() < 2) throw ShapeError("analyze_trajectory: need at least two states, got " + std::to_string(states.size()));
+  if (names.size() != states.size())
+    throw ShapeError("analyze_trajectory: " + std::to_string(states.size()) + " states but " +
+                     std::to_string(names.size()) + " names");
+  if (opts.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(opts.chunk));
+  const at::Tensor& s0 = states[0];
+  if (s0.dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");
+  for (size_t k = 1; k < states.size(); ++k)
+    if (states[k].sizes() != s0.sizes())
+      throw ShapeError("analyze_trajectory: state '" + names[k] + "' has a different shape from '" + names[0] + "'");
+
+  Trajectory tr;
+  tr.batch = s0.size(0);
+  tr.length = s0.size(1);
+  tr.width = s0.size(2);
+  at::Tensor valid = objective.valid();
+  if (valid.dim() != 2 || valid.size(0) != tr.batch || valid.size(1) != tr.length)
+    throw ShapeError("analyze_trajectory: the objective's targets do not match the states' [B, T]");
+  tr.rows = valid.reshape({-1}).nonzero().reshape({-1}).to(at::kLong);  // [N]
+  tr.positions = tr.rows.remainder(tr.length);
+  const int64_t n = tr.rows.size(0);
+  const size_t K = states.size() - 1;
+
+  std::unique_ptr<Objective> control;
+  if (opts.random_control) control = objective.with_random_targets(opts.seed);
+
+  auto dbl = at::TensorOptions(at::kDouble);
+  for (size_t k = 0; k <= K; ++k) {
+    StateRecord s{names[k], at::full({n}, NAN, dbl), at::full({n}, NAN, dbl), at::Tensor()};
+    if (k < K) s.norm_grad = at::full({n}, NAN, dbl);
+    tr.states.push_back(std::move(s));
+  }
+  for (size_t k = 0; k < K; ++k) {
+    StepRecord st;
+    st.from = names[k];
+    st.to = names[k + 1];
+    for (at::Tensor* t : {&st.loss_before, &st.loss_after, &st.alignment, &st.step_size, &st.first_order_decrease,
+                          &st.actual_decrease, &st.norm_before, &st.norm_update, &st.norm_grad})
+      *t = at::full({n}, NAN, dbl);
+    if (control) {
+      st.alignment_random = at::full({n}, NAN, dbl);
+      st.step_size_random = at::full({n}, NAN, dbl);
+    }
+    tr.steps.push_back(std::move(st));
+  }
+
+  std::vector<at::Tensor> flat;  // [B*T, d] views
+  for (const auto& s : states) flat.push_back(s.detach().reshape({-1, tr.width}));
+
+  for (int64_t begin = 0; begin < n; begin += opts.chunk) {
+    const int64_t len = std::min(opts.chunk, n - begin);
+    const at::Tensor rows = tr.rows.narrow(0, begin, len);
+    ChunkState prev;
+    for (size_t k = 0; k <= K; ++k) {
+      const bool last = (k == K);
+      const at::Tensor h = flat[k].index_select(0, rows);  // [n, d]
+      ChunkState cur;
+      LossAndGrad lg = loss_and_grad(objective, h, rows, !last);
+      at::NoGradGuard no_grad;
+      cur.h = h.to(at::kDouble);
+      cur.loss = lg.loss.to(at::kDouble);
+      if (!last) {
+        cur.grad = lg.grad.to(at::kDouble);
+        if (control) cur.grad_rnd = loss_and_grad(*control, h, rows, true).grad.to(at::kDouble);
+      }
+      StateRecord& rec = tr.states[k];
+      put(rec.loss, begin, cur.loss);
+      put(rec.norm, begin, cur.h.norm(2, {1}));
+      if (!last) put(rec.norm_grad, begin, cur.grad.norm(2, {1}));
+
+      if (k > 0) {
+        StepRecord& st = tr.steps[k - 1];
+        const at::Tensor delta = cur.h - prev.h;               // [n, d]
+        const at::Tensor nd = delta.norm(2, {1});              // ‖Δ‖
+        const at::Tensor ng = prev.grad.norm(2, {1});          // ‖g‖
+        const at::Tensor dot = -(delta * prev.grad).sum(1);    // ⟨Δ, −g⟩
+        put(st.loss_before, begin, prev.loss);
+        put(st.loss_after, begin, cur.loss);
+        put(st.alignment, begin, row_cos(dot, nd, ng));
+        put(st.step_size, begin, dot / ng.pow(2));
+        put(st.first_order_decrease, begin, dot);
+        put(st.actual_decrease, begin, prev.loss - cur.loss);
+        put(st.norm_before, begin, prev.h.norm(2, {1}));
+        put(st.norm_update, begin, nd);
+        put(st.norm_grad, begin, ng);
+        if (control) {
+          const at::Tensor ngr = prev.grad_rnd.norm(2, {1});
+          const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);
+          put(st.alignment_random, begin, row_cos(dotr, nd, ngr));
+          put(st.step_size_random, begin, dotr / ngr.pow(2));
+        }
+      }
+      prev = std::move(cur);
+    }
+  }
+  return tr;
+}
+
+Trajectory concat(const std::vector<Trajectory>& parts) {
+  if (parts.empty()) throw ShapeError("concat: no trajectories");
+  if (parts.size() == 1) return parts[0];
+  const Trajectory& first = parts[0];
+  Trajectory out;
+  out.length = first.length;
+  out.width = first.width;
+  std::vector<at::Tensor> rows, pos, cur, tgt;
+  int64_t offset = 0;  // flat rows of later batches continue after earlier ones
+  for (const auto& p : parts) {
+    if (p.length != first.length || p.width != first.width || p.states.size() != first.states.size())
+      throw ShapeError("concat: trajectories differ in length, width or number of states");
+    for (size_t k = 0; k < p.states.size(); ++k)
+      if (p.states[k].site != first.states[k].site)
+        throw ShapeError("concat: trajectories have different sites ('" + p.states[k].site + "' vs '" +
+                         first.states[k].site + "')");
+    rows.push_back(p.rows + offset);
+    pos.push_back(p.positions);
+    if (p.current_token.defined()) cur.push_back(p.current_token);
+    if (p.target_token.defined()) tgt.push_back(p.target_token);
+    offset += p.batch * p.length;
+    out.batch += p.batch;
+  }
+  out.rows = at::cat(rows);
+  out.positions = at::cat(pos);
+  if (cur.size() == parts.size()) out.current_token = at::cat(cur);
+  if (tgt.size() == parts.size()) out.target_token = at::cat(tgt);
+
+  auto join = [&](auto member_of) {
+    std::vector<at::Tensor> ts;
+    for (const auto& p : parts) {
+      const at::Tensor& t = member_of(p);
+      if (!t.defined()) return at::Tensor();
+      ts.push_back(t);
+    }
+    return at::cat(ts);
+  };
+  for (size_t k = 0; k < first.states.size(); ++k) {
+    StateRecord s;
+    s.site = first.states[k].site;
+    s.loss = join([k](const Trajectory& p) -> const at::Tensor& { return p.states[k].loss; });
+    s.norm = join([k](const Trajectory& p) -> const at::Tensor& { return p.states[k].norm; });
+    s.norm_grad = join([k](const Trajectory& p) -> const at::Tensor& { return p.states[k].norm_grad; });
+    out.states.push_back(std::move(s));
+  }
+  for (size_t k = 0; k < first.steps.size(); ++k) {
+    StepRecord st;
+    st.from = first.steps[k].from;
+    st.to = first.steps[k].to;
+#define METALM_JOIN(field) st.field = join([k](const Trajectory& p) -> const at::Tensor& { return p.steps[k].field; })
+    METALM_JOIN(loss_before);
+    METALM_JOIN(loss_after);
+    METALM_JOIN(alignment);
+    METALM_JOIN(alignment_random);
+    METALM_JOIN(step_size);
+    METALM_JOIN(step_size_random);
+    METALM_JOIN(first_order_decrease);
+    METALM_JOIN(actual_decrease);
+    METALM_JOIN(norm_before);
+    METALM_JOIN(norm_update);
+    METALM_JOIN(norm_grad);
+#undef METALM_JOIN
+    out.steps.push_back(std::move(st));
+  }
+  return out;
+}
+
+}  // namespace metalm

@@ -1,0 +1,34 @@
+// A small random logit lens (LayerNorm with statistics recomputed per state,
+// then an affine unembedding), independent of the model class, for the
+// analyser's tests.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "metalm/analysis/objective.hpp"
+
+namespace metalm::testing {
+
+struct RandomLens {
+  at::Tensor gamma, beta, w_u, b_u;  // [d], [d], [V, d], [V]
+
+  RandomLens(int64_t d, int64_t vocab, uint64_t seed, at::ScalarType dtype = at::kDouble) {
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    const auto o = at::TensorOptions(dtype);
+    gamma = 1.0 + 0.1 * at::normal(0.0, 1.0, {d}, gen, o);
+    beta = 0.1 * at::normal(0.0, 1.0, {d}, gen, o);
+    w_u = at::normal(0.0, 1.0, {vocab, d}, gen, o);
+    b_u = 0.1 * at::normal(0.0, 1.0, {vocab}, gen, o);
+  }
+
+  LogitsFn fn() const {
+    RandomLens self = *this;
+    return [self](const at::Tensor& h) {  // [N, d] -> [N, V]
+      const at::Tensor n = at::layer_norm(h, {h.size(-1)}, self.gamma, self.beta, 1e-5);
+      return at::matmul(n, self.w_u.t()) + self.b_u;
+    };
+  }
+};
+
+}  // namespace metalm::testing
