@@ -68,6 +68,32 @@ void CausalTransformerImpl::init_parameters() {
   }
 }
 
+void CausalTransformerImpl::rebuild_position_tables() {
+  // set_data keeps the registered buffers and our handles the same tensors.
+  if (pos_table_.defined())
+    pos_table_.set_data(sinusoidal_table(cfg_.context, cfg_.d_model, pos_table_.scalar_type()).to(pos_table_.device()));
+  if (rope_cos_.defined()) {
+    const RopeTables t = rope_tables(cfg_.context, cfg_.head_dim(), cfg_.rope_base, rope_cos_.scalar_type());
+    rope_cos_.set_data(t.cos.to(rope_cos_.device()));
+    rope_sin_.set_data(t.sin.to(rope_sin_.device()));
+  }
+}
+
+void CausalTransformerImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  Module::to(device, dtype, non_blocking);
+  rebuild_position_tables();
+}
+
+void CausalTransformerImpl::to(torch::Dtype dtype, bool non_blocking) {
+  Module::to(dtype, non_blocking);
+  rebuild_position_tables();
+}
+
+void CausalTransformerImpl::to(torch::Device device, bool non_blocking) {
+  Module::to(device, non_blocking);
+  rebuild_position_tables();
+}
+
 const torch::Tensor& CausalTransformerImpl::causal_mask(const torch::Device& device) {
   if (mask_.device() != device) mask_ = mask_.to(device);
   return mask_;

@@ -74,6 +74,12 @@ class CausalTransformerImpl : public torch::nn::Module {
   torch::Tensor generate(const torch::Tensor& prompt, int64_t max_new_tokens, double temperature = 1.0,
                          int64_t top_k = 0, uint64_t seed = 0, bool use_kv_cache = true);
 
+  // Module::to, then the position tables are recomputed in the new dtype
+  // (converting float tables to double would keep float precision).
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
   const ModelConfig& config() const { return cfg_; }
   torch::Tensor embedding_table();    // wte.weight [V, d]
   torch::Tensor unembedding_table();  // [V, d]: wte.weight when tied, else lm_head.weight
@@ -87,6 +93,7 @@ class CausalTransformerImpl : public torch::nn::Module {
  private:
   torch::Tensor run(const torch::Tensor& tokens, const TraceWriter* writer, KVCache* cache);
   void init_parameters();
+  void rebuild_position_tables();
   const torch::Tensor& causal_mask(const torch::Device& device);
 
   ModelConfig cfg_;
