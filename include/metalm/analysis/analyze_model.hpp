@@ -1,0 +1,59 @@
+// The library entry point of the inner-optimization analysis of a model:
+// captures the residual stream on fixed batches, runs the analyser with the
+// model's own logit lens and the random-target control, and aggregates the
+// result into the JSON of docs/analysis-schema.md. Used by `metalm analyze`
+// and by the trainer (one line of RUN_DIR/analysis.jsonl per analysis).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "metalm/analysis/objective.hpp"
+#include "metalm/analysis/trajectory.hpp"
+#include "metalm/config/config.hpp"
+#include "metalm/data/dataset_meta.hpp"
+#include "metalm/data/token_dataset.hpp"
+#include "metalm/model/causal_transformer.hpp"
+
+namespace metalm {
+
+struct AnalysisOptions {
+  Granularity granularity = Granularity::Block;
+  int64_t chunk = 2048;   // positions per autograd chunk
+  uint64_t seed = 1234;   // random-target control
+  int64_t freq_bins = 8;  // log-spaced token-frequency bins (with a DatasetMeta)
+
+  static AnalysisOptions from_config(const AnalysisConfig& c);
+};
+
+// The CLM logit lens of `model` against next-token `targets` [B, T] int64
+// (negative: no next token): the model's own final norm, statistics
+// recomputed per state, and unembedding. Keeps a handle on the model.
+LensObjective make_lens_objective(CausalTransformer& model, const at::Tensor& targets);
+
+// The inner trajectory of one batch: the states, their names
+// (blocks.0.resid_pre, [blocks.l.resid_mid,] blocks.l.resid_post, …, final)
+// and the model's logits [B, T, V] from the same forward pass.
+struct ModelTrajectory {
+  std::vector<at::Tensor> states;
+  std::vector<std::string> names;
+  at::Tensor logits;
+};
+ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& inputs, Granularity granularity);
+
+// Analyses `batches` (in eval mode; the model's mode is restored) and returns
+// the analysis JSON. `meta` (nullable) supplies the training-corpus token
+// counts for the frequency aggregates and correlations.
+nlohmann::json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches,
+                             const AnalysisOptions& opts, const DatasetMeta* meta);
+
+// The untrained control: the same analysis on a freshly initialised model of
+// the same config (torch's global generator seeded with `init_seed` first).
+nlohmann::json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,
+                                 const AnalysisOptions& opts, const DatasetMeta* meta);
+
+}  // namespace metalm

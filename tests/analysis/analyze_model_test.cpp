@@ -1,0 +1,143 @@
+#include <gtest/gtest.h>
+
+#include <torch/optim/adam.h>
+#include <torch/utils.h>
+
+#include <cmath>
+
+#include "metalm/analysis/analyze_model.hpp"
+#include "metalm/analysis/summary.hpp"
+
+namespace metalm {
+namespace {
+
+ModelConfig tiny_config() {
+  ModelConfig c;
+  c.vocab_size = 16;
+  c.context = 32;
+  c.d_model = 32;
+  c.n_layer = 2;
+  c.n_head = 2;
+  return c;
+}
+
+// B windows of a repetitive sequence (period 8 over ids 0..7) at different
+// phases: a model learns the next token in a few dozen steps.
+Batch periodic_batch(int64_t B, int64_t T) {
+  const at::Tensor idx = at::arange(T + 1, at::TensorOptions(at::kLong)).unsqueeze(0) +
+                         at::arange(B, at::TensorOptions(at::kLong)).unsqueeze(1);  // [B, T+1]
+  const at::Tensor seq = idx.remainder(8) * 2 % 15;  // a permuted cycle over 8 of the 16 ids
+  return {seq.narrow(1, 0, T).contiguous(), seq.narrow(1, 1, T).contiguous()};
+}
+
+double model_mean_ce(CausalTransformer& model, const Batch& b) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const at::Tensor logits = model->forward(b.inputs).to(at::kDouble);  // [B, T, V]
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), b.targets.reshape({-1})).item<double>();
+}
+
+void train_briefly(CausalTransformer& model, const Batch& b, int steps) {
+  model->train();
+  torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(1e-2));
+  for (int i = 0; i < steps; ++i) {
+    opt.zero_grad();
+    const at::Tensor logits = model->forward(b.inputs);
+    at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), b.targets.reshape({-1})).backward();
+    opt.step();
+  }
+}
+
+TEST(AnalyzeModel, FinalLossIsTheModelsOwnLossAndTheLastLensLoss) {
+  torch::manual_seed(1);
+  CausalTransformer model(tiny_config());
+  const Batch b = periodic_batch(4, 16);
+  const nlohmann::json j = analyze_model(model, {b}, AnalysisOptions{}, nullptr);
+  const double own = model_mean_ce(model, b);
+  EXPECT_NEAR(j["final_loss"].get<double>(), own, 1e-6);
+  EXPECT_NEAR(j["states"].back()["loss"].get<double>(), j["final_loss"].get<double>(), 1e-5);
+  EXPECT_EQ(j["states"].back()["site"], "final");
+  EXPECT_NEAR(j["steps"].back()["loss_after"].get<double>(), own, 1e-5);
+  EXPECT_EQ(j["tokens"], 4 * 16);
+}
+
+TEST(AnalyzeModel, RandomTargetControlDiffersFromTrueTargetOnATrainedModel) {
+  torch::manual_seed(2);
+  CausalTransformer model(tiny_config());
+  const Batch b = periodic_batch(8, 16);
+  train_briefly(model, b, 40);
+  ASSERT_LT(model_mean_ce(model, b), 0.5);  // it did learn the cycle
+  const nlohmann::json j = analyze_model(model, {b}, AnalysisOptions{}, nullptr);
+  double gap = 0.0;
+  for (const auto& step : j["steps"]) {
+    ASSERT_TRUE(step["alignment"]["mean"].is_number());
+    ASSERT_TRUE(step["alignment_random_target"]["mean"].is_number());
+    gap = std::max(gap, std::abs(step["alignment"]["mean"].get<double>() -
+                                 step["alignment_random_target"]["mean"].get<double>()));
+  }
+  EXPECT_GT(gap, 0.05);
+  // A trained model lowers the inner loss along the trajectory.
+  EXPECT_LT(j["states"].back()["loss"].get<double>(), j["states"].front()["loss"].get<double>());
+}
+
+TEST(AnalyzeModel, SublayerGranularitySeparatesAttentionAndMlpSteps) {
+  torch::manual_seed(3);
+  CausalTransformer model(tiny_config());
+  AnalysisOptions o;
+  o.granularity = Granularity::Sublayer;
+  o.chunk = 7;  // several autograd chunks
+  const nlohmann::json j = analyze_model(model, {periodic_batch(2, 16), periodic_batch(2, 16)}, o, nullptr);
+  ASSERT_EQ(j["steps"].size(), 4u);
+  EXPECT_EQ(j["granularity"], "sublayer");
+  EXPECT_EQ(j["steps"][0]["kind"], "attn");
+  EXPECT_EQ(j["steps"][1]["kind"], "mlp");
+  EXPECT_EQ(j["steps"][3]["layer"], 1);
+  EXPECT_EQ(j["steps"][0]["from"], "blocks.0.resid_pre");
+  EXPECT_EQ(j["steps"][0]["to"], "blocks.0.resid_mid");
+  EXPECT_EQ(j["steps"][3]["to"], "final");
+  EXPECT_EQ(j["tokens"], 64);
+  EXPECT_EQ(j["steps"][0]["by_position"]["alignment"].size(), 16u);
+  EXPECT_EQ(j["steps"][0]["position_0"]["count"], 4);
+  EXPECT_NEAR(j["chance_alignment"].get<double>(), 1.0 / std::sqrt(32.0), 1e-12);
+  // Consecutive steps chain: each step's loss_after is the next one's loss_before.
+  for (size_t k = 0; k + 1 < j["steps"].size(); ++k)
+    EXPECT_DOUBLE_EQ(j["steps"][k]["loss_after"].get<double>(), j["steps"][k + 1]["loss_before"].get<double>());
+}
+
+TEST(AnalyzeModel, FrequencyAggregatesUseTheTrainingCounts) {
+  torch::manual_seed(4);
+  CausalTransformer model(tiny_config());
+  DatasetMeta meta;
+  meta.vocab_size = 16;
+  for (int64_t i = 0; i < 16; ++i) meta.train_counts.push_back(i * i * 10);
+  AnalysisOptions o;
+  o.freq_bins = 4;
+  const nlohmann::json j = analyze_model(model, {periodic_batch(2, 16)}, o, &meta);
+  const auto& current = j["steps"][0]["by_frequency"]["current"];
+  ASSERT_EQ(current.size(), 4u);
+  int64_t positions = 0;
+  for (const auto& bin : current) positions += bin["positions"].get<int64_t>();
+  EXPECT_EQ(positions, 32);
+  EXPECT_TRUE(j["states"][0]["norm_freq_spearman"].contains("target"));
+  EXPECT_EQ(j["tables"]["embedding"]["rows"], 16);
+  EXPECT_EQ(j["tables"]["embedding"]["by_frequency"].size(), 4u);
+  // Embedding and its tied unembedding are the same table.
+  EXPECT_EQ(j["tables"]["embedding"]["norm"], j["tables"]["unembedding"]["norm"]);
+}
+
+TEST(AnalyzeModel, RestoresTheModelsTrainingMode) {
+  CausalTransformer model(tiny_config());
+  model->train();
+  analyze_model(model, {periodic_batch(1, 8)}, AnalysisOptions{}, nullptr);
+  EXPECT_TRUE(model->is_training());
+}
+
+TEST(AnalyzeModel, UntrainedControlIsReproducible) {
+  const std::vector<Batch> b{periodic_batch(2, 8)};
+  const nlohmann::json a = analyze_untrained(tiny_config(), 9, b, AnalysisOptions{}, nullptr);
+  const nlohmann::json c = analyze_untrained(tiny_config(), 9, b, AnalysisOptions{}, nullptr);
+  EXPECT_EQ(a["steps"][0]["alignment"], c["steps"][0]["alignment"]);
+}
+
+}  // namespace
+}  // namespace metalm
