@@ -36,8 +36,10 @@ if cmp -s "$work/metalm.ids" "$work/tiktoken.ids"; then
 else
   echo "ids: DIFFERENT"; diff "$work/metalm.ids" "$work/tiktoken.ids" | head -5
 fi
-mm=$(sed 's/.*"mb_per_s":\([0-9.]*\).*/\1/' <<<"$m"); tm=$(sed 's/.*"mb_per_s":\([0-9.]*\).*/\1/' <<<"$t")
-echo "speed-up metalm / tiktoken-wasm: $(awk -v a="$mm" -v b="$tm" 'BEGIN{printf "%.2f", a / b}')x"
+for key in mb_per_s mb_per_s_cpu; do
+  mm=$(sed "s/.*\"$key\":\([0-9.e+-]*\).*/\1/" <<<"$m"); tm=$(sed "s/.*\"$key\":\([0-9.e+-]*\).*/\1/" <<<"$t")
+  echo "$key: metalm $mm, tiktoken-wasm $tm, speed-up $(awk -v a="$mm" -v b="$tm" 'BEGIN{printf "%.2f", a / b}')x"
+done
 
 echo "== tokenizer-train --vocab-size 4096 on Brown =="
 echo "seconds: $(seconds "$metalm" tokenizer-train --input "$data/brown" --format brown --vocab-size 4096 --out "$work/bpe4096")"

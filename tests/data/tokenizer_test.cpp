@@ -95,14 +95,25 @@ TEST_F(TinyBpe, InvalidUtf8IsAFormatErrorWithOffset) {
 
 class Gpt2 : public ::testing::Test {
  protected:
+  // Loaded once for the suite: parsing GPT-2's 50k-token files takes a moment.
+  static void SetUpTestSuite() {
+    if (test::gpt2_available()) shared = make_tokenizer("gpt2:" + test::gpt2_dir()).release();
+  }
+  static void TearDownTestSuite() {
+    delete shared;
+    shared = nullptr;
+  }
   void SetUp() override {
-    if (!test::gpt2_available())
+    if (!shared)
       GTEST_SKIP() << "GPT-2's encoder.json/vocab.bpe not found in " << test::gpt2_dir()
                    << " (run scripts/setup.sh or set METALM_DATA)";
-    tok = make_tokenizer("gpt2:" + test::gpt2_dir());
+    tok = shared;
   }
-  std::unique_ptr<Tokenizer> tok;
+  static Tokenizer* shared;
+  const Tokenizer* tok = nullptr;
 };
+
+Tokenizer* Gpt2::shared = nullptr;
 
 TEST_F(Gpt2, MatchesTiktokenOnTheStressText) {
   const std::string text = slurp(test::fixture("gpt2_stress.txt"));
