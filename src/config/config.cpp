@@ -100,6 +100,10 @@ void resolve(RunConfig& c) {
   at_least(a.batch_size, 1, "analysis.batch_size");
   at_least(a.chunk, 1, "analysis.chunk");
   at_least(a.freq_bins, 1, "analysis.freq_bins");
+
+  const DistConfig& d = c.dist;
+  require(d.timeout_s > 0, "dist.timeout_s", str(d.timeout_s), "must be positive");
+  require(d.bucket_mb > 0, "dist.bucket_mb", str(d.bucket_mb), "must be positive");
 }
 
 namespace {

@@ -8,7 +8,7 @@
 #endif
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
-#include <torch/csrc/autograd/grad_mode.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -189,7 +189,7 @@ void DistributedContext::run(const char* what, const std::function<void()>& coll
 void DistributedContext::broadcast(const std::vector<at::Tensor>& tensors) {
   if (!distributed() || tensors.empty()) return;
   // Gloo broadcasts tensors of one shape per call: send one flat buffer per dtype.
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   std::vector<at::ScalarType> dtypes;
   for (const auto& t : tensors)
     if (std::find(dtypes.begin(), dtypes.end(), t.scalar_type()) == dtypes.end()) dtypes.push_back(t.scalar_type());
@@ -244,7 +244,7 @@ void DistributedContext::allreduce_gradients(const std::vector<at::Tensor>& para
   }
   if (signature != bucket_signature_) build_buckets(params);
 
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::vector<std::vector<at::Tensor>> inputs(buckets_.size());
   run("gradient allreduce", [&] {
@@ -295,7 +295,7 @@ void DistributedContext::allreduce_sum(std::vector<double>& values) {
 
 void DistributedContext::allreduce_sum(at::Tensor& tensor) {
   if (!distributed()) return;
-  torch::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
   std::vector<at::Tensor> in{tensor.is_contiguous() ? tensor : tensor.contiguous()};
   run("allreduce", [&] { impl_->group->allreduce(in)->wait(); });
   if (!in[0].is_same(tensor)) tensor.copy_(in[0]);

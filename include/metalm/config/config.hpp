@@ -145,12 +145,27 @@ struct AnalysisConfig {
   }
 };
 
+// Data-parallel training settings. Who runs (rank, world size, master
+// address) is a property of the launch, not of the experiment: it comes from
+// torchrun-style environment variables or --dist-* flags, never from here.
+struct DistConfig {
+  double timeout_s = 60.0;
+  double bucket_mb = 25.0;
+
+  template <class Self, class V>
+  static void fields(Self& c, V&& v) {
+    v("timeout_s", c.timeout_s, "seconds a rank waits for the others (rendezvous, collectives) before failing");
+    v("bucket_mb", c.bucket_mb, "size of the flat gradient buckets averaged by one allreduce each");
+  }
+};
+
 struct RunConfig {
   std::string name = "run";
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
   AnalysisConfig analysis;
+  DistConfig dist;
 
   template <class Self, class V>
   static void fields(Self& c, V&& v) {
@@ -159,6 +174,7 @@ struct RunConfig {
     v("data", c.data, "");
     v("train", c.train, "");
     v("analysis", c.analysis, "");
+    v("dist", c.dist, "");
   }
 };
 
