@@ -44,6 +44,17 @@ nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::js
 
 bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
+// Dropout seed of one rank at one step in a multi-rank run: a pure function
+// of (seed, rank, step), so ranks draw different masks and a resumed run
+// draws the same ones as an uninterrupted run.
+uint64_t rank_step_seed(int64_t seed, int rank, int64_t step) {
+  uint64_t x = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(rank) << 40) ^
+               static_cast<uint64_t>(step);
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 }  // namespace
 
 struct Trainer::Logs {
@@ -56,6 +67,13 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   const TrainConfig& tc = config_.train;
   if (options_.run_dir.empty()) throw ConfigError("no run directory given");
   const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
+
+  // Rendezvous first: a broken launch fails before any file is touched.
+  DistOptions dist = options_.dist;
+  dist.timeout_s = config_.dist.timeout_s;
+  dist.bucket_mb = config_.dist.bucket_mb;
+  dist_ = std::make_unique<DistributedContext>(dist);
+  dist_->check_same("the resolved config", to_json(config_).dump());
 
   const auto existing = list_checkpoints(options_.run_dir);
   if (!options_.resume && !existing.empty())
@@ -74,8 +92,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
                       "dataset's vocabulary (" + std::to_string(meta_.vocab_size) + " in " + data_dir.string() + ")");
   train_data_ = std::make_unique<TokenDataset>((data_dir / "train.bin").string());
   val_data_ = std::make_unique<TokenDataset>((data_dir / "val.bin").string());
-  sampler_ = std::make_unique<RandomWindowSampler>(*train_data_, tc.batch_size, tc.seq_len,
-                                                   static_cast<uint64_t>(tc.seed));
+  sampler_ = std::make_unique<ShardedWindowSampler>(*train_data_, tc.batch_size, tc.seq_len,
+                                                    static_cast<uint64_t>(tc.seed), dist_->rank(),
+                                                    dist_->world_size());
   eval_batches_ = fixed_eval_batches(*val_data_, tc.eval_batches, tc.batch_size, tc.seq_len);
   if (config_.analysis.every > 0)
     analysis_batches_ = fixed_eval_batches(*val_data_, config_.analysis.batches, config_.analysis.batch_size,
@@ -111,22 +130,33 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     elapsed_before_ = state.extra.value("elapsed_s", 0.0);
     sampler_->restore(state.sampler);
     restore_rng_state(state.rng);
-    for (const auto& dir : remove_incomplete_checkpoints(options_.run_dir))
-      spdlog::warn("removed the incomplete checkpoint {}", dir);
+    if (dist_->is_main())
+      for (const auto& dir : remove_incomplete_checkpoints(options_.run_dir))
+        spdlog::warn("removed the incomplete checkpoint {}", dir);
     spdlog::info("resuming from {} (step {})", resumed_from, step_);
   }
 
-  fs::create_directories(options_.run_dir);
-  write_json_file((fs::path(options_.run_dir) / "config.json").string(), to_json(config_));
-  const int64_t keep = options_.resume ? step_ : -1;
-  logs_ = std::make_unique<Logs>(Logs{JsonlLog((fs::path(options_.run_dir) / "metrics.jsonl").string(), keep), {}});
-  if (config_.analysis.every > 0)
-    logs_->analysis = std::make_unique<JsonlLog>((fs::path(options_.run_dir) / "analysis.jsonl").string(), keep);
+  // Identical weights on every rank, whatever each loaded or initialised;
+  // this also keeps rank 0 from checkpointing before every rank has loaded.
+  dist_->broadcast(params_);
+
+  // Rank 0 alone writes the run directory (the ranks' states are identical).
+  if (dist_->is_main()) {
+    fs::create_directories(options_.run_dir);
+    write_json_file((fs::path(options_.run_dir) / "config.json").string(), to_json(config_));
+    const int64_t keep = options_.resume ? step_ : -1;
+    logs_ = std::make_unique<Logs>(Logs{JsonlLog((fs::path(options_.run_dir) / "metrics.jsonl").string(), keep), {}});
+    if (config_.analysis.every > 0)
+      logs_->analysis = std::make_unique<JsonlLog>((fs::path(options_.run_dir) / "analysis.jsonl").string(), keep);
+  }
 
   int64_t n_params = 0;
   for (const auto& p : params_) n_params += p.numel();
   spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} threads, data {}", config_.name, n_params, tc.steps,
-               tc.batch_size * tc.seq_len * tc.grad_accum, threads, data_dir.string());
+               tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size(), threads, data_dir.string());
+  spdlog::info("global batch: {} ranks x {} sequences x {} accumulation = {} sequences of {} tokens",
+               dist_->world_size(), tc.batch_size, tc.grad_accum,
+               dist_->world_size() * tc.batch_size * tc.grad_accum, tc.seq_len);
 }
 
 Trainer::~Trainer() = default;
@@ -136,6 +166,7 @@ Trainer::StepResult Trainer::train_step() {
   const double lr = lr_at(tc, step_);
   set_learning_rate(*optimizer_, lr);
   optimizer_->zero_grad();
+  if (dist_->distributed()) torch::manual_seed(rank_step_seed(tc.seed, dist_->rank(), step_));
   double loss_sum = 0;
   for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
     const Batch batch = sampler_->next();
@@ -149,6 +180,14 @@ Trainer::StepResult Trainer::train_step() {
     // Mean over micro-batches, so the gradient does not depend on grad_accum.
     (loss / static_cast<double>(tc.grad_accum)).backward();
     loss_sum += value;
+  }
+  // One communication per optimizer step, however many micro-batches: the
+  // ranks' mean gradients average to the gradient of the global batch.
+  dist_->allreduce_gradients(params_);
+  if (dist_->distributed()) {
+    std::vector<double> total{loss_sum};
+    dist_->allreduce_sum(total);
+    loss_sum = total[0] / static_cast<double>(dist_->world_size());
   }
   const double norm = global_grad_norm(params_);
   if (!std::isfinite(norm))
@@ -164,8 +203,9 @@ Trainer::StepResult Trainer::train_step() {
 TrainSummary Trainer::run() {
   const TrainConfig& tc = config_.train;
   const int64_t end = options_.stop_at > 0 ? std::min(options_.stop_at, tc.steps) : tc.steps;
-  const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum;
+  const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size();
   TrainSummary summary;
+  const double allreduce_before = dist_->allreduce_seconds_total();
   summary.start_step = step_;
   start_ = Clock::now();
 
@@ -186,14 +226,18 @@ TrainSummary Trainer::run() {
     if (step_ % std::max<int64_t>(1, tc.log_every) == 0 || step_ == end) {
       const double tps = static_cast<double>(interval_steps * tokens_per_step) / std::max(interval_seconds, 1e-9);
       const double elapsed = this->elapsed();
-      logs_->metrics.write({{"event", "train"},
-                            {"step", step_},
-                            {"loss", r.loss},
-                            {"lr", r.lr},
-                            {"grad_norm", r.grad_norm},
-                            {"tokens", step_ * tokens_per_step},
-                            {"tokens_per_s", tps},
-                            {"elapsed_s", elapsed}});
+      if (logs_) {
+        nlohmann::json line = {{"event", "train"},
+                               {"step", step_},
+                               {"loss", r.loss},
+                               {"lr", r.lr},
+                               {"grad_norm", r.grad_norm},
+                               {"tokens", step_ * tokens_per_step},
+                               {"tokens_per_s", tps},
+                               {"elapsed_s", elapsed}};
+        if (dist_->distributed()) line["allreduce_ms"] = 1000.0 * dist_->allreduce_seconds_last();
+        logs_->metrics.write(line);
+      }
       const double eta = static_cast<double>(end - step_) * train_seconds /
                          static_cast<double>(step_ - summary.start_step);
       spdlog::info("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | ETA {}", step_, tc.steps,
@@ -210,6 +254,9 @@ TrainSummary Trainer::run() {
   summary.tokens_per_s = train_seconds > 0
                              ? static_cast<double>((step_ - summary.start_step) * tokens_per_step) / train_seconds
                              : 0.0;
+  if (step_ > summary.start_step)
+    summary.allreduce_s_per_step = (dist_->allreduce_seconds_total() - allreduce_before) /
+                                   static_cast<double>(step_ - summary.start_step);
   return summary;
 }
 
@@ -225,12 +272,29 @@ void Trainer::at_boundary(int64_t step, bool last) {
 
 double Trainer::evaluate(int64_t step) {
   const auto t0 = Clock::now();
-  const EvalResult r = evaluate_batches(model_, eval_batches_);
+  // Each rank scores its share of the fixed batches; summed losses and
+  // token counts give exactly the single-process mean.
+  EvalResult r;
+  if (dist_->distributed()) {
+    std::vector<Batch> mine;
+    for (int64_t i : rank_share(static_cast<int64_t>(eval_batches_.size()), dist_->rank(), dist_->world_size()))
+      mine.push_back(eval_batches_[i]);
+    std::vector<double> totals{0.0, 0.0};  // summed CE, scored tokens
+    if (!mine.empty()) {
+      const EvalResult part = evaluate_batches(model_, mine);
+      totals = {part.loss * static_cast<double>(part.tokens), static_cast<double>(part.tokens)};
+    }
+    dist_->allreduce_sum(totals);
+    r.tokens = static_cast<int64_t>(totals[1]);
+    r.loss = totals[0] / totals[1];
+  } else {
+    r = evaluate_batches(model_, eval_batches_);
+  }
   if (!std::isfinite(r.loss))
     throw NumericError(fmt::format("non-finite validation loss ({}) at step {}; last good checkpoint: {}", r.loss,
                                    step, last_good_checkpoint()));
   const double bpb = r.bits_per_byte(meta_.bytes_per_token(meta_.val));
-  logs_->metrics.write({{"event", "eval"},
+  if (logs_) logs_->metrics.write({{"event", "eval"},
                         {"step", step},
                         {"val_loss", r.loss},
                         {"val_ppl", r.perplexity()},
@@ -246,6 +310,9 @@ double Trainer::evaluate(int64_t step) {
 }
 
 void Trainer::analyse(int64_t step) {
+  // Rank 0 analyses the fixed batches alone (the numbers are those of a
+  // single process); the other ranks wait at the next collective.
+  if (!dist_->is_main()) return;
   if (!options_.analysis) {
     spdlog::warn("analysis.every = {} but no analysis is available; skipped", config_.analysis.every);
     return;
@@ -266,11 +333,13 @@ void Trainer::checkpoint(int64_t step) {
   state.step = step;
   state.tokenizer = meta_.tokenizer;
   if (improved_) best_step_ = step;
+  if (!dist_->is_main()) return;
   state.best_val_loss = best_val_loss_;
   state.rng = capture_rng_state();
   state.sampler = sampler_->state();
-  state.extra = {{"elapsed_s", elapsed()}, {"best_step", best_step_}, {"tokens",
-                 step * config_.train.batch_size * config_.train.seq_len * config_.train.grad_accum}};
+  state.extra = {{"elapsed_s", elapsed()}, {"best_step", best_step_}, {"world_size", dist_->world_size()},
+                 {"tokens", step * config_.train.batch_size * config_.train.seq_len * config_.train.grad_accum *
+                                dist_->world_size()}};
   const std::string dir = checkpoint_dir(options_.run_dir, step);
   save_checkpoint(dir, config_, model_, optimizer_.get(), state);
   if (improved_)

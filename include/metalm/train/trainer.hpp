@@ -32,6 +32,8 @@
 #include "metalm/data/dataset_meta.hpp"
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/train/distributed.hpp"
+#include "metalm/train/sharded_sampler.hpp"
 
 namespace torch::optim {
 class AdamW;
@@ -54,6 +56,11 @@ struct TrainerOptions {
   int threads = 0;         // > 0: overrides train.threads
   int64_t stop_at = 0;     // > 0: stop after this step, checkpointed, as if interrupted
   AnalysisFn analysis = default_analysis();
+  // This process's place in a data-parallel world (distributed.hpp); the
+  // default is a world of one. timeout_s and bucket_mb come from dist.*.
+  // Every rank trains on its own rows of each global micro-batch; rank 0
+  // alone writes the run directory.
+  DistOptions dist;
 };
 
 struct TrainSummary {
@@ -61,7 +68,8 @@ struct TrainSummary {
   std::vector<double> losses;  // training loss of each update of this call, in order
   double last_val_loss = std::numeric_limits<double>::quiet_NaN();
   double best_val_loss = std::numeric_limits<double>::infinity();
-  double tokens_per_s = 0;     // over the updates of this call
+  double tokens_per_s = 0;     // over the updates of this call, all ranks together
+  double allreduce_s_per_step = 0;  // mean gradient allreduce time (0 in a world of one)
 };
 
 class Trainer {
@@ -97,7 +105,8 @@ class Trainer {
   TrainerOptions options_;
   DatasetMeta meta_;
   std::unique_ptr<TokenDataset> train_data_, val_data_;
-  std::unique_ptr<RandomWindowSampler> sampler_;
+  std::unique_ptr<DistributedContext> dist_;
+  std::unique_ptr<ShardedWindowSampler> sampler_;
   std::vector<Batch> eval_batches_, analysis_batches_;
   CausalTransformer model_{nullptr};
   std::vector<at::Tensor> params_;
