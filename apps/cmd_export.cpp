@@ -1,0 +1,44 @@
+// `metalm export`: a checkpoint's weights as one safetensors file, with
+// metalm's names or (--layout hf) GPT2LMHeadModel's, for Python users.
+#include <spdlog/spdlog.h>
+
+#include "command.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/train/hf_import.hpp"
+
+namespace metalm::cli {
+namespace {
+
+const Registration export_command{"export", [](CLI::App& app, const GlobalOptions&) {
+  struct Options {
+    std::string checkpoint, out, layout = "metalm", hf_config;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("export", "write a checkpoint's weights to a safetensors file (metalm or HF GPT-2 names)");
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory, or a run directory (its newest checkpoint)")
+      ->type_name("DIR")
+      ->required();
+  cmd->add_option("--out", o->out, "safetensors file to write")->type_name("FILE.safetensors")->required();
+  cmd->add_option("--layout", o->layout,
+                  "metalm: our names, Linear [out, in]; hf: GPT2LMHeadModel names, Conv1D [in, out] "
+                  "(GPT-2-shaped models only)")
+      ->type_name("LAYOUT")
+      ->check(CLI::IsMember({"metalm", "hf"}))
+      ->capture_default_str();
+  cmd->add_option("--hf-config", o->hf_config,
+                  "with --layout hf: also write the matching Hugging Face config.json here")
+      ->type_name("FILE");
+
+  return std::function<int()>([o]() {
+    const WeightsLayout layout = o->layout == "hf" ? WeightsLayout::Hf : WeightsLayout::Metalm;
+    if (!o->hf_config.empty() && layout != WeightsLayout::Hf)
+      throw ConfigError("export: --hf-config needs --layout hf");
+    export_weights(o->checkpoint, o->out, layout, o->hf_config);
+    spdlog::info("export: {} -> {} ({} layout{}{})", o->checkpoint, o->out, o->layout,
+                 o->hf_config.empty() ? "" : ", config ", o->hf_config);
+    return 0;
+  });
+}};
+
+}  // namespace
+}  // namespace metalm::cli

@@ -1,0 +1,106 @@
+#include "metalm/train/hf_import.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <limits>
+
+#include "metalm/config/json.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/io/hf_gpt2.hpp"
+#include "metalm/io/safetensors.hpp"
+#include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/weights.hpp"
+#include "metalm/train/checkpoint.hpp"
+
+namespace metalm {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "gpt2" for "/models/gpt2/" as well as "/models/gpt2".
+std::string dir_name(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+int64_t count_params(CausalTransformer& model) {
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+ImportHfResult import_hf_gpt2(const std::string& hf_dir, const std::string& out_dir, const ImportHfOptions& options) {
+  HfGpt2Checkpoint hf = read_hf_gpt2(hf_dir);
+  ImportHfResult r;
+  r.config.name = options.name.empty() ? dir_name(hf_dir) : options.name;
+  r.config.model = hf.model;
+  resolve(r.config);
+
+  CausalTransformer model(r.config.model);
+  load_weights(*model, hf.weights.tensors, hf.files.front());
+  hf.weights.tensors.clear();  // the model holds its own copy now
+
+  r.checkpoint_dir = out_dir;
+  r.tokenizer = hf.tokenizer;
+  r.n_params = count_params(model);
+  r.key_prefix = hf.weights.key_prefix;
+  r.dtypes.assign(hf.weights.dtypes.begin(), hf.weights.dtypes.end());
+  r.ignored_tensors = static_cast<int64_t>(hf.weights.ignored.size());
+  if (r.tokenizer.empty())
+    spdlog::warn("{}: vocab_size {} is not GPT-2's {}: no tokenizer recorded in the checkpoint", hf_dir,
+                 r.config.model.vocab_size, kGpt2VocabSize);
+
+  CheckpointState state;
+  state.step = 0;
+  state.tokenizer = r.tokenizer;
+  state.best_val_loss = std::numeric_limits<double>::infinity();
+  state.extra = {
+      {"source", "import-hf"},
+      {"from", fs::absolute(hf_dir).lexically_normal().string()},
+      {"hf_architecture", hf.architecture},
+      {"hf_key_prefix", r.key_prefix},
+      {"hf_dtypes", r.dtypes},
+      {"hf_ignored_tensors", hf.weights.ignored},
+      {"hf_config", hf.hf_config},
+  };
+  save_checkpoint(out_dir, r.config, model, nullptr, state);
+  return r;
+}
+
+void export_weights(const std::string& checkpoint, const std::string& out_file, WeightsLayout layout,
+                    const std::string& hf_config_path) {
+  if (!hf_config_path.empty() && layout != WeightsLayout::Hf)
+    throw ConfigError("export: a Hugging Face config.json is only written with the hf layout");
+  LoadedCheckpoint ck = load_checkpoint(checkpoint);
+  const ModelConfig& cfg = ck.config.model;
+  if (layout == WeightsLayout::Hf) require_gpt2_compatible(cfg);  // before anything is written
+
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : ck.model->named_parameters(/*recurse=*/true)) tensors.emplace(p.key(), p.value().detach());
+  std::map<std::string, std::string> metadata = {
+      {"metalm.config", to_json(cfg).dump()},
+      {"metalm.tokenizer", ck.state.tokenizer},
+      {"metalm.step", std::to_string(ck.state.step)},
+      {"metalm.layout", layout == WeightsLayout::Hf ? "hf" : "metalm"},
+  };
+  if (layout == WeightsLayout::Hf) {
+    tensors = metalm_to_hf_gpt2(tensors, cfg);
+    metadata["format"] = "pt";  // transformers refuses safetensors files without it
+  } else {
+    metadata["format"] = "metalm";
+  }
+  const fs::path out(out_file);
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  write_safetensors(out_file, tensors, metadata);
+  if (!hf_config_path.empty()) {
+    const fs::path cfg_out(hf_config_path);
+    if (cfg_out.has_parent_path()) fs::create_directories(cfg_out.parent_path());
+    write_json_file(hf_config_path, hf_gpt2_config_json(cfg));
+  }
+}
+
+}  // namespace metalm
