@@ -49,7 +49,7 @@ TEST(Checkpoint, RoundTripsWeightsStateAndOptimizerMoments) {
   save_checkpoint(dir, cfg, model, opt.get(), st);
   EXPECT_EQ(fs::path(dir).filename(), "step_00000012");
 
-  const auto loaded = load_checkpoint(tmp.path());  // the run directory: newest checkpoint
+  auto loaded = load_checkpoint(tmp.path());  // the run directory: newest checkpoint
   EXPECT_EQ(loaded.path, dir);
   EXPECT_EQ(loaded.state.step, 12);
   EXPECT_EQ(loaded.state.tokenizer, "byte");
