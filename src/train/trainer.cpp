@@ -95,7 +95,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   sampler_ = std::make_unique<ShardedWindowSampler>(*train_data_, tc.batch_size, tc.seq_len,
                                                     static_cast<uint64_t>(tc.seed), dist_->rank(),
                                                     dist_->world_size());
-  eval_batches_ = fixed_eval_batches(*val_data_, tc.eval_batches, tc.batch_size, tc.seq_len);
+  // Evaluation batches hold the global micro-batch (world x batch_size
+  // windows), so a run's validation windows do not depend on how it is split.
+  eval_batches_ = fixed_eval_batches(*val_data_, tc.eval_batches, tc.batch_size * dist_->world_size(), tc.seq_len);
   if (config_.analysis.every > 0)
     analysis_batches_ = fixed_eval_batches(*val_data_, config_.analysis.batches, config_.analysis.batch_size,
                                            tc.seq_len);
