@@ -69,7 +69,7 @@ at::Tensor linear_self_attention(const at::Tensor& e, const LinearAttentionWeigh
   // Chunked causal linear attention: within a chunk of C positions the masked
   // scores (q_j·k_i, i ≤ j) are a small matrix; across chunks a running state
   // S = Σ v_i k_iᵀ carries the past. Same result as the O(T²) form, in O(T C + T D²).
-  const int64_t B = e.size(0), T = e.size(1), D = e.size(2), C = 64;
+  const int64_t B = e.size(0), T = e.size(1), D = e.size(2), C = 16;
   const int64_t nc = (T + C - 1) / C, pad = nc * C - T;
   auto chunks = [&](const at::Tensor& t) {  // [B, T, D] -> [B, nc, C, D] (zero-padded)
     return at::constant_pad_nd(t, {0, 0, 0, pad}).reshape({B, nc, C, D});

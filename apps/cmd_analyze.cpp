@@ -1,0 +1,196 @@
+// `metalm analyze`: the inner-optimization analysis of a checkpoint on a
+// token file, a list of ids or a text, written as one JSON (the schema of
+// docs/analysis-schema.md) and optionally as CSV tables.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "command.hpp"
+#include "metalm/analysis/analyze_model.hpp"
+#include "metalm/analysis/csv_export.hpp"
+#include "metalm/config/json.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/core/threads.hpp"
+#include "metalm/data/tokenizer.hpp"
+#include "metalm/train/checkpoint.hpp"
+
+namespace metalm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<int64_t> read_ids(const std::string& path) {
+  std::istringstream in(slurp(path));
+  std::vector<int64_t> ids;
+  std::string word;
+  while (in >> word) {
+    std::size_t used = 0;
+    int64_t v = -1;
+    try {
+      v = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != word.size() || v < 0)
+      throw FormatError(path + ": expected whitespace-separated decimal token ids, got '" + word + "'");
+    ids.push_back(v);
+  }
+  return ids;
+}
+
+// Non-overlapping windows of T+1 ids (T = min(seq_len, n-1)), `batch` per batch.
+std::vector<Batch> batches_from_ids(const std::vector<int64_t>& ids, int64_t seq_len, int64_t batch, int64_t max_batches,
+                                    int64_t vocab, const std::string& origin) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n < 2) throw FormatError(origin + ": need at least 2 tokens to analyse, got " + std::to_string(n));
+  for (int64_t id : ids)
+    if (id >= vocab)
+      throw FormatError(origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                        std::to_string(vocab));
+  const int64_t T = std::min(seq_len, n - 1);
+  const int64_t windows = std::min((n - 1) / T, batch * max_batches);
+  const at::Tensor all = at::tensor(ids, at::TensorOptions(at::kLong));
+  std::vector<Batch> out;
+  for (int64_t w0 = 0; w0 < windows; w0 += batch) {
+    const int64_t nb = std::min(batch, windows - w0);
+    std::vector<at::Tensor> in, tg;
+    for (int64_t w = w0; w < w0 + nb; ++w) {
+      in.push_back(all.narrow(0, w * T, T));
+      tg.push_back(all.narrow(0, w * T + 1, T));
+    }
+    out.push_back({at::stack(in), at::stack(tg)});  // [nb, T] each
+  }
+  return out;
+}
+
+// A JSON number, or NaN for null (a statistic with no finite value).
+double num(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
+
+// meta.json next to the token file, else in the run's data directory.
+std::optional<DatasetMeta> find_meta(const std::string& explicit_path, const std::string& data_file,
+                                     const std::string& config_dir) {
+  if (!explicit_path.empty()) return read_dataset_meta(explicit_path);
+  std::vector<fs::path> candidates;
+  if (!data_file.empty()) candidates.push_back(fs::path(data_file).parent_path() / "meta.json");
+  if (!config_dir.empty()) candidates.push_back(fs::path(config_dir) / "meta.json");
+  for (const auto& c : candidates) {
+    std::error_code ec;
+    if (fs::is_regular_file(c, ec)) return read_dataset_meta(c.string());
+  }
+  return std::nullopt;
+}
+
+const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOptions& global) {
+  struct Options {
+    std::string checkpoint, data, ids, text, meta, out, csv, granularity;
+    int64_t batches = 0, batch_size = 0, seq_len = 0, chunk = 0, freq_bins = 0, seed = -1;
+    bool control_untrained = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("analyze", "measure how much each layer's update is a gradient step on the next-token loss");
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory, or a run directory (its newest checkpoint)")
+      ->type_name("DIR")->required();
+  auto* data = cmd->add_option("--data", o->data, "token file (train.bin/val.bin from `metalm prepare`)")
+                   ->type_name("FILE.bin")->check(CLI::ExistingFile);
+  auto* ids = cmd->add_option("--ids", o->ids, "whitespace-separated decimal token ids")->type_name("FILE")
+                  ->check(CLI::ExistingFile);
+  auto* text = cmd->add_option("--text", o->text, "a text file, encoded with the checkpoint's tokenizer")
+                   ->type_name("FILE")->check(CLI::ExistingFile);
+  data->excludes(ids)->excludes(text);
+  ids->excludes(text);
+  cmd->add_option("--batches", o->batches, "batches analysed (default: the config's analysis.batches)")->type_name("N")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", o->batch_size, "sequences per batch (default: analysis.batch_size)")->type_name("B")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (default: train.seq_len)")->type_name("T")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--granularity", o->granularity, "block | sublayer (default: analysis.granularity)")
+      ->type_name("G")->check(CLI::IsMember({"block", "sublayer"}));
+  cmd->add_option("--chunk", o->chunk, "positions per autograd chunk (default: analysis.chunk)")->type_name("N")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--freq-bins", o->freq_bins, "token-frequency bins (default: analysis.freq_bins)")->type_name("N")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", o->seed, "seed of the random-target control (default: analysis.seed)")->type_name("S")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--meta", o->meta, "dataset dir or meta.json with the training token counts "
+                                     "(default: beside --data, else the run's data.dir)")->type_name("PATH");
+  cmd->add_flag("--control-untrained", o->control_untrained,
+                "also analyse a freshly initialised model of the same config (key control_untrained)");
+  cmd->add_option("--out", o->out, "output JSON file")->type_name("FILE.json")->required();
+  cmd->add_option("--csv", o->csv, "also write steps.csv, states.csv, by_position.csv here")->type_name("DIR");
+
+  return std::function<int()>([o, &global]() {
+    if (o->data.empty() && o->ids.empty() && o->text.empty())
+      throw ConfigError("analyze: give the tokens to analyse with --data, --ids or --text");
+    set_threads(global.threads);
+    LoadedCheckpoint ck = load_checkpoint(o->checkpoint);
+    const RunConfig& cfg = ck.config;
+    const AnalysisConfig& ac = cfg.analysis;
+    const int64_t n_batches = o->batches ? o->batches : ac.batches;
+    const int64_t batch_size = o->batch_size ? o->batch_size : ac.batch_size;
+    const int64_t seq_len = std::min(o->seq_len ? o->seq_len : cfg.train.seq_len, cfg.model.context);
+    AnalysisOptions opts = AnalysisOptions::from_config(ac);
+    if (!o->granularity.empty()) opts.granularity = o->granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
+    if (o->chunk) opts.chunk = o->chunk;
+    if (o->freq_bins) opts.freq_bins = o->freq_bins;
+    if (o->seed >= 0) opts.seed = static_cast<uint64_t>(o->seed);
+
+    std::vector<Batch> batches;
+    nlohmann::json source;
+    if (!o->data.empty()) {
+      TokenDataset ds(o->data);
+      batches = fixed_eval_batches(ds, n_batches, batch_size, seq_len);
+      source = {{"data", o->data}};
+    } else {
+      std::vector<int64_t> tokens;
+      if (!o->ids.empty()) {
+        tokens = read_ids(o->ids);
+        source = {{"ids", o->ids}};
+      } else {
+        if (ck.state.tokenizer.empty())
+          throw ConfigError("analyze: checkpoint " + ck.path + " records no tokenizer; use --ids or --data");
+        tokens = make_tokenizer(ck.state.tokenizer)->encode(slurp(o->text));
+        source = {{"text", o->text}, {"tokenizer", ck.state.tokenizer}};
+      }
+      batches = batches_from_ids(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,
+                                 o->ids.empty() ? o->text : o->ids);
+    }
+    const std::optional<DatasetMeta> meta = find_meta(o->meta, o->data, cfg.data.dir);
+    if (!meta) spdlog::warn("analyze: no meta.json found; frequency aggregates are left out (use --meta)");
+
+    spdlog::info("analyze: {} (step {}), {} batch(es) of {} x {} tokens, {} granularity", ck.path, ck.state.step,
+                 batches.size(), batches[0].inputs.size(0), batches[0].inputs.size(1), to_string(opts.granularity));
+    nlohmann::json result = analyze_model(ck.model, batches, opts, meta ? &*meta : nullptr);
+    result["checkpoint"] = ck.path;
+    result["step"] = ck.state.step;
+    result["source"] = source;
+    if (o->control_untrained) {
+      spdlog::info("analyze: untrained control (fresh model, seed {})", cfg.train.seed);
+      result["control_untrained"] =
+          analyze_untrained(cfg.model, static_cast<uint64_t>(cfg.train.seed), batches, opts, meta ? &*meta : nullptr);
+    }
+    for (const auto& st : result["steps"])
+      spdlog::info("  {:>22} -> {:<22} loss {:.3f} -> {:.3f}  alignment {:+.3f} (random target {:+.3f}, chance {:.3f})",
+                   st["from"].get<std::string>(), st["to"].get<std::string>(), num(st["loss_before"]),
+                   num(st["loss_after"]), num(st["alignment"]["mean"]), num(st["alignment_random_target"]["mean"]),
+                   num(result["chance_alignment"]));
+    write_json_file(o->out, result);
+    if (!o->csv.empty()) write_analysis_csv(result, o->csv);
+    return 0;
+  });
+}};
+
+}  // namespace
+}  // namespace metalm::cli

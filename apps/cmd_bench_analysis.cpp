@@ -1,0 +1,144 @@
+// `metalm bench analysis`: the cost of the inner-optimization analysis of a
+// batch relative to one training step on the same tokens (goal: at most 3x
+// at block granularity), and the peak memory of the analysis.
+#include <torch/optim/adamw.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "bench.hpp"
+#include "metalm/analysis/analyze_model.hpp"
+#include "metalm/core/threads.hpp"
+
+namespace metalm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Peak resident set size (VmHWM) in MiB; reset_peak() restarts it (Linux
+// >= 4.0: writing 5 to /proc/self/clear_refs).
+double peak_rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "VmHWM:") {
+      double kb = 0;
+      in >> kb;
+      return kb / 1024.0;
+    }
+    std::getline(in, key);
+  }
+  return -1.0;
+}
+bool reset_peak() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  return static_cast<bool>(out);
+}
+
+struct Settings {
+  int64_t layers = 4, heads = 4, d_model = 256, vocab = 256, seq = 256, batch = 16;
+  int iters = 3;
+  std::string granularity = "block";
+};
+
+int run(const Settings& s, const GlobalOptions& global) {
+  const int threads = set_threads(global.threads);
+  ModelConfig cfg;
+  cfg.vocab_size = s.vocab;
+  cfg.context = s.seq;
+  cfg.d_model = s.d_model;
+  cfg.n_layer = s.layers;
+  cfg.n_head = s.heads;
+  torch::manual_seed(0);
+  CausalTransformer model(cfg);
+  const at::Tensor tokens = torch::randint(cfg.vocab_size, {s.batch, s.seq + 1}, torch::kLong);
+  const Batch batch{tokens.narrow(1, 0, s.seq).contiguous(), tokens.narrow(1, 1, s.seq).contiguous()};
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  AnalysisOptions ao;
+  ao.granularity = s.granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
+
+  auto train_step = [&] {
+    model->train();
+    const auto t0 = Clock::now();
+    opt.zero_grad();
+    const at::Tensor logits = model->forward(batch.inputs);
+    at::cross_entropy_loss(logits.reshape({-1, cfg.vocab_size}), batch.targets.reshape({-1})).backward();
+    opt.step();
+    return seconds_since(t0);
+  };
+  auto analysis = [&] {
+    const auto t0 = Clock::now();
+    const nlohmann::json j = analyze_model(model, {batch}, ao, nullptr);
+    return seconds_since(t0);
+  };
+  // The two parts of the analysis: capture forward, then the analyser proper.
+  auto parts = [&](double& capture, double& analyse) {
+    model->eval();
+    auto t0 = Clock::now();
+    const ModelTrajectory mt = capture_trajectory(model, batch.inputs, ao.granularity);
+    capture += seconds_since(t0);
+    const LensObjective obj = make_lens_objective(model, batch.targets);
+    t0 = Clock::now();
+    TrajectoryOptions to;
+    to.chunk = ao.chunk;
+    analyze_trajectory(mt.states, mt.names, obj, to);
+    analyse += seconds_since(t0);
+  };
+
+  train_step(), analysis();  // warm-up: allocator, BLAS threads
+  double t_train = 0, t_analysis = 0, t_capture = 0, t_analyse = 0;
+  for (int i = 0; i < s.iters; ++i) {
+    t_train += train_step();
+    t_analysis += analysis();
+    parts(t_capture, t_analyse);
+  }
+  const double n = s.iters;
+  const double rss_before = peak_rss_mib();
+  const bool reset = reset_peak();
+  const double base = peak_rss_mib();
+  analysis();
+  const double peak = peak_rss_mib();
+
+  std::printf("metalm bench analysis: %d intra-op thread(s), %d timed iterations\n", threads, s.iters);
+  std::printf("model: %lld layers, %lld heads, d %lld, vocab %lld; batch %lld x %lld tokens; %s granularity\n",
+              static_cast<long long>(s.layers), static_cast<long long>(s.heads), static_cast<long long>(s.d_model),
+              static_cast<long long>(s.vocab), static_cast<long long>(s.batch), static_cast<long long>(s.seq),
+              s.granularity.c_str());
+  std::printf("  training step (fwd+bwd+AdamW)   %8.1f ms\n", 1e3 * t_train / n);
+  std::printf("  analysis of the batch           %8.1f ms   = %.2f x a training step\n", 1e3 * t_analysis / n,
+              t_analysis / t_train);
+  std::printf("    capture forward               %8.1f ms\n", 1e3 * t_capture / n);
+  std::printf("    analyser (lens grads, control)%8.1f ms\n", 1e3 * t_analyse / n);
+  std::printf("    aggregation and JSON          %8.1f ms\n", 1e3 * (t_analysis - t_capture - t_analyse) / n);
+  if (reset)
+    std::printf("  peak RSS during one analysis    %8.1f MiB (process baseline %.1f MiB; +%.1f MiB)\n", peak, base,
+                peak - base);
+  else
+    std::printf("  peak RSS of the process         %8.1f MiB (could not reset the peak counter)\n", rss_before);
+  return 0;
+}
+
+const BenchRegistration analysis_bench{
+    "analysis", "cost of analysing a batch vs one training step on the same tokens; peak memory",
+    [](CLI::App& cmd, const GlobalOptions& global) {
+      auto s = std::make_shared<Settings>();
+      cmd.add_option("--layers", s->layers, "blocks")->type_name("L")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--heads", s->heads, "attention heads")->type_name("H")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--d-model", s->d_model, "residual width")->type_name("D")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--vocab", s->vocab, "vocabulary size")->type_name("V")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--seq", s->seq, "tokens per sequence")->type_name("T")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--batch", s->batch, "sequences")->type_name("B")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--iters", s->iters, "timed iterations")->type_name("N")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--granularity", s->granularity, "block | sublayer")->type_name("G")
+          ->check(CLI::IsMember({"block", "sublayer"}))->capture_default_str();
+      return std::function<int()>([s, &global]() { return run(*s, global); });
+    }};
+
+}  // namespace
+}  // namespace metalm::cli
