@@ -40,6 +40,7 @@ done
 status=0
 remaining=$n
 while ((remaining > 0)); do
+  unset done_pid
   wait -n -p done_pid "${pids[@]}" 2>/dev/null
   code=$?
   [[ -z ${done_pid:-} ]] && break
