@@ -342,6 +342,10 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
         names.append(cs.string(cs.obj(s), "site"))
     blocks = [p[0] for p in map(_site_parts, names) if p is not None]
     n_layers = max(blocks) + 1 if blocks else 0
+    # At block granularity the last state is `final`, not blocks.<L-1>.resid_post,
+    # so the site names alone undercount by one: trust the model's own n_layer.
+    if isinstance(top.get("n_layer"), int) and top["n_layer"] > 0:
+        n_layers = top["n_layer"]
 
     def depth_of(cs: _Check, key: str, site: str) -> float:
         d = site_depth(site, n_layers)
@@ -389,6 +393,8 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
     if top.get("tables") is not None:
         ct = c.at("tables")
         for name, t in ct.obj(top["tables"], None).items():
+            if not isinstance(t, dict):
+                continue  # scalar facts beside the tables, e.g. "tied": true
             cn = ct.at(name)
             t = cn.obj(t)
             tables[name] = Table(name, cn.stats(t, "norm"),
