@@ -1,6 +1,8 @@
 // `metalm bench`: benchmarks that print figures (never timed tests).
 // `bench model`: forward and forward+backward throughput of two small models,
 // and the cost of capturing the residual stream.
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -41,22 +43,49 @@ const Registration bench_command{"bench", [](CLI::App& app, const GlobalOptions&
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+// Wall and process CPU seconds of one call. On a shared machine the CPU time
+// (all threads of this process) is the fairer measure of the work done.
+struct Seconds {
+  double wall = 0.0, cpu = 0.0;
+};
+
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
+
+struct Stopwatch {
+  Clock::time_point wall0 = Clock::now();
+  double cpu0 = cpu_seconds();
+  Seconds elapsed() const {
+    return {std::chrono::duration<double>(Clock::now() - wall0).count(), cpu_seconds() - cpu0};
+  }
+};
 
 struct ModelCase {
   const char* label;
   int64_t n_layer, n_head, d_model, seq, batch;
 };
 
-// Median-free but interleaved: the variants being compared alternate within
+// Means over interleaved runs: the variants being compared alternate within
 // each round, so drifts in machine load hit them alike.
 struct Timing {
-  double total = 0.0;
+  double wall = 0.0, cpu = 0.0;
   int64_t runs = 0;
-  double mean() const { return runs ? total / static_cast<double>(runs) : 0.0; }
+  void add(Seconds s) { wall += s.wall, cpu += s.cpu, ++runs; }
+  double mean() const { return runs ? wall / static_cast<double>(runs) : 0.0; }
+  double cpu_mean() const { return runs ? cpu / static_cast<double>(runs) : 0.0; }
 };
+
+void print_row(const char* label, const Timing& t, double tokens_per_step, const Timing* baseline) {
+  std::printf("  %-28s %9.1f ms/step %9.0f tokens/s   cpu %9.1f ms/step %9.0f tokens/cpu-s", label, 1e3 * t.mean(),
+              tokens_per_step / t.mean(), 1e3 * t.cpu_mean(), tokens_per_step / t.cpu_mean());
+  if (baseline != nullptr)
+    std::printf("   (capture: wall %+.1f %%, cpu %+.1f %%)", 100.0 * (t.mean() / baseline->mean() - 1.0),
+                100.0 * (t.cpu_mean() / baseline->cpu_mean() - 1.0));
+  std::printf("\n");
+}
 
 int run_model_bench(int iters, const std::string& only, const GlobalOptions& global) {
   const int threads = set_threads(global.threads);
@@ -82,18 +111,18 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
     auto fwd = [&](bool capture) {
       torch::NoGradGuard no_grad;
       Trace trace;
-      const auto t0 = Clock::now();
+      const Stopwatch watch;
       torch::Tensor logits = capture ? model->forward(tokens, resid, trace) : model->forward(tokens);
-      return seconds_since(t0);
+      return watch.elapsed();
     };
     auto fwd_bwd = [&](bool capture) {
       CaptureRequest keep = resid;
       keep.keep_graph = true;
       Trace trace;
-      const auto t0 = Clock::now();
+      const Stopwatch watch;
       torch::Tensor logits = capture ? model->forward(tokens, keep, trace) : model->forward(tokens);
       torch::nn::functional::cross_entropy(logits.view({-1, cfg.vocab_size}), targets).backward();
-      const double s = seconds_since(t0);
+      const Seconds s = watch.elapsed();
       model->zero_grad();
       return s;
     };
@@ -102,24 +131,19 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
     fwd(false), fwd(true), fwd_bwd(false);  // warm-up: allocator, BLAS threads
     Timing f_none, f_cap, fb_none, fb_cap;
     for (int i = 0; i < iters; ++i) {
-      f_none.total += fwd(false), f_none.runs++;
-      f_cap.total += fwd(true), f_cap.runs++;
-      fb_none.total += fwd_bwd(false), fb_none.runs++;
-      fb_cap.total += fwd_bwd(true), fb_cap.runs++;
+      f_none.add(fwd(false));
+      f_cap.add(fwd(true));
+      fb_none.add(fwd_bwd(false));
+      fb_cap.add(fwd_bwd(true));
     }
     std::printf("\n(%s) vocab 256, %lld layers, %lld heads, d %lld, T %lld, B %lld: %.2fM parameters\n", mc.label,
                 static_cast<long long>(mc.n_layer), static_cast<long long>(mc.n_head),
                 static_cast<long long>(mc.d_model), static_cast<long long>(mc.seq),
                 static_cast<long long>(mc.batch), static_cast<double>(n_params) / 1e6);
-    std::printf("  forward (no grad)            %8.1f ms/step %10.0f tokens/s\n", 1e3 * f_none.mean(),
-                tokens_per_step / f_none.mean());
-    std::printf("  forward + capture resid      %8.1f ms/step %10.0f tokens/s  (%+.1f %%)\n", 1e3 * f_cap.mean(),
-                tokens_per_step / f_cap.mean(), 100.0 * (f_cap.mean() / f_none.mean() - 1.0));
-    std::printf("  forward+backward             %8.1f ms/step %10.0f tokens/s\n", 1e3 * fb_none.mean(),
-                tokens_per_step / fb_none.mean());
-    std::printf("  forward+backward + capture   %8.1f ms/step %10.0f tokens/s  (%+.1f %%, keep_graph)\n",
-                1e3 * fb_cap.mean(), tokens_per_step / fb_cap.mean(),
-                100.0 * (fb_cap.mean() / fb_none.mean() - 1.0));
+    print_row("forward (no grad)", f_none, tokens_per_step, nullptr);
+    print_row("forward + capture resid", f_cap, tokens_per_step, &f_none);
+    print_row("forward+backward", fb_none, tokens_per_step, nullptr);
+    print_row("forward+backward + capture", fb_cap, tokens_per_step, &fb_none);
   }
   return 0;
 }
