@@ -56,6 +56,17 @@ LensObjective make_lens_objective(CausalTransformer& model, const at::Tensor& ta
                        model->config().vocab_size);
 }
 
+std::vector<std::string> trajectory_names(int64_t n_layer, Granularity granularity) {
+  const bool sublayer = granularity == Granularity::Sublayer;
+  std::vector<std::string> names{site_name(Site::ResidPre, 0)};
+  for (int64_t l = 0; l < n_layer; ++l) {
+    if (sublayer) names.push_back(site_name(Site::ResidMid, l));
+    // resid_post[L-1] is `final`, the state the model's own readout sees.
+    names.push_back(l + 1 == n_layer ? site_name(Site::Final) : site_name(Site::ResidPost, l));
+  }
+  return names;
+}
+
 ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& inputs, Granularity granularity) {
   const bool sublayer = granularity == Granularity::Sublayer;
   CaptureRequest request;
@@ -68,61 +79,135 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
     out.logits = model->forward(inputs, request, trace);  // [B, T, V]
   }
   out.states = trace.trajectory(sublayer);
-  const int64_t L = trace.n_layer();
-  out.names.push_back(site_name(Site::ResidPre, 0));
-  for (int64_t l = 0; l < L; ++l) {
-    if (sublayer) out.names.push_back(site_name(Site::ResidMid, l));
-    // resid_post[L-1] is `final`, the state the model's own readout sees.
-    out.names.push_back(l + 1 == L ? site_name(Site::Final) : site_name(Site::ResidPost, l));
-  }
+  out.names = trajectory_names(trace.n_layer(), granularity);
   return out;
 }
 
-json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& opts,
-                   const DatasetMeta* meta) {
-  if (batches.empty()) throw ShapeError("analyze_model: no batches to analyse");
-  EvalModeScope eval(model);
+BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisOptions& opts) {
+  if (batch.inputs.sizes() != batch.targets.sizes())
+    throw ShapeError("analyze_model: batch " + std::to_string(index) + " inputs and targets differ in shape");
+  ModelTrajectory mt = capture_trajectory(model, batch.inputs, opts.granularity);
+  BatchAnalysis out;
+  {
+    // The model's own loss on the analysed positions, from its real logits.
+    at::NoGradGuard no_grad;
+    const at::Tensor logp = at::log_softmax(mt.logits.to(at::kDouble), -1);                          // [B, T, V]
+    const at::Tensor valid = batch.targets.ge(0);                                                      // [B, T]
+    const at::Tensor nll = -logp.gather(-1, batch.targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // [B, T]
+    out.nll_sum = nll.masked_select(valid).sum().item<double>();
+  }
+  const LensObjective objective = make_lens_objective(model, batch.targets);
+  TrajectoryOptions topts;
+  topts.chunk = opts.chunk;
+  topts.seed = opts.seed + index;  // a different wrong token per batch, reproducibly
+  out.trajectory = analyze_trajectory(mt.states, mt.names, objective, topts);
+  Trajectory& tr = out.trajectory;
+  tr.current_token = batch.inputs.reshape({-1}).index_select(0, tr.rows);
+  tr.target_token = batch.targets.reshape({-1}).index_select(0, tr.rows);
+  return out;
+}
+
+namespace {
+
+// Every [N] tensor of a batch's trajectory, in the fixed order of the
+// exchange format. analyze_batch defines all of them except the last
+// state's gradient norm (there is no step after it).
+template <class Tr, class F>
+void for_each_field(Tr& tr, F&& f) {
+  f(tr.rows);
+  f(tr.positions);
+  f(tr.current_token);
+  f(tr.target_token);
+  for (size_t k = 0; k < tr.states.size(); ++k) {
+    f(tr.states[k].loss);
+    f(tr.states[k].norm);
+    if (k + 1 < tr.states.size()) f(tr.states[k].norm_grad);
+  }
+  for (auto& st : tr.steps)
+    for (auto* t : {&st.loss_before, &st.loss_after, &st.alignment, &st.alignment_random, &st.step_size,
+                    &st.step_size_random, &st.first_order_decrease, &st.actual_decrease, &st.norm_before,
+                    &st.norm_update, &st.norm_grad})
+      f(*t);
+}
+
+int64_t n_states(const ModelConfig& config, Granularity g) {
+  return g == Granularity::Sublayer ? 2 * config.n_layer + 1 : config.n_layer + 1;
+}
+
+int64_t fields_per_position(int64_t states) {
+  const int64_t steps = states - 1;
+  return 4 + 3 * states - 1 + 11 * steps;
+}
+
+}  // namespace
+
+int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisOptions& opts) {
+  const int64_t positions = batch.targets.ge(0).sum().item<int64_t>();
+  return 1 + positions * fields_per_position(n_states(config, opts.granularity));
+}
+
+at::Tensor pack(const BatchAnalysis& part) {
+  std::vector<at::Tensor> pieces{at::full({1}, part.nll_sum, at::kDouble)};
+  for_each_field(part.trajectory, [&](const at::Tensor& t) {
+    if (!t.defined()) throw ShapeError("pack: the trajectory lacks a field of the exchange format");
+    pieces.push_back(t.to(at::kDouble).reshape({-1}));
+  });
+  return at::cat(pieces);
+}
+
+BatchAnalysis unpack(const at::Tensor& flat, const ModelConfig& config, const Batch& batch,
+                     const AnalysisOptions& opts) {
+  const int64_t positions = batch.targets.ge(0).sum().item<int64_t>();
+  const int64_t expected = packed_numel(config, batch, opts);
+  if (flat.dim() != 1 || flat.numel() != expected)
+    throw ShapeError("unpack: " + std::to_string(flat.numel()) + " values where the batch needs " +
+                     std::to_string(expected));
+  BatchAnalysis out;
+  out.nll_sum = flat[0].item<double>();
+  Trajectory& tr = out.trajectory;
+  tr.batch = batch.inputs.size(0);
+  tr.length = batch.inputs.size(1);
+  tr.width = config.d_model;
+  const std::vector<std::string> names = trajectory_names(config.n_layer, opts.granularity);
+  for (const auto& name : names) tr.states.push_back(StateRecord{name, {}, {}, {}});
+  for (size_t k = 0; k + 1 < names.size(); ++k) {
+    StepRecord st;
+    st.from = names[k];
+    st.to = names[k + 1];
+    tr.steps.push_back(std::move(st));
+  }
+  int64_t offset = 1;
+  int field = 0;
+  for_each_field(tr, [&](at::Tensor& t) {
+    t = flat.narrow(0, offset, positions).clone();
+    if (field++ < 4) t = t.to(at::kLong);  // rows, positions, current and target tokens
+    offset += positions;
+  });
+  return out;
+}
+
+json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batches,
+                        const std::vector<BatchAnalysis>& parts, const AnalysisOptions& opts,
+                        const DatasetMeta* meta) {
+  if (batches.empty() || parts.size() != batches.size())
+    throw ShapeError("summarize_analysis: " + std::to_string(parts.size()) + " analyses for " +
+                     std::to_string(batches.size()) + " batches");
   const ModelConfig& cfg = model->config();
   std::optional<FrequencyBins> bins;
-  if (meta) {
-    // A model may pad its vocabulary beyond the tokenizer's, never the reverse.
-    if (static_cast<int64_t>(meta->train_counts.size()) > cfg.vocab_size)
-      throw ShapeError("analyze_model: meta.json counts " + std::to_string(meta->train_counts.size()) +
-                       " token ids but the model's vocab_size is " + std::to_string(cfg.vocab_size));
-    bins.emplace(meta->train_counts, opts.freq_bins);
-  }
+  if (meta) bins.emplace(meta->train_counts, opts.freq_bins);
 
-  std::vector<Trajectory> parts;
+  std::vector<Trajectory> trajectories;
   double final_loss_sum = 0.0;
-  int64_t final_count = 0;
-  for (size_t b = 0; b < batches.size(); ++b) {
-    const Batch& batch = batches[b];
-    if (batch.inputs.sizes() != batch.targets.sizes())
-      throw ShapeError("analyze_model: batch " + std::to_string(b) + " inputs and targets differ in shape");
-    ModelTrajectory mt = capture_trajectory(model, batch.inputs, opts.granularity);
-    {
-      // The model's own loss on the analysed positions, from its real logits.
-      at::NoGradGuard no_grad;
-      const at::Tensor logp = at::log_softmax(mt.logits.to(at::kDouble), -1);          // [B, T, V]
-      const at::Tensor valid = batch.targets.ge(0);                                      // [B, T]
-      const at::Tensor nll = -logp.gather(-1, batch.targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // [B, T]
-      final_loss_sum += nll.masked_select(valid).sum().item<double>();
-      final_count += valid.sum().item<int64_t>();
-    }
-    const LensObjective objective = make_lens_objective(model, batch.targets);
-    TrajectoryOptions topts;
-    topts.chunk = opts.chunk;
-    topts.seed = opts.seed + b;  // a different wrong token per batch, reproducibly
-    Trajectory tr = analyze_trajectory(mt.states, mt.names, objective, topts);
-    tr.current_token = batch.inputs.reshape({-1}).index_select(0, tr.rows);
-    tr.target_token = batch.targets.reshape({-1}).index_select(0, tr.rows);
-    parts.push_back(std::move(tr));
+  for (const auto& p : parts) {
+    trajectories.push_back(p.trajectory);
+    final_loss_sum += p.nll_sum;
   }
-  const Trajectory all = concat(parts);
+  const Trajectory all = concat(trajectories);
+  const int64_t final_count = all.count();
   const FrequencyBins* bins_ptr = bins ? &*bins : nullptr;
 
   json j;
-  j["tokens"] = all.count();
+  j["tokens"] = final_count;
   j["batches"] = batches.size();
   j["batch_size"] = batches[0].inputs.size(0);
   j["seq_len"] = batches[0].inputs.size(1);
@@ -149,6 +234,38 @@ json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches, 
     j["frequency_bins"] = {{"bins", bins->bins()}, {"count_ranges", edges}};
   }
   return j;
+}
+
+json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& opts,
+                           const DatasetMeta* meta, int rank, int world, const SumOverRanks& sum) {
+  if (batches.empty()) throw ShapeError("analyze_model: no batches to analyse");
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("analyze_model: rank " + std::to_string(rank) + " of a world of " + std::to_string(world));
+  const ModelConfig& cfg = model->config();
+  // A model may pad its vocabulary beyond the tokenizer's, never the reverse.
+  if (meta && static_cast<int64_t>(meta->train_counts.size()) > cfg.vocab_size)
+    throw ShapeError("analyze_model: meta.json counts " + std::to_string(meta->train_counts.size()) +
+                     " token ids but the model's vocab_size is " + std::to_string(cfg.vocab_size));
+  EvalModeScope eval(model);
+  std::vector<BatchAnalysis> parts(batches.size());
+  if (world == 1) {
+    for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, opts);
+    return summarize_analysis(model, batches, parts, opts, meta);
+  }
+  std::vector<int64_t> offsets{0};
+  for (const auto& batch : batches) offsets.push_back(offsets.back() + packed_numel(cfg, batch, opts));
+  at::Tensor buffer = at::zeros({offsets.back()}, at::kDouble);
+  for (size_t b = static_cast<size_t>(rank); b < batches.size(); b += static_cast<size_t>(world))
+    buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]).copy_(pack(analyze_batch(model, batches[b], b, opts)));
+  sum(buffer);
+  for (size_t b = 0; b < batches.size(); ++b)
+    parts[b] = unpack(buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]), cfg, batches[b], opts);
+  return summarize_analysis(model, batches, parts, opts, meta);
+}
+
+json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& opts,
+                   const DatasetMeta* meta) {
+  return analyze_model_sharded(model, batches, opts, meta, 0, 1, nullptr);
 }
 
 json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,

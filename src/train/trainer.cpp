@@ -312,9 +312,8 @@ double Trainer::evaluate(int64_t step) {
 }
 
 void Trainer::analyse(int64_t step) {
-  // Rank 0 analyses the fixed batches alone (the numbers are those of a
-  // single process); the other ranks wait at the next collective.
-  if (!dist_->is_main()) return;
+  // Every rank takes part (the default analysis splits the batches over
+  // the ranks); rank 0 writes the result.
   if (!options_.analysis) {
     spdlog::warn("analysis.every = {} but no analysis is available; skipped", config_.analysis.every);
     return;
@@ -322,7 +321,8 @@ void Trainer::analyse(int64_t step) {
   const auto t0 = Clock::now();
   // The analysis must not shift the dropout stream of training.
   nlohmann::json result =
-      preserving_rng_state([&] { return options_.analysis(model_, analysis_batches_, config_, meta_); });
+      preserving_rng_state([&] { return options_.analysis(model_, analysis_batches_, config_, meta_, *dist_); });
+  if (!dist_->is_main()) return;
   nlohmann::json line = {{"step", step}};
   line.update(result);
   line["step"] = step;

@@ -7,6 +7,7 @@
 
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/summary.hpp"
+#include "metalm/core/error.hpp"
 
 namespace metalm {
 namespace {
@@ -123,6 +124,62 @@ TEST(AnalyzeModel, FrequencyAggregatesUseTheTrainingCounts) {
   EXPECT_EQ(j["tables"]["embedding"]["by_frequency"].size(), 4u);
   // Embedding and its tied unembedding are the same table.
   EXPECT_EQ(j["tables"]["embedding"]["norm"], j["tables"]["unembedding"]["norm"]);
+}
+
+// Runs analyze_model_sharded as `world` ranks in one process: each rank's
+// contribution is recorded at its sum, then rank 0 runs again with the total.
+nlohmann::json run_as_ranks(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& o,
+                            const DatasetMeta* meta, int world) {
+  struct Collected {};
+  at::Tensor total;
+  for (int rank = 0; rank < world; ++rank) {
+    try {
+      analyze_model_sharded(model, batches, o, meta, rank, world, [&](at::Tensor& t) {
+        total = total.defined() ? total + t : t.clone();
+        throw Collected{};
+      });
+      ADD_FAILURE() << "rank " << rank << " never exchanged its results";
+    } catch (const Collected&) {
+    }
+  }
+  return analyze_model_sharded(model, batches, o, meta, 0, world, [&](at::Tensor& t) { t.copy_(total); });
+}
+
+TEST(AnalyzeModel, PackedBatchAnalysisRoundTripsExactly) {
+  torch::manual_seed(5);
+  CausalTransformer model(tiny_config());
+  model->eval();
+  Batch b = periodic_batch(3, 16);
+  b.targets.index_put_({1, at::indexing::Slice(10, at::indexing::None)}, -1);  // positions without a next token
+  AnalysisOptions o;
+  o.granularity = Granularity::Sublayer;
+  const BatchAnalysis part = analyze_batch(model, b, 0, o);
+  const at::Tensor flat = pack(part);
+  EXPECT_EQ(flat.numel(), packed_numel(model->config(), b, o));
+  const BatchAnalysis back = unpack(flat, model->config(), b, o);
+  EXPECT_TRUE(at::equal(back.trajectory.rows, part.trajectory.rows));
+  EXPECT_TRUE(at::equal(back.trajectory.target_token, part.trajectory.target_token));
+  EXPECT_FALSE(back.trajectory.states.back().norm_grad.defined());
+  EXPECT_EQ(summarize_analysis(model, {b}, {back}, o, nullptr).dump(),
+            summarize_analysis(model, {b}, {part}, o, nullptr).dump());
+  EXPECT_THROW(unpack(flat.narrow(0, 0, flat.numel() - 1), model->config(), b, o), ShapeError);
+}
+
+TEST(AnalyzeModel, ShardedOverRanksEqualsOneProcess) {
+  torch::manual_seed(6);
+  CausalTransformer model(tiny_config());
+  DatasetMeta meta;
+  meta.vocab_size = 16;
+  for (int64_t i = 0; i < 16; ++i) meta.train_counts.push_back(100 - i * 5);
+  const std::vector<Batch> batches{periodic_batch(2, 16), periodic_batch(3, 16), periodic_batch(1, 16)};
+  for (auto g : {Granularity::Block, Granularity::Sublayer}) {
+    AnalysisOptions o;
+    o.granularity = g;
+    o.freq_bins = 4;
+    const std::string one = analyze_model(model, batches, o, &meta).dump();
+    EXPECT_EQ(run_as_ranks(model, batches, o, &meta, 2).dump(), one);
+    EXPECT_EQ(run_as_ranks(model, batches, o, &meta, 4).dump(), one);  // rank 3 analyses nothing
+  }
 }
 
 TEST(AnalyzeModel, RestoresTheModelsTrainingMode) {

@@ -38,6 +38,9 @@ RunConfig dist_config(const std::string& data_dir, int64_t batch_size, int64_t s
   c.train.eval_every = 5;
   c.train.ckpt_every = 5;
   c.dist.timeout_s = 5;
+  c.analysis.every = 5;  // 3 batches: rank 0 analyses two, rank 1 one
+  c.analysis.batches = 3;
+  c.analysis.batch_size = 2;
   resolve(c);
   return c;
 }
@@ -109,6 +112,21 @@ TEST_F(DistributedTrainer, TwoRanksLogTheLossesOfOneProcessWithTheSameGlobalBatc
   one_process("one");
   expect_same_metrics(tmp / "one/metrics.jsonl", tmp / "two/metrics.jsonl", 1e-5);
   EXPECT_EQ(events(tmp / "two/metrics.jsonl", "train").front()["tokens"], 8 * 2 * 16);
+
+  // The ranks share the analysis; its numbers are those of one process: exact
+  // at step 0 (same weights), within float round-off of training later.
+  const auto one = events(tmp / "one/analysis.jsonl", ""), two = events(tmp / "two/analysis.jsonl", "");
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(two.size(), one.size());
+  EXPECT_EQ(two[0].dump(), one[0].dump());
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(two[i]["step"], one[i]["step"]);
+    EXPECT_EQ(two[i]["tokens"], one[i]["tokens"]);
+    EXPECT_NEAR(two[i]["final_loss"].get<double>(), one[i]["final_loss"].get<double>(), 1e-4);
+    for (std::size_t k = 0; k < one[i]["steps"].size(); ++k)
+      EXPECT_NEAR(two[i]["steps"][k]["alignment"]["mean"].get<double>(),
+                  one[i]["steps"][k]["alignment"]["mean"].get<double>(), 1e-4);
+  }
 }
 
 TEST_F(DistributedTrainer, ATwoRankCheckpointResumesExactly) {

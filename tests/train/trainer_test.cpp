@@ -171,7 +171,8 @@ TEST_F(TrainerTest, AnalysisLinesCarryTheStep) {
   cfg.analysis.batch_size = 2;
   auto o = options(tmp / "run");
   int calls = 0;
-  o.analysis = [&](CausalTransformer&, const std::vector<Batch>& batches, const RunConfig&, const DatasetMeta&) {
+  o.analysis = [&](CausalTransformer&, const std::vector<Batch>& batches, const RunConfig&, const DatasetMeta&,
+                     DistributedContext&) {
     ++calls;
     EXPECT_EQ(batches.size(), 1u);
     EXPECT_EQ(batches[0].inputs.size(0), 2);

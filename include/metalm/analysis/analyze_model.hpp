@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,11 +46,53 @@ struct ModelTrajectory {
 };
 ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& inputs, Granularity granularity);
 
+// The site names of the states of an n_layer model's trajectory, in order.
+std::vector<std::string> trajectory_names(int64_t n_layer, Granularity granularity);
+
 // Analyses `batches` (in eval mode; the model's mode is restored) and returns
 // the analysis JSON. `meta` (nullable) supplies the training-corpus token
 // counts for the frequency aggregates and correlations.
 nlohmann::json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches,
                              const AnalysisOptions& opts, const DatasetMeta* meta);
+
+// One batch's share of analyze_model, before aggregation.
+struct BatchAnalysis {
+  Trajectory trajectory;  // with current_token and target_token
+  double nll_sum = 0.0;   // the model's own loss, summed over the analysed positions
+};
+
+// Analyses batch `index` of a list (its random-target control is seeded by
+// opts.seed + index, so a batch gets the same control wherever it runs).
+// The model must be in the mode it is analysed in (analyze_model: eval).
+BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisOptions& opts);
+
+// Aggregates the analyses of `batches` (parts[b] of batches[b]) into the
+// analysis JSON.
+nlohmann::json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batches,
+                                  const std::vector<BatchAnalysis>& parts, const AnalysisOptions& opts,
+                                  const DatasetMeta* meta);
+
+// The exchange format of a BatchAnalysis between processes: one float64
+// tensor (token ids and positions are exact in float64). Its size follows
+// from the model config, the batch and the options, so every rank knows
+// where every batch's values go before any rank has analysed it.
+int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisOptions& opts);
+at::Tensor pack(const BatchAnalysis& part);
+BatchAnalysis unpack(const at::Tensor& flat, const ModelConfig& config, const Batch& batch,
+                     const AnalysisOptions& opts);
+
+// Adds a float64 tensor over the ranks of a data-parallel run, in place
+// (an allreduce).
+using SumOverRanks = std::function<void(at::Tensor&)>;
+
+// analyze_model shared by the `world` ranks of a data-parallel run: every
+// rank passes the same batches, analyses those with b % world == rank, and
+// the packed results are summed over ranks (each value comes from exactly
+// one rank, the others add zeros, so the sum is exact). Every rank returns
+// the JSON that analyze_model returns for all batches in one process.
+nlohmann::json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches,
+                                     const AnalysisOptions& opts, const DatasetMeta* meta, int rank, int world,
+                                     const SumOverRanks& sum);
 
 // The untrained control: the same analysis on a freshly initialised model of
 // the same config (torch's global generator seeded with `init_seed` first).

@@ -42,12 +42,17 @@ class AdamW;
 namespace metalm {
 
 // Analyses a model on fixed validation batches and returns one JSON object
-// (the trainer adds "step" and appends it to analysis.jsonl).
-using AnalysisFn = std::function<nlohmann::json(CausalTransformer& model, const std::vector<Batch>& batches,
-                                                const RunConfig& config, const DatasetMeta& meta)>;
+// (the trainer adds "step" and appends it to analysis.jsonl). Every rank of
+// a data-parallel run calls it with the same batches, in step; it may share
+// the work through `dist` (collectives in the same order on every rank).
+// Only rank 0's result is written.
+using AnalysisFn =
+    std::function<nlohmann::json(CausalTransformer& model, const std::vector<Batch>& batches,
+                                 const RunConfig& config, const DatasetMeta& meta, DistributedContext& dist)>;
 
 // The library's inner-optimization analysis (analysis/), as the trainer's
-// default AnalysisFn.
+// default AnalysisFn: the ranks analyse disjoint batches and exchange the
+// per-position values, so the result equals a single-process analysis.
 AnalysisFn default_analysis();
 
 struct TrainerOptions {
