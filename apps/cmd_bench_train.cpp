@@ -19,7 +19,7 @@ int run_train_bench(const std::string& config_path, const std::vector<std::strin
   std::vector<std::string> overrides = sets;
   // Only the updates are timed; evaluation, analysis and checkpoints are off
   // (the trainer still evaluates and checkpoints once at the end).
-  for (const char* s : {"train.eval_every=0", "train.ckpt_every=0", "analysis.every=0"})
+  for (const char* s : {"train.eval_every=0", "train.ckpt_every=0", "analysis.every=0", "train.save_steps=[]"})
     overrides.emplace_back(s);
   overrides.push_back("train.steps=" + std::to_string(steps));
   overrides.push_back("train.log_every=" + std::to_string(steps));
