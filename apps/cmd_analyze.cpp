@@ -181,11 +181,17 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
       result["control_untrained"] =
           analyze_untrained(cfg.model, static_cast<uint64_t>(cfg.train.seed), batches, opts, meta ? &*meta : nullptr);
     }
-    for (const auto& st : result["steps"])
-      spdlog::info("  {:>22} -> {:<22} loss {:.3f} -> {:.3f}  alignment {:+.3f} (random target {:+.3f}, chance {:.3f})",
-                   st["from"].get<std::string>(), st["to"].get<std::string>(), num(st["loss_before"]),
-                   num(st["loss_after"]), num(st["alignment"]["mean"]), num(st["alignment_random_target"]["mean"]),
-                   num(result["chance_alignment"]));
+    auto log_steps = [](const nlohmann::json& r, const char* title) {
+      spdlog::info("analyze: {}", title);
+      for (const auto& st : r["steps"])
+        spdlog::info("  {:>22} -> {:<22} loss {:.3f} -> {:.3f}  alignment {:+.3f} (random target {:+.3f}, chance {:.3f})",
+                     st["from"].get<std::string>(), st["to"].get<std::string>(), num(st["loss_before"]),
+                     num(st["loss_after"]), num(st["alignment"]["mean"]),
+                     num(st["alignment_random_target"]["mean"]), num(r["chance_alignment"]));
+    };
+    log_steps(result, "the checkpoint");
+    if (result.contains("control_untrained"))
+      log_steps(result["control_untrained"], "the untrained control (\"control_untrained\" in the output)");
     write_json_file(o->out, result);
     if (!o->csv.empty()) write_analysis_csv(result, o->csv);
     return 0;

@@ -52,11 +52,22 @@ for granularity in block sublayer; do
     "$bin" analyze --checkpoint "$run" --data "$data/val.bin" --batches 4 \
       --granularity "$granularity" --out "$out"
   fi
+  # The untrained control: this run's own initialisation (train.save_steps
+  # keeps step 0), or else a fresh model of the same config.
   out=$run/analysis/untrained_$granularity.json
   if [[ ! -f $out ]]; then
     say "analysing the untrained control ($granularity granularity)"
-    "$bin" analyze --checkpoint "$run" --control-untrained --data "$data/val.bin" --batches 4 \
-      --granularity "$granularity" --out "$out"
+    step0=$run/checkpoints/step_00000000
+    if [[ -d $step0 ]]; then
+      "$bin" analyze --checkpoint "$step0" --data "$data/val.bin" --batches 4 \
+        --granularity "$granularity" --out "$out"
+    else
+      "$bin" analyze --checkpoint "$run" --control-untrained --data "$data/val.bin" --batches 4 \
+        --granularity "$granularity" --out "$out.tmp"
+      /usr/bin/python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["control_untrained"], open(sys.argv[2], "w"))' \
+        "$out.tmp" "$out.part"
+      mv "$out.part" "$out" && rm -f "$out.tmp"
+    fi
   fi
 done
 
