@@ -37,7 +37,7 @@ run() { printf '%s\n' "$*" >>"$commands"; "$@"; }
 # Outer steps and kept checkpoints: the quick run trains less, with the same
 # shape of schedule.
 if ((quick)); then
-  steps=400; save=0,25,100,400; eval_every=200; analysis_every=100; batches=2
+  steps=300; save=0,25,100,300; eval_every=100; analysis_every=100; batches=2
 else
   steps=3000; save=0,50,200,1000,3000; eval_every=500; analysis_every=250; batches=4
 fi
