@@ -1,5 +1,6 @@
 // metalm: train causal Transformer LMs and analyse the inner optimization of
 // their forward pass. One binary; subcommands live in apps/cmd_*.cpp.
+#include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
