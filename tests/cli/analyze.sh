@@ -4,18 +4,7 @@
 # usage: analyze.sh METALM_BIN SOURCE_DIR
 set -u
 bin=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0 passed=0
-check() {  # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pattern=$3; shift 4
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails+1)); return; fi
-  if [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks /$pattern/: $out"; fails=$((fails+1)); return; fi
-  if [[ $want -ne 0 && $(wc -l <<<"$out") -ne 1 ]]; then echo "FAIL $name: error is not one line: $out"; fails=$((fails+1)); return; fi
-  echo "ok   $name"; passed=$((passed+1))
-}
-m() { "$bin" --log-level off --threads 1 "$@"; }
+source "$src/tests/cli/lib/harness.sh"
 py() { /usr/bin/python3 -c "$@"; }
 
 check synthetic 0 '' -- m synthetic-icl --n 8,512 --batch 16 --seed 3 --out "$tmp/icl.json"
@@ -68,5 +57,4 @@ check analyze-missing-ckpt 1 '' -- m analyze --checkpoint "$tmp/nope" --ids "$tm
 printf '1 2 99999\n' >"$tmp/bad_ids.txt"
 check analyze-ids-range 1 'token id 99999 is outside' -- m analyze --checkpoint "$tmp/run" --ids "$tmp/bad_ids.txt" --out "$tmp/d.json"
 check no-partial-output 0 '^absent$' -- bash -c "test -e '$tmp/d.json' && echo present || echo absent"
-echo "$passed passed, $fails failed"
-[[ $fails -eq 0 ]]
+finish

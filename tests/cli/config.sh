@@ -3,17 +3,7 @@
 # usage: config.sh METALM_BIN SOURCE_DIR
 set -u
 bin=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {  # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pattern=$3; shift 4
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails+1)); return; fi
-  if [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks /$pattern/: $out"; fails=$((fails+1)); return; fi
-  if [[ $want -ne 0 && $(wc -l <<<"$out") -ne 1 ]]; then echo "FAIL $name: error is not one line: $out"; fails=$((fails+1)); return; fi
-  echo "ok   $name"
-}
+source "$src/tests/cli/lib/harness.sh"
 check show-defaults 0 '"n_layer": 4' -- "$bin" config show
 check show-file-and-set 0 '"n_layer": 3' -- "$bin" config show --config "$src/configs/tiny.json" --set model.n_layer=3
 check version 0 'metalm [0-9]+\.[0-9]+' -- "$bin" --version
@@ -27,5 +17,4 @@ check impossible 2 'must be divisible by model.n_head' -- "$bin" config show --s
 check missing-file 2 'nope.json' -- "$bin" config show --config "$tmp/nope.json"
 check bad-log-level 2 'unknown level' -- "$bin" --log-level loud config show
 check no-subcommand 2 '' -- "$bin"
-echo "$(( 11 - fails )) passed, $fails failed"
-[[ $fails -eq 0 ]]
+finish

@@ -6,22 +6,12 @@
 # usage: import_hf.sh METALM_BIN SOURCE_DIR
 set -u
 bin=$1 src=$2
+source "$src/tests/cli/lib/harness.sh"
 golden=$src/tests/golden
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export OMP_WAIT_POLICY=passive
-fails=0 passes=0
-check() {  # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pattern=$3; shift 4
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails+1)); return; fi
-  if [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks /$pattern/: $out"; fails=$((fails+1)); return; fi
-  if [[ $want -ne 0 && $(wc -l <<<"$out") -ne 1 ]]; then echo "FAIL $name: error is not one line: $out"; fails=$((fails+1)); return; fi
-  echo "ok   $name"; passes=$((passes+1))
-}
 same_loss() {  # same_loss NAME EVAL_JSON: loss equals the golden one within 1e-4
   if /usr/bin/python3 -c "import json,sys; a=json.loads(sys.argv[1])['loss']; b=float(sys.argv[2]); sys.exit(abs(a-b) > 1e-4)" "$2" "$expected"; then
-    echo "ok   $1"; passes=$((passes+1))
+    echo "ok   $1"; passed=$((passed+1))
   else
     echo "FAIL $1: eval said $2, golden loss is $expected"; fails=$((fails+1))
   fi
@@ -66,5 +56,4 @@ check truncated 1 'model.safetensors.*truncated' -- "$bin" import-hf --from "$tm
 check no-partial-checkpoint 1 '' -- test -e "$tmp/x"
 check bad-layout 2 'layout' -- "$bin" export --checkpoint "$tmp/plain" --layout torch --out "$tmp/y.safetensors"
 check hf-config-needs-hf-layout 2 'needs --layout hf' -- "$bin" export --checkpoint "$tmp/plain" --out "$tmp/y.safetensors" --hf-config "$tmp/c.json"
-echo "$passes passed, $fails failed"
-[[ $fails -eq 0 ]]
+finish

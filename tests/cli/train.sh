@@ -4,18 +4,7 @@
 # usage: train.sh METALM_BIN SOURCE_DIR
 set -u
 bin=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0 passed=0
-check() {  # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pattern=$3; shift 4
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails+1)); return; fi
-  if [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks /$pattern/: $out"; fails=$((fails+1)); return; fi
-  if [[ $want -ne 0 && $(wc -l <<<"$out") -ne 1 ]]; then echo "FAIL $name: error is not one line: $out"; fails=$((fails+1)); return; fi
-  echo "ok   $name"; passed=$((passed+1))
-}
-m() { "$bin" --log-level off --threads 1 "$@"; }
+source "$src/tests/cli/lib/harness.sh"
 
 # A small corpus: the library's headers, one document per file.
 mkdir -p "$tmp/corpus"
@@ -62,5 +51,4 @@ check generate-greedy 0 '' -- m generate --checkpoint "$tmp/run" --prompt "" --t
 check generate-bad-temp 2 'temperature' -- m generate --checkpoint "$tmp/run" --prompt x --temperature -1
 check generate-missing 1 'checkpoint not found' -- m generate --checkpoint "$tmp/nope" --prompt x
 
-echo "$passed passed, $fails failed"
-[[ $fails -eq 0 ]]
+finish
