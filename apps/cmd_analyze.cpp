@@ -6,14 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "command.hpp"
+#include "token_ids.hpp"
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/csv_export.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/tokenizer.hpp"
 #include "metalm/train/checkpoint.hpp"
@@ -22,33 +22,6 @@ namespace metalm::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<int64_t> read_ids(const std::string& path) {
-  std::istringstream in(slurp(path));
-  std::vector<int64_t> ids;
-  std::string word;
-  while (in >> word) {
-    std::size_t used = 0;
-    int64_t v = -1;
-    try {
-      v = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != word.size() || v < 0)
-      throw FormatError(path + ": expected whitespace-separated decimal token ids, got '" + word + "'");
-    ids.push_back(v);
-  }
-  return ids;
-}
 
 // Non-overlapping windows of T+1 ids (T = min(seq_len, n-1)), `batch` per batch.
 std::vector<Batch> batches_from_ids(const std::vector<int64_t>& ids, int64_t seq_len, int64_t batch, int64_t max_batches,
@@ -156,12 +129,12 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     } else {
       std::vector<int64_t> tokens;
       if (!o->ids.empty()) {
-        tokens = read_ids(o->ids);
+        tokens = parse_token_ids(read_file(o->ids), o->ids);
         source = {{"ids", o->ids}};
       } else {
         if (ck.state.tokenizer.empty())
           throw ConfigError("analyze: checkpoint " + ck.path + " records no tokenizer; use --ids or --data");
-        tokens = make_tokenizer(ck.state.tokenizer)->encode(slurp(o->text));
+        tokens = make_tokenizer(ck.state.tokenizer)->encode(read_file(o->text));
         source = {{"text", o->text}, {"tokenizer", ck.state.tokenizer}};
       }
       batches = batches_from_ids(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,

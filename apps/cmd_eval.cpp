@@ -1,11 +1,11 @@
 // `metalm eval`: mean next-token cross-entropy of a checkpoint on a token
 // file, a list of ids or a text (windows: see metalm/train/evaluate.hpp).
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "command.hpp"
+#include "token_ids.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/data/tokenizer.hpp"
@@ -15,36 +15,13 @@
 namespace metalm::cli {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Whitespace-separated decimal ids, each in [0, vocab).
+// The ids of `path`, each in [0, vocab).
 std::vector<int64_t> read_ids(const std::string& path, int64_t vocab) {
-  const std::string text = slurp(path);
-  std::vector<int64_t> ids;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    if (std::isspace(static_cast<unsigned char>(text[pos]))) {
-      ++pos;
-      continue;
-    }
-    std::size_t end = pos;
-    while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end]))) ++end;
-    const std::string word = text.substr(pos, end - pos);
-    if (word.find_first_not_of("0123456789") != std::string::npos || word.size() > 12)
-      throw FormatError(path + ": \"" + word + "\" at byte " + std::to_string(pos) + " is not a token id");
-    const int64_t id = std::stoll(word);
-    if (id >= vocab)
-      throw FormatError(path + ": token id " + word + " (number " + std::to_string(ids.size() + 1) +
+  std::vector<int64_t> ids = parse_token_ids(read_file(path), path);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] >= vocab)
+      throw FormatError(path + ": token id " + std::to_string(ids[i]) + " (number " + std::to_string(i + 1) +
                         ") is outside the model's vocabulary [0, " + std::to_string(vocab) + ")");
-    ids.push_back(id);
-    pos = end;
-  }
   return ids;
 }
 
@@ -97,7 +74,7 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
         throw ConfigError(ckpt.path + " records no tokenizer; evaluate token ids with --ids or --data");
       const auto tok = make_tokenizer(ckpt.state.tokenizer);
       try {
-        tokens = tok->encode(slurp(o->text));
+        tokens = tok->encode(read_file(o->text));
       } catch (const FormatError& e) {
         throw FormatError(o->text + ": " + e.what());
       }

@@ -2,43 +2,15 @@
 // file) and, with --decode, ids -> the exact text.
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "command.hpp"
+#include "token_ids.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/data/tokenizer.hpp"
 
 namespace metalm::cli {
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<int64_t> parse_ids(const std::string& text, const std::string& path) {
-  std::vector<int64_t> ids;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const char c = text[pos];
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
-      ++pos;
-      continue;
-    }
-    if (c < '0' || c > '9')
-      throw FormatError(path + ": byte offset " + std::to_string(pos) + ": expected a decimal token id");
-    int64_t v = 0;
-    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-      v = v * 10 + (text[pos++] - '0');
-      if (v > (int64_t{1} << 40)) throw FormatError(path + ": token id too large");
-    }
-    ids.push_back(v);
-  }
-  return ids;
-}
 
 const Registration tokenize_command{"tokenize", [](CLI::App& app, const GlobalOptions&) {
   struct Options {
@@ -58,9 +30,9 @@ const Registration tokenize_command{"tokenize", [](CLI::App& app, const GlobalOp
     const auto tok = make_tokenizer(o->tokenizer);
     std::string out;
     for (const auto& path : o->inputs) {
-      const std::string text = slurp(path);
+      const std::string text = read_file(path);
       if (o->decode) {
-        out += tok->decode(parse_ids(text, path));
+        out += tok->decode(parse_token_ids(text, path));
         continue;
       }
       std::vector<int64_t> ids;

@@ -2,11 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <limits>
 #include <sstream>
 
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/data/pretokenizer.hpp"
 #include "metalm/data/unicode.hpp"
 
@@ -20,14 +20,6 @@ constexpr std::size_t kCacheLimit = 1 << 20;
 
 inline uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace

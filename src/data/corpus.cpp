@@ -3,22 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 
 namespace metalm {
 namespace fs = std::filesystem;
 namespace {
-
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read " + path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Regular files under `dir`, sorted by path so the corpus order is stable.
 std::vector<fs::path> files_under(const fs::path& dir) {
@@ -93,7 +85,7 @@ std::vector<Document> read_corpus(const std::vector<std::string>& paths, const s
       files.push_back(path);
     }
     for (const auto& f : files) {
-      std::string text = read_all(f);
+      std::string text = read_file(f.string());
       docs.push_back({f.string(), brown ? detag_brown(text) : std::move(text)});
     }
   }
