@@ -12,6 +12,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <glog/logging.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -59,6 +60,23 @@ bool is_loopback(const std::string& host) {
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
 }
+
+// "10 s", "0.5 s": a timeout as the user wrote it.
+std::string seconds_text(double seconds) { return fmt::format("{:g} s", seconds); }
+
+// While alive, libtorch's own glog lines (c10d logs every failed connect
+// attempt) are not printed: a failure surfaces once, as metalm's error, which
+// carries libtorch's message.
+class QuietLibtorchLog {
+ public:
+  QuietLibtorchLog() : saved_(FLAGS_minloglevel) { FLAGS_minloglevel = google::GLOG_FATAL; }
+  ~QuietLibtorchLog() { FLAGS_minloglevel = saved_; }
+  QuietLibtorchLog(const QuietLibtorchLog&) = delete;
+  QuietLibtorchLog& operator=(const QuietLibtorchLog&) = delete;
+
+ private:
+  int32_t saved_;
+};
 
 }  // namespace
 
@@ -112,6 +130,7 @@ DistributedContext::DistributedContext(const DistOptions& options) : options_(op
   so.numWorkers = static_cast<std::size_t>(options_.world_size);
   so.waitWorkers = false;  // the group's full-mesh connect below waits, with a clearer failure
   so.timeout = timeout;
+  const QuietLibtorchLog quiet;
   try {
     impl_->store = c10::make_intrusive<c10d::TCPStore>(options_.master_addr, so);
   } catch (const std::exception& e) {
@@ -119,7 +138,7 @@ DistributedContext::DistributedContext(const DistOptions& options) : options_(op
       throw IoError("rank 0 could not listen on MASTER_PORT=" + std::to_string(options_.master_port) +
                     " (is the port in use?): " + first_line(e));
     throw IoError("rank " + std::to_string(rank()) + " could not reach the master at " + where + " within " +
-                  std::to_string(options_.timeout_s) + " s (dist.timeout_s): " + first_line(e));
+                  seconds_text(options_.timeout_s) + " (dist.timeout_s): " + first_line(e));
   }
 
   // Catch inconsistent launches before the mesh, which would only time out.
@@ -165,8 +184,8 @@ DistributedContext::DistributedContext(const DistOptions& options) : options_(op
     } catch (const std::exception&) {
     }
     throw IoError("rendezvous at " + where + ": only " + std::to_string(joined) + " of WORLD_SIZE=" +
-                  std::to_string(world_size()) + " ranks joined within " + std::to_string(options_.timeout_s) +
-                  " s (dist.timeout_s): " + first_line(e));
+                  std::to_string(world_size()) + " ranks joined within " + seconds_text(options_.timeout_s) +
+                  " (dist.timeout_s): " + first_line(e));
   }
   spdlog::info("distributed: rank {} of {} (local rank {}), master {}:{}, Gloo", rank(), world_size(),
                options_.local_rank, options_.master_addr, options_.master_port);
@@ -182,7 +201,7 @@ void DistributedContext::run(const char* what, const std::function<void()>& coll
   } catch (const std::exception& e) {
     throw IoError(std::string("distributed ") + what + " failed on rank " + std::to_string(rank()) +
                   ": another rank died or did not answer within dist.timeout_s = " +
-                  std::to_string(options_.timeout_s) + " s (" + first_line(e) + ")");
+                  seconds_text(options_.timeout_s) + " (" + first_line(e) + ")");
   }
 }
 

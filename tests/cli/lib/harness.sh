@@ -5,19 +5,17 @@
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0 passed=0
-one_line_errors=1  # 0: a failing command may print more than one line
 
 # check NAME EXPECTED_RC PATTERN -- command...
 # The command must exit with EXPECTED_RC and print something matching PATTERN
-# (an ERE; '' matches anything); with one_line_errors=1 a failure must be
-# reported in one line.
+# (an ERE; '' matches anything); a failure must be reported in one line.
 check() {
   local name=$1 want=$2 pattern=$3; shift 4
   local out rc
   out=$("$@" 2>&1); rc=$?
   if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails+1)); return; fi
   if [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks /$pattern/: $out"; fails=$((fails+1)); return; fi
-  if [[ $one_line_errors -eq 1 && $want -ne 0 && $(wc -l <<<"$out") -ne 1 ]]; then echo "FAIL $name: error is not one line: $out"; fails=$((fails+1)); return; fi
+  if [[ $want -ne 0 && $(wc -l <<<"$out") -ne 1 ]]; then echo "FAIL $name: error is not one line: $out"; fails=$((fails+1)); return; fi
   echo "ok   $name"; passed=$((passed+1))
 }
 
