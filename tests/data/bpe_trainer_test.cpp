@@ -1,8 +1,6 @@
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
+#include "metalm/core/file.hpp"
 #include "metalm/data/bpe_trainer.hpp"
 #include "metalm/data/corpus.hpp"
 #include "metalm/data/tokenizer.hpp"
@@ -18,13 +16,6 @@ std::vector<std::string> training_texts() {
   for (int i = 0; i < 20; ++i) cats += "the cat sat on the mat; the cat ate the rat. ";
   texts.push_back(cats);
   return texts;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 TEST(BpeTrainer, LearnsTheRequestedVocabulary) {
@@ -46,7 +37,7 @@ TEST(BpeTrainer, OutputLoadsAndRoundTrips) {
   const auto tok = make_tokenizer("bpe:" + dir);
   EXPECT_EQ(tok->vocab_size(), 400);
   EXPECT_EQ(tok->eot_id(), 399);
-  const std::string text = slurp(test::fixture("gpt2_stress.txt"));
+  const std::string text = read_file(test::fixture("gpt2_stress.txt"));
   const auto ids = tok->encode(text);
   EXPECT_EQ(tok->decode(ids), text);
   EXPECT_LT(ids.size(), text.size() * 3 / 4);  // the merges compress their own training text
@@ -57,8 +48,8 @@ TEST(BpeTrainer, IsDeterministic) {
   const std::string a = test::temp_dir("bpe_det_a"), b = test::temp_dir("bpe_det_b");
   write_bpe_files(train_bpe(training_texts(), 350), a);
   write_bpe_files(train_bpe(training_texts(), 350), b);
-  EXPECT_EQ(slurp(a + "/vocab.bpe"), slurp(b + "/vocab.bpe"));
-  EXPECT_EQ(slurp(a + "/encoder.json"), slurp(b + "/encoder.json"));
+  EXPECT_EQ(read_file(a + "/vocab.bpe"), read_file(b + "/vocab.bpe"));
+  EXPECT_EQ(read_file(a + "/encoder.json"), read_file(b + "/encoder.json"));
 }
 
 }  // namespace

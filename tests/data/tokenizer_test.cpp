@@ -1,11 +1,10 @@
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/data/tokenizer.hpp"
 #include "test_paths.hpp"
 
@@ -13,13 +12,6 @@ namespace metalm {
 namespace {
 
 using Ids = std::vector<int64_t>;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(ByteTokenizer, RoundTripsArbitraryBytes) {
   const auto tok = make_tokenizer("byte");
@@ -116,8 +108,8 @@ class Gpt2 : public ::testing::Test {
 Tokenizer* Gpt2::shared = nullptr;
 
 TEST_F(Gpt2, MatchesTiktokenOnTheStressText) {
-  const std::string text = slurp(test::fixture("gpt2_stress.txt"));
-  const auto golden = nlohmann::json::parse(slurp(test::fixture("gpt2_stress.tiktoken.json")));
+  const std::string text = read_file(test::fixture("gpt2_stress.txt"));
+  const auto golden = nlohmann::json::parse(read_file(test::fixture("gpt2_stress.tiktoken.json")));
   const Ids expected = golden.at("ids").get<Ids>();
   const Ids ids = tok->encode(text);
   ASSERT_EQ(ids.size(), expected.size());
@@ -125,7 +117,7 @@ TEST_F(Gpt2, MatchesTiktokenOnTheStressText) {
 }
 
 TEST_F(Gpt2, RoundTripsTheStressText) {
-  const std::string text = slurp(test::fixture("gpt2_stress.txt"));
+  const std::string text = read_file(test::fixture("gpt2_stress.txt"));
   EXPECT_EQ(tok->decode(tok->encode(text)), text);
 }
 
