@@ -15,6 +15,8 @@ std::string to_string(AttentionKind v) { return detail::enum_name(v); }
 std::string to_string(MlpKind v) { return detail::enum_name(v); }
 std::string to_string(LrSchedule v) { return detail::enum_name(v); }
 std::string to_string(Granularity v) { return detail::enum_name(v); }
+std::string to_string(Precision v) { return detail::enum_name(v); }
+std::string to_string(DeviceKind v) { return detail::enum_name(v); }
 
 namespace {
 

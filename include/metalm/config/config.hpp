@@ -16,6 +16,11 @@ enum class AttentionKind { Softmax, Linear };
 enum class MlpKind { Gelu, GeluTanh, Relu, None };
 enum class LrSchedule { Cosine, Constant };
 enum class Granularity { Block, Sublayer };
+// Arithmetic of the training matmuls: fp32, or bf16 under autocast (master
+// weights, optimizer state, loss and gradient norm stay fp32).
+enum class Precision { Fp32, Bf16 };
+// Where tensors live: auto means cuda when libtorch has a usable GPU.
+enum class DeviceKind { Auto, Cpu, Cuda };
 
 struct ModelConfig {
   int64_t vocab_size = 256;
@@ -96,6 +101,8 @@ struct TrainConfig {
   std::vector<int64_t> save_steps;
   int64_t seed = 1337;
   int64_t threads = 0;
+  Precision precision = Precision::Fp32;
+  DeviceKind device = DeviceKind::Auto;
 
   template <class Self, class V>
   static void fields(Self& c, V&& v) {
@@ -121,6 +128,8 @@ struct TrainConfig {
     v("save_steps", c.save_steps, "extra steps whose checkpoints are kept for good, e.g. [0, 100]");
     v("seed", c.seed, "seed of initialisation, data sampling and dropout");
     v("threads", c.threads, "intra-op threads; 0 means all cores (the CLI's --threads overrides)");
+    v("precision", c.precision, "fp32 | bf16 (matmuls under autocast in bfloat16; weights, AdamW state, loss and checkpoints stay fp32)");
+    v("device", c.device, "auto (cuda when available, else cpu) | cpu | cuda");
   }
 };
 
@@ -186,6 +195,8 @@ std::string to_string(AttentionKind v);
 std::string to_string(MlpKind v);
 std::string to_string(LrSchedule v);
 std::string to_string(Granularity v);
+std::string to_string(Precision v);
+std::string to_string(DeviceKind v);
 
 // Fills derived defaults (d_mlp = 4 * d_model, seq_len = context) and checks
 // every rule; throws ConfigError naming the key and the rule.
