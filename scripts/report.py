@@ -312,7 +312,7 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
               f"Generated {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
               f"from `{os.path.abspath(out)}` at git revision `{rev}`.", "",
               "Training is the outer optimization; each layer's update of a token's representation is read as "
-              "one step of an inner optimization of the next-token loss through the logit lens (DESIGN.md §3). "
+              "one step of an inner optimization of the next-token loss through the logit lens (docs/design.md section 5). "
               "How to read each figure: docs/figures.md.", "",
               "## Headline numbers", ""]
         md += table(SUMMARY_HEADER, summary_rows(settings))

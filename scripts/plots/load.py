@@ -1,6 +1,6 @@
 """Read and validate metalm's output files into small typed records.
 
-Plots read only these files (DESIGN.md section 5). Required keys are checked
+Plots read only these files (docs/design.md section 7). Required keys are checked
 strictly: a missing key, a wrong type or unreadable JSON raises `InputError`
 whose one-line message names the file and the key path (e.g.
 `run/analysis/step100_block.json: steps[2].alignment.q90: missing key`).

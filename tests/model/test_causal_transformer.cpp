@@ -1,5 +1,5 @@
 // CausalTransformer: causality, the representation-site invariants of
-// DESIGN.md section 2, readout helpers, gradients and the GPT-2 shape.
+// docs/design.md section 4, readout helpers, gradients and the GPT-2 shape.
 #include <gtest/gtest.h>
 
 #include "metalm/core/error.hpp"

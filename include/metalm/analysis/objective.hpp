@@ -1,5 +1,5 @@
 // Inner objectives: the per-position loss ℓ_t(h) of a representation h whose
-// gradient the layer updates are compared with (DESIGN.md section 3).
+// gradient the layer updates are compared with (docs/design.md section 5).
 //
 // An objective sees the states of a [B, T, d] trace flattened to rows
 // [B*T, d]; `rows` says which flat positions b*T + t the given states belong

@@ -1,7 +1,7 @@
 // The inner-optimization analyser: given an ordered list of states
 // s_0 … s_K ([B, T, d] each) and an objective, measures position by position
 // how much each update Δ = s_{k+1} − s_k behaves like a gradient step on the
-// objective (DESIGN.md section 3). The result keeps every analysed position's
+// objective (docs/design.md section 5). The result keeps every analysed position's
 // value (as [N] double tensors) so any aggregation can be done afterwards.
 #pragma once
 

@@ -4,7 +4,7 @@
 // Parameters: ln_1.*, attn.*, ln_2.*, mlp.* (ln_2 and mlp absent when
 // mlp = none; ln_* absent when norm = none). See norm.hpp, attention.hpp, mlp.hpp.
 //
-// Sites, so that DESIGN.md's invariants hold in both placements:
+// Sites, so that the invariants of docs/design.md section 4 hold in both placements:
 //   pre-LN:  attn_out = drop(attn(ln_1(x)));       resid_mid  = x + attn_out
 //            mlp_out  = drop(mlp(ln_2(resid_mid))); resid_post = resid_mid + mlp_out
 //   post-LN: resid_mid  = ln_1(x + drop(attn(x)));          attn_out := resid_mid - x

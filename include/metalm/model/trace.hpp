@@ -2,7 +2,7 @@
 //
 // LibTorch modules have no forward hooks, so capture is explicit: the caller
 // passes a CaptureRequest to CausalTransformer::forward and gets a Trace back.
-// Site names follow TransformerLens (DESIGN.md section 2); per block l:
+// Site names follow TransformerLens (docs/design.md section 4); per block l:
 //
 //   embed, pos_embed          [B, T, d]  token / position embeddings (pos_embed only
 //                                        for learned and sinusoidal positions)
@@ -69,7 +69,7 @@ class Trace {
   int64_t n_layer() const { return n_layer_; }
   bool empty() const { return entries_.empty(); }
 
-  // The inner trajectory of DESIGN.md section 3: block granularity gives
+  // The inner trajectory of docs/design.md section 5: block granularity gives
   // [resid_pre[0], resid_post[0], ..., resid_post[L-1]] (L+1 states);
   // sublayer granularity interleaves resid_mid (2L+1 states). Needs the
   // corresponding sites captured.
