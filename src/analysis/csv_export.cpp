@@ -1,10 +1,10 @@
 #include "metalm/analysis/csv_export.hpp"
 
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 
 namespace metalm {
@@ -37,30 +37,27 @@ json dig(const json& v, const std::string& a, const std::string& b = "") {
   return (v[a].is_object() && v[a].contains(b)) ? v[a][b] : json(nullptr);
 }
 
+// One table, built in memory and written whole (write_file_atomic).
 class CsvFile {
  public:
-  CsvFile(const std::filesystem::path& path, const std::vector<std::string>& header) : path_(path), out_(path) {
-    if (!out_) throw IoError("cannot write " + path.string());
+  CsvFile(std::string path, const std::vector<std::string>& header) : path_(std::move(path)) {
     row(std::vector<json>(header.begin(), header.end()));
   }
   void row(const std::vector<json>& cells) {
-    for (size_t i = 0; i < cells.size(); ++i) out_ << (i ? "," : "") << cell(cells[i]);
-    out_ << "\n";
-    if (!out_) throw IoError("cannot write " + path_.string());
+    for (size_t i = 0; i < cells.size(); ++i) (text_ += i ? "," : "") += cell(cells[i]);
+    text_ += "\n";
   }
+  void save() const { write_file_atomic(path_, text_); }
 
  private:
-  std::filesystem::path path_;
-  std::ofstream out_;
+  std::string path_, text_;
 };
 
 }  // namespace
 
 void write_analysis_csv(const json& a, const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw IoError("cannot create directory " + dir + ": " + ec.message());
-  const std::filesystem::path base(dir);
+  // The three tables appear together or not at all (core/atomic_file.hpp).
+  AtomicDir out(dir);
   const std::vector<std::string> summaries{"alignment", "alignment_random_target", "step_size", "norm_before",
                                            "norm_update", "norm_grad"};
   {
@@ -68,7 +65,7 @@ void write_analysis_csv(const json& a, const std::string& dir) {
                                     "first_order_decrease", "actual_decrease"};
     for (const auto& s : summaries)
       for (const char* q : {"mean", "std", "median", "q10", "q90"}) header.push_back(s + "_" + q);
-    CsvFile f(base / "steps.csv", header);
+    CsvFile f(out / "steps.csv", header);
     for (const auto& st : a.at("steps")) {
       std::vector<json> r{dig(st, "index"), dig(st, "layer"), dig(st, "kind"), dig(st, "from"), dig(st, "to"),
                           dig(st, "loss_before"), dig(st, "loss_after"), dig(st, "first_order_decrease"),
@@ -77,21 +74,23 @@ void write_analysis_csv(const json& a, const std::string& dir) {
         for (const char* q : {"mean", "std", "median", "q10", "q90"}) r.push_back(dig(st, s, q));
       f.row(r);
     }
+    f.save();
   }
   {
-    CsvFile f(base / "states.csv", {"index", "site", "loss", "norm_mean", "norm_median", "norm_q10", "norm_q90",
+    CsvFile f(out / "states.csv", {"index", "site", "loss", "norm_mean", "norm_median", "norm_q10", "norm_q90",
                                     "norm_freq_spearman_current", "norm_freq_spearman_target"});
     for (const auto& s : a.at("states"))
       f.row({dig(s, "index"), dig(s, "site"), dig(s, "loss"), dig(s, "norm", "mean"), dig(s, "norm", "median"),
              dig(s, "norm", "q10"), dig(s, "norm", "q90"), dig(s, "norm_freq_spearman", "current"),
              dig(s, "norm_freq_spearman", "target")});
+    f.save();
   }
   {
     const std::vector<std::string> curves{"count", "alignment", "alignment_random_target", "step_size",
                                           "loss_before", "loss_after", "norm_update"};
     std::vector<std::string> header{"step", "position"};
     header.insert(header.end(), curves.begin(), curves.end());
-    CsvFile f(base / "by_position.csv", header);
+    CsvFile f(out / "by_position.csv", header);
     for (const auto& st : a.at("steps")) {
       const json& bp = st.at("by_position");
       const size_t T = bp.at("count").size();
@@ -101,7 +100,9 @@ void write_analysis_csv(const json& a, const std::string& dir) {
         f.row(r);
       }
     }
+    f.save();
   }
+  out.commit();
 }
 
 }  // namespace metalm

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "fields.hpp"
+#include "metalm/core/atomic_file.hpp"
 
 namespace metalm {
 namespace detail {
@@ -296,23 +297,7 @@ json read_json_file(const std::string& path) {
   }
 }
 
-void write_json_file(const std::string& path, const json& j) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(path + ": cannot write file");
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IoError(path + ": write failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw IoError(path + ": cannot rename temporary file into place");
-  }
-}
+void write_json_file(const std::string& path, const json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   RunConfig c = path.empty() ? RunConfig{} : run_config_from_json(read_json_file(path), path);

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/data/bpe_tokenizer.hpp"
 #include "metalm/data/pretokenizer.hpp"
@@ -34,16 +35,6 @@ struct Candidate {
   uint64_t pair;
   bool operator<(const Candidate& o) const { return count != o.count ? count < o.count : pair > o.pair; }
 };
-
-void write_via_temp(const std::filesystem::path& path, const std::string& content) {
-  const auto tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f.write(content.data(), static_cast<std::streamsize>(content.size()));
-    if (!f) throw IoError("cannot write " + tmp);
-  }
-  std::filesystem::rename(tmp, path);
-}
 
 }  // namespace
 
@@ -169,8 +160,6 @@ BpeTrainResult train_bpe(const std::vector<std::string>& texts, int64_t vocab_si
 }
 
 void write_bpe_files(const BpeTrainResult& bpe, const std::string& dir) {
-  namespace fs = std::filesystem;
-  fs::create_directories(dir);
   nlohmann::ordered_json enc = nlohmann::ordered_json::object();
   for (std::size_t id = 0; id < bpe.tokens.size(); ++id) {
     const std::string spelled = static_cast<int64_t>(id) == bpe.eot_id ? bpe.tokens[id]
@@ -180,8 +169,10 @@ void write_bpe_files(const BpeTrainResult& bpe, const std::string& dir) {
   std::string merges = "#version: 0.2\n";
   for (const auto& [a, b] : bpe.merges)
     merges += unicode::token_unicode_from_bytes(bpe.tokens[a]) + " " + unicode::token_unicode_from_bytes(bpe.tokens[b]) + "\n";
-  write_via_temp(fs::path(dir) / "vocab.bpe", merges);
-  write_via_temp(fs::path(dir) / "encoder.json", enc.dump() + "\n");
+  AtomicDir out(dir);
+  write_file_atomic(out / "vocab.bpe", merges);
+  write_file_atomic(out / "encoder.json", enc.dump() + "\n");
+  out.commit();
 }
 
 }  // namespace metalm

@@ -1,13 +1,12 @@
 #include "metalm/data/prepare.hpp"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/data/corpus.hpp"
 #include "metalm/data/token_file.hpp"
@@ -23,17 +22,6 @@ uint64_t splitmix64(uint64_t& state) {
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
 }
-
-// Removes the temporary files unless committed.
-struct TempFiles {
-  std::vector<fs::path> paths;
-  bool committed = false;
-  ~TempFiles() {
-    if (committed) return;
-    std::error_code ec;
-    for (const auto& p : paths) fs::remove(p, ec);
-  }
-};
 
 }  // namespace
 
@@ -62,19 +50,18 @@ DatasetMeta prepare_dataset(const PrepareOptions& o) {
   if (docs.empty()) throw IoError("prepare: the inputs hold no documents");
   const auto val = val_documents(docs.size(), o.val_fraction, o.seed);
 
-  fs::create_directories(o.out);
-  const fs::path out(o.out);
-  const std::string suffix = ".tmp." + std::to_string(::getpid());
-  TempFiles temps;
-  for (const char* name : {"train.bin", "val.bin", "meta.json"}) temps.paths.push_back(out / (name + suffix));
+  // Everything is written under OUT.tmp-PID and renamed into place at the
+  // end (core/atomic_file.hpp): a failure leaves nothing, an existing OUT is
+  // replaced only by a complete dataset.
+  AtomicDir out(o.out);
 
   DatasetMeta meta;
   meta.tokenizer = tokenizer->spec();
   meta.vocab_size = tokenizer->vocab_size();
   meta.eot_id = tokenizer->eot_id();
   meta.train_counts.assign(static_cast<std::size_t>(meta.vocab_size), 0);
-  TokenFileWriter train(temps.paths[0].string(), meta.vocab_size);
-  TokenFileWriter valw(temps.paths[1].string(), meta.vocab_size);
+  TokenFileWriter train(out / "train.bin", meta.vocab_size);
+  TokenFileWriter valw(out / "val.bin", meta.vocab_size);
   std::size_t next_val = 0;
   for (std::size_t d = 0; d < docs.size(); ++d) {
     const bool is_val = next_val < val.size() && val[next_val] == d;
@@ -99,17 +86,8 @@ DatasetMeta prepare_dataset(const PrepareOptions& o) {
   }
   train.finish();
   valw.finish();
-  {
-    std::ofstream f(temps.paths[2]);
-    f << to_json(meta).dump() << "\n";
-    if (!f) throw IoError("cannot write " + temps.paths[2].string());
-  }
-  // meta.json last (and any old one first): its presence marks a complete dataset.
-  fs::remove(out / "meta.json");
-  fs::rename(temps.paths[0], out / "train.bin");
-  fs::rename(temps.paths[1], out / "val.bin");
-  fs::rename(temps.paths[2], out / "meta.json");
-  temps.committed = true;
+  write_file_atomic(out / "meta.json", to_json(meta).dump() + "\n");
+  out.commit();
   spdlog::info("prepare: {} train documents ({} tokens), {} val documents ({} tokens) -> {}", meta.train.documents,
                meta.train.tokens, meta.val.documents, meta.val.tokens, o.out);
   return meta;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 
 namespace metalm {
@@ -53,18 +54,15 @@ TokenFileHeader parse_token_file_header(const unsigned char* bytes, std::size_t 
   return h;
 }
 
-TokenFileWriter::TokenFileWriter(const std::string& path, int64_t vocab_size) : path_(path) {
+TokenFileWriter::TokenFileWriter(const std::string& path, int64_t vocab_size)
+    : path_(path), file_(std::make_unique<AtomicFile>(path)) {
   header_.vocab_size = vocab_size;
   header_.id_bytes = id_bytes_for_vocab(vocab_size);
-  file_ = std::fopen(path.c_str(), "wb");
-  if (!file_) throw IoError("cannot write " + path);
-  unsigned char zeros[TokenFileHeader::kBytes] = {};
-  if (std::fwrite(zeros, 1, sizeof zeros, file_) != sizeof zeros) throw IoError("cannot write " + path);
+  const unsigned char zeros[TokenFileHeader::kBytes] = {};
+  file_->write(zeros, sizeof zeros);
 }
 
-TokenFileWriter::~TokenFileWriter() {
-  if (file_) std::fclose(file_);
-}
+TokenFileWriter::~TokenFileWriter() = default;
 
 void TokenFileWriter::append(const std::vector<int64_t>& ids) {
   const int w = static_cast<int>(header_.id_bytes);
@@ -75,7 +73,7 @@ void TokenFileWriter::append(const std::vector<int64_t>& ids) {
                         std::to_string(header_.vocab_size));
     put_le(buffer_.data() + i * w, static_cast<uint64_t>(ids[i]), w);
   }
-  if (std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) throw IoError("cannot write " + path_);
+  file_->write(buffer_.data(), buffer_.size());
   header_.count += static_cast<int64_t>(ids.size());
 }
 
@@ -86,11 +84,8 @@ void TokenFileWriter::finish() {
   put_le(h + 12, header_.id_bytes, 4);
   put_le(h + 16, static_cast<uint64_t>(header_.vocab_size), 8);
   put_le(h + 24, static_cast<uint64_t>(header_.count), 8);
-  if (std::fseek(file_, 0, SEEK_SET) != 0 || std::fwrite(h, 1, sizeof h, file_) != sizeof h)
-    throw IoError("cannot write " + path_);
-  const int rc = std::fclose(file_);
-  file_ = nullptr;
-  if (rc != 0) throw IoError("cannot write " + path_);
+  file_->write_at(0, h, sizeof h);
+  file_->commit();
 }
 
 }  // namespace metalm

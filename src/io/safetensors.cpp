@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -217,27 +218,14 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   // writer does the same; readers may then map tensors in place).
   text.append((8 - (8 + text.size()) % 8) % 8, ' ');
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(tmp + ": cannot open for writing");
-    unsigned char len_bytes[8];
-    uint64_t len = text.size();
-    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((len >> (8 * i)) & 0xff);
-    out.write(reinterpret_cast<const char*>(len_bytes), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& t : data)
-      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IoError(tmp + ": write failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw IoError(path + ": cannot rename " + tmp + " into place");
-  }
+  AtomicFile out(path);
+  unsigned char len_bytes[8];
+  const uint64_t len = text.size();
+  for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((len >> (8 * i)) & 0xff);
+  out.write(len_bytes, 8);
+  out.write(text.data(), text.size());
+  for (const auto& t : data) out.write(t.data_ptr(), static_cast<std::size_t>(t.numel() * t.element_size()));
+  out.commit();
 }
 
 }  // namespace metalm

@@ -1,9 +1,14 @@
 #include "metalm/train/jsonl_log.hpp"
 
-#include <cstdio>
-#include <filesystem>
-#include <sstream>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 
 namespace metalm {
@@ -20,25 +25,40 @@ JsonlLog::JsonlLog(std::string path, int64_t keep_through_step) : path_(std::mov
         kept += line + "\n";
     }
   }
-  // Rewrite through a temporary file so the old lines survive a crash here.
-  const std::string tmp = path_ + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << kept;
-    if (!f) throw IoError("cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path_, ec);
-  if (ec) throw IoError("cannot rename " + tmp + " to " + path_ + ": " + ec.message());
-  out_.open(path_, std::ios::binary | std::ios::app);
-  if (!out_) throw IoError("cannot append to " + path_);
+  write_file_atomic(path_, kept);
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0) throw IoError("cannot append to " + path_ + ": " + std::strerror(errno));
+  size_ = kept.size();
 }
 
+JsonlLog::~JsonlLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+JsonlLog::JsonlLog(JsonlLog&& other) noexcept
+    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), size_(other.size_) {}
+
 void JsonlLog::write(const nlohmann::json& record) {
-  // NaN is not JSON: nlohmann would print null, which is what readers expect.
-  out_ << record.dump() << '\n';
-  out_.flush();
-  if (!out_) throw IoError("cannot append to " + path_);
+  // NaN is not JSON: nlohmann prints null, which is what readers expect.
+  const std::string line = record.dump() + '\n';
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const ssize_t w = ::write(fd_, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      const int err = errno;
+      // A line half written would break every reader of the file; cut back
+      // to the last complete one (the next append starts a fresh line).
+      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0)
+        throw IoError("cannot append to " + path_ + ": " + std::strerror(err) + "; the last line is incomplete (" +
+                      std::strerror(errno) + " while cutting it off)");
+      throw IoError("cannot append to " + path_ + ": " + std::strerror(err));
+    }
+    p += w;
+    left -= static_cast<std::size_t>(w);
+  }
+  size_ += line.size();
 }
 
 }  // namespace metalm

@@ -31,8 +31,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // Reads a JSON file; a syntax error names the file, line and column.
 nlohmann::json read_json_file(const std::string& path);
 
-// Writes JSON to a temporary file next to `path`, then renames it into place,
-// so readers never see a partial file.
+// Writes JSON (2-space indent, final newline) atomically and durably
+// (write_file_atomic, core/atomic_file.hpp): readers never see a partial file.
 void write_json_file(const std::string& path, const nlohmann::json& j);
 
 }  // namespace metalm

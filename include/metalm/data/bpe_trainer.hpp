@@ -23,7 +23,8 @@ struct BpeTrainResult {
 BpeTrainResult train_bpe(const std::vector<std::string>& texts, int64_t vocab_size);
 
 // Writes DIR/encoder.json and DIR/vocab.bpe (GPT-2's format; loadable as
-// bpe:DIR), each through a temporary name.
+// bpe:DIR) as one directory, atomically (AtomicDir, core/atomic_file.hpp);
+// an existing DIR is replaced as a whole.
 void write_bpe_files(const BpeTrainResult& bpe, const std::string& dir);
 
 }  // namespace metalm

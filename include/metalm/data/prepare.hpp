@@ -21,8 +21,10 @@ struct PrepareOptions {
 // Splits documents (not tokens) between train and val by a seeded shuffle:
 // round(val_fraction * documents) go to val (at least one when the fraction
 // is positive and there are two or more), each split keeping corpus order.
-// Each document's ids are followed by end-of-text. Outputs are written under
-// temporary names and renamed at the end, so a failure leaves none behind.
+// Each document's ids are followed by end-of-text. The directory is written
+// under a temporary name and renamed at the end (AtomicDir,
+// core/atomic_file.hpp), so a failure leaves nothing behind; an existing
+// `out` directory is replaced as a whole.
 DatasetMeta prepare_dataset(const PrepareOptions& options);
 
 // The documents that go to val, as indices into the corpus (sorted).

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,11 @@ uint32_t id_bytes_for_vocab(int64_t vocab_size);
 // file holds exactly `count` ids. Throws FormatError saying what was expected.
 TokenFileHeader parse_token_file_header(const unsigned char* bytes, std::size_t file_size, const std::string& path);
 
-// Streams ids into a token file; the header's count is written on finish().
+class AtomicFile;
+
+// Streams ids into a token file; the header's count is written on finish(),
+// which also moves the file into place (AtomicFile, core/atomic_file.hpp).
+// Destroyed before finish(), it leaves nothing at `path`.
 class TokenFileWriter {
  public:
   TokenFileWriter(const std::string& path, int64_t vocab_size);
@@ -49,7 +54,7 @@ class TokenFileWriter {
 
  private:
   std::string path_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;
   TokenFileHeader header_;
   std::vector<unsigned char> buffer_;
 };

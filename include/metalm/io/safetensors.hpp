@@ -34,8 +34,8 @@ SafeTensorsFile read_safetensors(const std::string& path,
 
 // Writes the tensors (moved to CPU, made contiguous) in name order, with the
 // header padded to a multiple of 8 bytes as the reference implementation does.
-// Writes to a temporary name in the same directory, then renames, so a reader
-// never sees a partial file. Throws IoError, or FormatError for a dtype the
+// Written atomically and durably (AtomicFile, core/atomic_file.hpp), so a
+// reader never sees a partial file. Throws IoError, or FormatError for a dtype the
 // format cannot hold or the reserved name "__metadata__".
 void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
