@@ -1,19 +1,22 @@
 #include "metalm/train/checkpoint.hpp"
 
-#include <torch/optim/optimizer.h>
+#include <spdlog/spdlog.h>
+#include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <regex>
 
 #include "metalm/config/json.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/io/safetensors.hpp"
 #include "metalm/model/weights.hpp"
+#include "metalm/train/optimizer.hpp"
+#include "metalm/train/retention.hpp"
 #include "metalm/train/rng_state.hpp"
 
 namespace fs = std::filesystem;
@@ -61,22 +64,41 @@ bool is_complete_checkpoint(const fs::path& dir) {
          fs::is_regular_file(dir / "config.json");
 }
 
-void replace_dir(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  if (fs::exists(to)) {
-    // rename() cannot replace a non-empty directory: move the old one aside
-    // first, so a crash here leaves either the old or the new one complete.
-    const fs::path old = to.string() + ".old-" + std::to_string(::getpid());
-    fs::remove_all(old, ec);
-    fs::rename(to, old, ec);
-    if (ec) throw IoError("cannot move aside " + to.string() + ": " + ec.message());
-    fs::rename(from, to, ec);
-    if (ec) throw IoError("cannot rename " + from.string() + " to " + to.string() + ": " + ec.message());
-    fs::remove_all(old, ec);
-    return;
+// A checkpoint is what its state.json says; a folder named for another step
+// (a copy, a rename) would be taken for the wrong point of the run.
+void check_name_matches_step(const fs::path& dir, int64_t step) {
+  const int64_t named = checkpoint_step(dir.string());
+  if (named >= 0 && named != step)
+    throw FormatError(dir.string() + ": the folder is named for step " + std::to_string(named) +
+                      " but its state.json holds step " + std::to_string(step) + "; a checkpoint folder must be " +
+                      "named after its step (" + fs::path(checkpoint_dir("", step)).filename().string() +
+                      "): rename it, or move it out of checkpoints/");
+}
+
+// Reads back a checkpoint just written under `dir` (its temporary name):
+// state.json, config.json, every tensor of model.safetensors against the
+// model's parameters, and the optimizer archive. Throws FormatError/IoError.
+void verify_written(const fs::path& dir, int64_t step, CausalTransformer& model, bool has_optimizer) {
+  const std::string state_path = (dir / "state.json").string();
+  if (state_from_json(read_json_file(state_path), state_path).step != step)
+    throw FormatError(state_path + ": reads back a different step than was written");
+  const std::string config_path = (dir / "config.json").string();
+  run_config_from_json(read_json_file(config_path), config_path);
+  const std::string weights_path = (dir / "model.safetensors").string();
+  const SafeTensorsFile weights = read_safetensors(weights_path);
+  const auto params = model->named_parameters(/*recurse=*/true);
+  if (weights.tensors.size() != params.size())
+    throw FormatError(weights_path + ": reads back " + std::to_string(weights.tensors.size()) + " tensors, " +
+                      std::to_string(params.size()) + " were written");
+  for (const auto& p : params) {
+    const auto it = weights.tensors.find(p.key());
+    if (it == weights.tensors.end() || it->second.sizes() != p.value().sizes())
+      throw FormatError(weights_path + ": tensor '" + p.key() + "' does not read back as written");
   }
-  fs::rename(from, to, ec);
-  if (ec) throw IoError("cannot rename " + from.string() + " to " + to.string() + ": " + ec.message());
+  if (has_optimizer) {
+    torch::serialize::InputArchive archive;
+    archive.load_from((dir / "optimizer.pt").string());
+  }
 }
 
 }  // namespace
@@ -89,32 +111,46 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
 
 void save_checkpoint(const std::string& dir, const RunConfig& config, CausalTransformer& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointState& state) {
-  const fs::path target(dir);
-  const fs::path tmp = target.string() + ".tmp-" + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) throw IoError("cannot create checkpoint directory " + tmp.string() + ": " + ec.message());
+  // Everything goes into DIR.tmp-PID, is read back, then the directory is
+  // renamed into place (core/atomic_file.hpp): a crash, a full disk or a
+  // power loss leaves either no DIR or a complete one.
+  AtomicDir out(dir);
   try {
-    write_json_file((tmp / "config.json").string(), to_json(config));
-    save_weights(*model, (tmp / "model.safetensors").string(),
-                 {{"format", "metalm"}, {"step", std::to_string(state.step)}});
+    write_json_file(out / "config.json", to_json(config));
+    save_weights(*model, out / "model.safetensors", {{"format", "metalm"}, {"step", std::to_string(state.step)}});
     if (optimizer != nullptr) {
       torch::serialize::OutputArchive archive;
       optimizer->save(archive);
-      archive.save_to((tmp / "optimizer.pt").string());
+      AtomicFile file(out / "optimizer.pt");
+      // torch's zip writer calls this from C code: an error must not be
+      // thrown through it, so it is kept and rethrown after.
+      std::exception_ptr failed;
+      try {
+        archive.save_to([&](const void* data, size_t n) -> size_t {
+          try {
+            file.write(data, n);
+            return n;
+          } catch (...) {
+            failed = std::current_exception();
+            return 0;
+          }
+        });
+      } catch (const c10::Error&) {
+        if (failed) std::rethrow_exception(failed);
+        throw;
+      }
+      if (failed) std::rethrow_exception(failed);
+      file.commit();
     }
-    // state.json last: a directory without it is never taken for a checkpoint,
-    // even if the rename below were not atomic on some file system.
-    write_json_file((tmp / "state.json").string(), state_to_json(state, optimizer != nullptr));
+    // state.json last: a directory without it is never taken for a checkpoint.
+    write_json_file(out / "state.json", state_to_json(state, optimizer != nullptr));
+    verify_written(out.temp_path(), state.step, model, optimizer != nullptr);
+    out.commit();
   } catch (const c10::Error& e) {
-    fs::remove_all(tmp, ec);
     throw IoError("cannot write checkpoint " + dir + ": " + e.what_without_backtrace());
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
+  } catch (const Error& e) {
+    throw IoError("cannot write checkpoint " + dir + ": " + e.what());
   }
-  replace_dir(tmp, target);
 }
 
 std::vector<std::string> list_checkpoints(const std::string& run_dir) {
@@ -122,15 +158,12 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   std::vector<std::pair<int64_t, std::string>> found;
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return {};
-  static const std::regex name_re("step_([0-9]+)");
   for (const auto& entry : fs::directory_iterator(root, ec)) {
-    std::smatch m;
-    const std::string name = entry.path().filename().string();
     // Leftovers of interrupted writes (step_X.tmp-PID, step_X.old-PID) and
     // directories without state.json are not checkpoints.
-    if (!std::regex_match(name, m, name_re) || !entry.is_directory() || !is_complete_checkpoint(entry.path()))
-      continue;
-    found.emplace_back(std::stoll(m[1].str()), entry.path().string());
+    const int64_t step = checkpoint_step(entry.path().string());  // throws on an out-of-range name
+    if (step < 0 || !entry.is_directory() || !is_complete_checkpoint(entry.path())) continue;
+    found.emplace_back(step, entry.path().string());
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> out;
@@ -157,13 +190,44 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir) {
   out.config = run_config_from_json(read_json_file(config_path), config_path);
   resolve(out.config);
   const std::string state_path = (dir / "state.json").string();
-  out.state = state_from_json(read_json_file(state_path), state_path);
+  const nlohmann::json state_json = read_json_file(state_path);
+  out.state = state_from_json(state_json, state_path);
+  check_name_matches_step(dir, out.state.step);
   // Building the model draws its (discarded) initial weights from the global
   // generator; the caller's random stream is left as it was.
   out.model = preserving_rng_state([&] { return CausalTransformer(out.config.model); });
   load_weights(*out.model, (dir / "model.safetensors").string());
   out.has_optimizer = fs::is_regular_file(dir / "optimizer.pt");
+  if (state_json.value("has_optimizer", false) && !out.has_optimizer)
+    throw FormatError(dir.string() + "/optimizer.pt: missing (state.json says the checkpoint has optimizer state)");
   return out;
+}
+
+LoadedCheckpoint load_resume_checkpoint(const std::string& run_dir) {
+  const auto all = list_checkpoints(run_dir);
+  if (all.empty()) throw ConfigError("nothing to resume: no complete checkpoint in " + run_dir + "/checkpoints");
+  std::vector<std::string> invalid;  // newest first, "DIR (reason)"
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      LoadedCheckpoint ckpt = load_checkpoint(*it);
+      if (!ckpt.has_optimizer) throw FormatError(*it + ": no optimizer state, cannot resume training");
+      // The optimizer archive must restore into the checkpoint's own model,
+      // and the generator state must be one restore_rng_state accepts.
+      auto optimizer = make_optimizer(ckpt.model, ckpt.config.train);
+      load_optimizer_state(*it, *optimizer);
+      preserving_rng_state([&] {
+        restore_rng_state(ckpt.state.rng);
+        return 0;
+      });
+      for (const auto& bad : invalid) spdlog::warn("checkpoint {} is not valid; resuming from {} instead", bad, *it);
+      return ckpt;
+    } catch (const Error& e) {
+      invalid.push_back(*it + " (" + e.what() + ")");
+    } catch (const c10::Error& e) {
+      invalid.push_back(*it + " (" + e.what_without_backtrace() + ")");
+    }
+  }
+  throw FormatError("no valid checkpoint to resume in " + run_dir + "/checkpoints; the newest: " + invalid.front());
 }
 
 void load_optimizer_state(const std::string& dir, torch::optim::Optimizer& optimizer) {

@@ -19,6 +19,7 @@
 #include "metalm/train/lr_schedule.hpp"
 #include "metalm/train/optimizer.hpp"
 #include "metalm/train/retention.hpp"
+#include "metalm/train/run_lock.hpp"
 #include "metalm/train/rng_state.hpp"
 
 namespace fs = std::filesystem;
@@ -74,6 +75,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   dist.bucket_mb = config_.dist.bucket_mb;
   dist_ = std::make_unique<DistributedContext>(dist);
   dist_->check_same("the resolved config", to_json(config_).dump());
+  // One process per run directory, for the whole run; rank 0 owns it.
+  if (dist_->is_main()) lock_ = std::make_unique<RunDirLock>(options_.run_dir);
 
   const auto existing = list_checkpoints(options_.run_dir);
   if (!options_.resume && !existing.empty())
@@ -108,7 +111,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   std::string resumed_from;
   CheckpointState state;
   if (options_.resume) {
-    LoadedCheckpoint ckpt = load_checkpoint(options_.run_dir);
+    // The newest checkpoint that loads completely; newer broken ones are
+    // skipped with a warning (checkpoint.hpp).
+    LoadedCheckpoint ckpt = load_resume_checkpoint(options_.run_dir);
     if (to_json(ckpt.config.model) != to_json(config_.model))
       throw ConfigError("the model config differs from the checkpoint's (" + ckpt.path +
                         "/config.json); resume with the run's own config.json");
@@ -349,7 +354,9 @@ void Trainer::checkpoint(int64_t step) {
                     {{"step", step},
                      {"val_loss", best_val_loss_},
                      {"checkpoint", fs::relative(dir, options_.run_dir).string()}});
-  RetentionPolicy policy{config_.train.keep_last, config_.train.save_steps, best_step_};
+  // save_checkpoint read the new one back before it took its name, so the
+  // older ones may go; anything named for a later step is left alone.
+  RetentionPolicy policy{config_.train.keep_last, config_.train.save_steps, best_step_, step};
   for (const auto& removed : prune_checkpoints(options_.run_dir, policy)) spdlog::debug("removed {}", removed);
   spdlog::info("checkpoint {}", dir);
 }

@@ -7,10 +7,13 @@
 //   DIR/state.json         {"format":"metalm-checkpoint","version":1,"step",
 //                           "tokenizer", "best_val_loss", "rng", "sampler", ...}
 //
-// A checkpoint is written under DIR.tmp-<pid> and renamed into place once
-// complete, so a crash mid-write leaves the previous checkpoint intact and a
-// half-written directory is never taken for a checkpoint. Run directories keep
-// their checkpoints as RUN_DIR/checkpoints/step_<NNNNNNNN>.
+// A checkpoint is written under DIR.tmp-<pid>, read back, fsync'd and renamed
+// into place (core/atomic_file.hpp), so a crash, a full disk or a power loss
+// mid-write leaves the previous checkpoint intact and a half-written directory
+// is never taken for a checkpoint. Run directories keep their checkpoints as
+// RUN_DIR/checkpoints/step_<NNNNNNNN>. The step is the one in state.json; a
+// folder named step_N must hold step N (a renamed or copied checkpoint is
+// refused, not trusted).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -37,8 +40,10 @@ struct CheckpointState {
   nlohmann::json extra;      // anything else worth keeping (e.g. "source": "import-hf")
 };
 
-// Writes a complete checkpoint to `dir` atomically (temp dir, then rename;
-// an existing `dir` is replaced). `optimizer` may be null.
+// Writes a complete checkpoint to `dir` atomically (temp dir, read back,
+// then rename; an existing directory `dir` is replaced). `optimizer` may be
+// null. Throws IoError("cannot write checkpoint DIR: ...") and leaves `dir`
+// as it was on any failure.
 void save_checkpoint(const std::string& dir, const RunConfig& config, CausalTransformer& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointState& state);
 
@@ -51,13 +56,24 @@ struct LoadedCheckpoint {
 };
 
 // Loads a checkpoint directory, or the newest complete checkpoint of a run
-// directory. Errors (IoError/FormatError) name the file and what is wrong.
+// directory. Errors (IoError/FormatError) name the file and what is wrong,
+// including a folder named step_N whose state.json holds another step.
 LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir);
+
+// The checkpoint a run resumes from: the newest checkpoint of run_dir that
+// loads completely (state.json and its step, config.json, every tensor of
+// model.safetensors, the optimizer archive restored into AdamW, the generator
+// state). Newer ones that fail are skipped with a warning naming each and
+// the one used. ConfigError when there is no checkpoint, FormatError when
+// none is valid.
+LoadedCheckpoint load_resume_checkpoint(const std::string& run_dir);
 
 // Restores the optimizer state saved with the checkpoint at `dir`.
 void load_optimizer_state(const std::string& dir, torch::optim::Optimizer& optimizer);
 
-// Complete checkpoints of a run directory, oldest first (step order).
+// Complete checkpoints of a run directory (step_N folders with state.json,
+// model.safetensors and config.json), oldest first by the step in their
+// names. FormatError for a step_N name whose N is out of range.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 
 // The checkpoint directory for `step` in a run directory.

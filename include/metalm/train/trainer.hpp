@@ -41,6 +41,8 @@ class AdamW;
 
 namespace metalm {
 
+class RunDirLock;
+
 // Analyses a model on fixed validation batches and returns one JSON object
 // (the trainer adds "step" and appends it to analysis.jsonl). Every rank of
 // a data-parallel run calls it with the same batches, in step; it may share
@@ -108,6 +110,7 @@ class Trainer {
 
   RunConfig config_;
   TrainerOptions options_;
+  std::unique_ptr<RunDirLock> lock_;  // RUN_DIR/.lock, rank 0 (run_lock.hpp)
   DatasetMeta meta_;
   std::unique_ptr<TokenDataset> train_data_, val_data_;
   std::unique_ptr<DistributedContext> dist_;
