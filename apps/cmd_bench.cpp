@@ -10,6 +10,7 @@
 #include "bench.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/parameter_count.hpp"
 
 namespace metalm::cli {
 
@@ -101,8 +102,7 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
     cfg.n_head = mc.n_head;
     torch::manual_seed(0);
     CausalTransformer model(cfg);
-    int64_t n_params = 0;
-    for (const auto& p : model->parameters()) n_params += p.numel();
+    const int64_t n_params = count_parameters(*model);
     const torch::Tensor tokens = torch::randint(cfg.vocab_size, {mc.batch, mc.seq}, torch::kLong);
     const torch::Tensor targets = torch::randint(cfg.vocab_size, {mc.batch * mc.seq}, torch::kLong);
     const double tokens_per_step = static_cast<double>(mc.batch * mc.seq);

@@ -9,6 +9,7 @@
 
 #include "bench.hpp"
 #include "metalm/config/json.hpp"
+#include "metalm/model/parameter_count.hpp"
 #include "metalm/train/trainer.hpp"
 
 namespace metalm::cli {
@@ -35,7 +36,7 @@ int run_train_bench(const std::string& config_path, const std::vector<std::strin
   TrainSummary s;
   try {
     Trainer trainer(cfg, options);
-    for (const auto& p : trainer.model()->parameters()) n_params += p.numel();
+    n_params = count_parameters(*trainer.model());
     s = trainer.run();
   } catch (...) {
     std::filesystem::remove_all(dir);

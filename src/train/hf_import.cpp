@@ -10,6 +10,7 @@
 #include "metalm/io/hf_gpt2.hpp"
 #include "metalm/io/safetensors.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/parameter_count.hpp"
 #include "metalm/model/weights.hpp"
 #include "metalm/train/checkpoint.hpp"
 
@@ -23,12 +24,6 @@ std::string dir_name(const std::string& dir) {
   fs::path p = fs::path(dir).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();
   return p.filename().string();
-}
-
-int64_t count_params(CausalTransformer& model) {
-  int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
-  return n;
 }
 
 }  // namespace
@@ -46,7 +41,7 @@ ImportHfResult import_hf_gpt2(const std::string& hf_dir, const std::string& out_
 
   r.checkpoint_dir = out_dir;
   r.tokenizer = hf.tokenizer;
-  r.n_params = count_params(model);
+  r.n_params = count_parameters(*model);
   r.key_prefix = hf.weights.key_prefix;
   r.dtypes.assign(hf.weights.dtypes.begin(), hf.weights.dtypes.end());
   r.ignored_tensors = static_cast<int64_t>(hf.weights.ignored.size());

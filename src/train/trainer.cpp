@@ -13,6 +13,7 @@
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/threads.hpp"
+#include "metalm/model/parameter_count.hpp"
 #include "metalm/train/checkpoint.hpp"
 #include "metalm/train/evaluate.hpp"
 #include "metalm/train/jsonl_log.hpp"
@@ -157,9 +158,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
       logs_->analysis = std::make_unique<JsonlLog>((fs::path(options_.run_dir) / "analysis.jsonl").string(), keep);
   }
 
-  int64_t n_params = 0;
-  for (const auto& p : params_) n_params += p.numel();
-  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} threads, data {}", config_.name, n_params, tc.steps,
+  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} threads, data {}", config_.name,
+               count_parameters(*model_), tc.steps,
                tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size(), threads, data_dir.string());
   spdlog::info("global batch: {} ranks x {} sequences x {} accumulation = {} sequences of {} tokens",
                dist_->world_size(), tc.batch_size, tc.grad_accum,

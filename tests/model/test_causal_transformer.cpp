@@ -4,6 +4,7 @@
 
 #include "metalm/core/error.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/parameter_count.hpp"
 #include "tiny_configs.hpp"
 
 namespace metalm {
@@ -192,9 +193,7 @@ TEST(CausalTransformer, Gpt2SmallHas124439808Parameters) {
   cfg.n_head = 12;
   cfg.tie_embeddings = true;
   CausalTransformer model(cfg);
-  int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
-  EXPECT_EQ(n, 124439808);
+  EXPECT_EQ(count_parameters(*model), 124439808);
   EXPECT_TRUE(model->named_parameters().contains("blocks.11.attn.c_attn.weight"));
   EXPECT_EQ(model->named_parameters()["blocks.0.attn.c_attn.weight"].sizes(), (std::vector<int64_t>{2304, 768}));
   EXPECT_FALSE(model->named_parameters().contains("lm_head.weight"));
