@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "metalm/core/error.hpp"
+
 namespace metalm {
 
 int hardware_threads() {
@@ -13,7 +15,14 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+void check_threads(long long threads, const std::string& what) {
+  if (threads < 0 || threads > kMaxThreads)
+    throw ConfigError(what + " = " + std::to_string(threads) + ": expected 0 (all " +
+                      std::to_string(hardware_threads()) + " hardware threads) to " + std::to_string(kMaxThreads));
+}
+
 int set_threads(int threads) {
+  check_threads(threads, "threads");
   const int n = threads > 0 ? threads : hardware_threads();
   at::set_num_threads(n);
   return at::get_num_threads();

@@ -1,13 +1,26 @@
 // Thread settings for libtorch's intra-op pool and the BLAS it calls.
 #pragma once
 
+#include <string>
+
 namespace metalm {
+
+// The most intra-op threads metalm accepts. A fixed ceiling rather than a
+// multiple of this machine's cores, so a run's thread count (which decides the
+// order of float reductions, hence the last bits of its losses) can be
+// reproduced on a smaller machine; 256 is far above any useful setting and far
+// below the counts that make thread creation itself stall the process.
+constexpr int kMaxThreads = 256;
 
 // Number of hardware threads (at least 1).
 int hardware_threads();
 
+// Throws ConfigError naming `what` (e.g. "--threads" or "train.threads")
+// unless 0 <= threads <= kMaxThreads.
+void check_threads(long long threads, const std::string& what);
+
 // Sets libtorch's intra-op threads; 0 means all hardware threads. Returns the
-// number in force.
+// number in force. Throws ConfigError (check_threads) for an impossible count.
 int set_threads(int threads);
 
 // libgomp reads OMP_WAIT_POLICY once, when it loads, before main() runs; with
