@@ -5,6 +5,7 @@
 
 #include "fields.hpp"
 #include "metalm/config/json.hpp"
+#include "metalm/core/threads.hpp"
 
 namespace metalm {
 
@@ -94,7 +95,8 @@ void resolve(RunConfig& c) {
             "each step must be in [0, train.steps = " + str(t.steps) + "]");
   std::sort(t.save_steps.begin(), t.save_steps.end());
   t.save_steps.erase(std::unique(t.save_steps.begin(), t.save_steps.end()), t.save_steps.end());
-  at_least(t.threads, 0, "train.threads");
+  require(t.threads >= 0 && t.threads <= kMaxThreads, "train.threads", str(t.threads),
+          "must be 0 (all cores) to " + str(kMaxThreads));
 
   AnalysisConfig& a = c.analysis;
   at_least(a.every, 0, "analysis.every");

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "fields.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/core/atomic_file.hpp"
 
 namespace metalm {
@@ -63,7 +64,7 @@ std::string json_type(const json& j) {
 }
 
 [[noreturn]] void wrong_type(const std::string& path, const std::string& expected, const json& j) {
-  throw ConfigError(path + ": expected " + expected + ", found " + json_type(j) + " " + j.dump());
+  throw ConfigError(path + ": expected " + expected + ", found " + json_type(j) + " " + json_excerpt(j));
 }
 
 void read_value(const json& j, bool& out, const std::string& path) {
@@ -104,7 +105,9 @@ void read_value(const json& j, std::vector<int64_t>& out, const std::string& pat
 
 template <class E, std::enable_if_t<detail::is_enum_table<E>::value, int> = 0>
 void read_value(const json& j, E& out, const std::string& path) {
-  if (!j.is_string()) wrong_type(path, "one of " + detail::enum_choices<E>(), j);
+  // No choice is anywhere near 64 characters; a longer string is quoted cut.
+  if (!j.is_string() || j.get_ref<const std::string&>().size() > 64)
+    wrong_type(path, "one of " + detail::enum_choices<E>(), j);
   out = detail::enum_parse<E>(j.get<std::string>(), path);
 }
 
@@ -140,7 +143,7 @@ void read_section(const json& j, S& section, const std::string& prefix, const st
   for (const auto& [key, value] : j.items()) {
     if (std::find(reader.known.begin(), reader.known.end(), key) != reader.known.end()) continue;
     const std::string path = prefix.empty() ? key : prefix + "." + key;
-    std::string msg = origin + ": unknown key \"" + path + "\"";
+    std::string msg = origin + ": unknown key \"" + excerpt(path) + "\"";
     const std::string hint = detail::closest(key, reader.known);
     if (!hint.empty()) msg += " (did you mean \"" + (prefix.empty() ? hint : prefix + "." + hint) + "\"?)";
     throw ConfigError(msg);
@@ -176,7 +179,7 @@ json write_section(const S& s) {
 // Parses an override's text into JSON shaped like the key's current value.
 json parse_override_value(const std::string& path, const std::string& text, const json& current) {
   auto fail = [&](const std::string& expected) -> json {
-    throw ConfigError("--set " + path + "=" + text + ": expected " + expected);
+    throw ConfigError("--set " + path + "=" + excerpt(text) + ": expected " + expected);
   };
   switch (current.type()) {
     case json::value_t::boolean:
@@ -206,13 +209,115 @@ json parse_override_value(const std::string& path, const std::string& text, cons
     case json::value_t::array: {
       std::string body = text;
       if (body.empty() || body.front() != '[') body = "[" + body + "]";
-      json parsed = json::parse(body, nullptr, false);
-      if (parsed.is_discarded()) return fail("list, e.g. [0,100,500] or 0,100,500");
-      return parsed;
+      try {
+        return parse_json(body, "--set " + path);
+      } catch (const ConfigError&) {
+        return fail("list, e.g. [0,100,500] or 0,100,500");
+      }
     }
     default: return fail("a value");
   }
 }
+
+// Builds the document with nlohmann's own DOM builder while keeping the path
+// of the value being read ("train.lr", "steps[3]"), so that errors can name
+// the key, and refusing nesting beyond kMaxJsonDepth.
+class StrictSax {
+ public:
+  StrictSax(json& root, const std::string& text, const std::string& origin, JsonError kind)
+      : dom_(root, /*allow_exceptions=*/true), text_(text), origin_(origin), kind_(kind) {}
+
+  bool null() { return value(dom_.null()); }
+  bool boolean(bool v) { return value(dom_.boolean(v)); }
+  bool number_integer(json::number_integer_t v) { return value(dom_.number_integer(v)); }
+  bool number_unsigned(json::number_unsigned_t v) { return value(dom_.number_unsigned(v)); }
+  bool number_float(json::number_float_t v, const std::string& s) { return value(dom_.number_float(v, s)); }
+  bool string(std::string& v) { return value(dom_.string(v)); }
+  bool binary(json::binary_t& v) { return value(dom_.binary(v)); }
+  bool start_object(std::size_t n) {
+    enter(false);
+    return dom_.start_object(n);
+  }
+  bool key(std::string& k) {
+    frames_.back().key = k;
+    return dom_.key(k);
+  }
+  bool end_object() {
+    frames_.pop_back();
+    return value(dom_.end_object());
+  }
+  bool start_array(std::size_t n) {
+    enter(true);
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    frames_.pop_back();
+    return value(dom_.end_array());
+  }
+
+  template <class Exception>
+  bool parse_error(std::size_t byte, const std::string& token, const Exception& e) {
+    // `byte` counts the characters read, the offending one included.
+    const std::size_t at = std::min(byte == 0 ? 0 : byte - 1, text_.size());
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < at; ++i) {
+      if (text_[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    const std::string where = origin_ + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+    if (e.id == 406)  // a number beyond a double's range, e.g. 1e999
+      fail(where + path() + ": number " + excerpt(token) + " is out of range (a float holds at most about 1.8e308)");
+    // nlohmann's text after "...column N: " says what was expected.
+    std::string what = e.what();
+    const auto detail = what.find(": ", what.find("column"));
+    if (detail != std::string::npos) what = what.substr(detail + 2);
+    fail(where + "malformed JSON (" + excerpt(what) + ")");
+  }
+
+ private:
+  struct Frame {
+    bool array = false;
+    std::size_t index = 0;  // of the element being read (arrays)
+    std::string key;        // of the member being read (objects)
+  };
+
+  [[noreturn]] void fail(const std::string& message) const {
+    if (kind_ == JsonError::Config) throw ConfigError(message);
+    throw FormatError(message);
+  }
+
+  void enter(bool array) {
+    if (frames_.size() >= static_cast<std::size_t>(kMaxJsonDepth))
+      fail(origin_ + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels, at " + path());
+    frames_.push_back({array, 0, {}});
+  }
+
+  bool value(bool ok) {
+    if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+    return ok;
+  }
+
+  std::string path() const {
+    std::string p;
+    for (const Frame& f : frames_) {
+      if (f.array)
+        p += "[" + std::to_string(f.index) + "]";
+      else
+        p += (p.empty() ? "" : ".") + f.key;
+    }
+    return p.empty() ? "top level" : excerpt(p);
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  const std::string& text_;
+  const std::string& origin_;
+  JsonError kind_;
+  std::vector<Frame> frames_;
+};
 
 std::vector<std::string> keys_of(const json& object) {
   std::vector<std::string> keys;
@@ -240,7 +345,7 @@ ModelConfig model_config_from_json(const json& j, const std::string& origin) {
 void apply_override(RunConfig& c, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw ConfigError("--set " + assignment + ": expected section.key=value");
+    throw ConfigError("--set " + excerpt(assignment) + ": expected section.key=value");
   const std::string path = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
 
@@ -252,7 +357,7 @@ void apply_override(RunConfig& c, const std::string& assignment) {
     const auto dot = path.find('.', start);
     const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (!node->is_object() || !node->contains(part)) {
-      std::string msg = "--set: unknown key \"" + path + "\"";
+      std::string msg = "--set: unknown key \"" + excerpt(path) + "\"";
       if (node->is_object()) {
         const std::string hint = detail::closest(part, keys_of(*node));
         if (!hint.empty()) msg += " (did you mean \"" + walked + hint + "\"?)";
@@ -264,38 +369,21 @@ void apply_override(RunConfig& c, const std::string& assignment) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  if (node->is_object()) throw ConfigError("--set " + path + ": is a section, not a key");
+  if (node->is_object()) throw ConfigError("--set " + excerpt(path) + ": is a section, not a key");
   *node = parse_override_value(path, text, *node);
   c = run_config_from_json(j, "--set " + path);
 }
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path + ": cannot open file");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    // e.byte is 1-based and points just past the offending character.
-    const std::size_t at = e.byte == 0 ? 0 : std::min<std::size_t>(e.byte - 1, text.size());
-    std::size_t line = 1, column = 1;
-    for (std::size_t i = 0; i < at; ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        column = 1;
-      } else {
-        ++column;
-      }
-    }
-    std::string what = e.what();
-    const auto colon = what.find("parse error");
-    if (colon != std::string::npos) what = what.substr(colon);
-    throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                      ": malformed JSON (" + what + ")");
-  }
+json parse_json(const std::string& text, const std::string& origin, JsonError kind) {
+  json root;
+  StrictSax sax(root, text, origin, kind);
+  json::sax_parse(text, &sax);
+  return root;
 }
+
+json read_json_file(const std::string& path, JsonError kind) { return parse_json(read_file(path), path, kind); }
+
+std::string json_excerpt(const json& j) { return excerpt(j.dump()); }
 
 void write_json_file(const std::string& path, const json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 

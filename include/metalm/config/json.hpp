@@ -28,8 +28,29 @@ void apply_override(RunConfig& c, const std::string& assignment);
 // overrides in order, then resolves and validates.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
-// Reads a JSON file; a syntax error names the file, line and column.
-nlohmann::json read_json_file(const std::string& path);
+// The deepest nesting of arrays and objects accepted in any JSON metalm reads
+// (configs, state.json, meta.json, encoder.json, Hugging Face config.json,
+// safetensors headers). Real files nest a few levels; nlohmann::json dumps and
+// copies values recursively, so an unbounded depth could exhaust the stack.
+constexpr int kMaxJsonDepth = 256;
+
+// Which typed error a JSON reader throws: configs are usage errors (exit 2),
+// data and weight files are FormatErrors.
+enum class JsonError { Config, Format };
+
+// Parses JSON read from `origin` (named in messages). Malformed text (with
+// line and column), nesting beyond kMaxJsonDepth and numbers beyond a
+// double's range (naming their key, e.g. "train.lr") throw the chosen error;
+// no message quotes more than about 80 characters of the input.
+nlohmann::json parse_json(const std::string& text, const std::string& origin, JsonError kind = JsonError::Config);
+
+// Reads a JSON file (metalm::read_file, so only regular files) and parses it
+// with parse_json. IoError when it cannot be read.
+nlohmann::json read_json_file(const std::string& path, JsonError kind = JsonError::Config);
+
+// A JSON value quoted in an error message: its text, at most about 80
+// characters (metalm::excerpt).
+std::string json_excerpt(const nlohmann::json& j);
 
 // Writes JSON (2-space indent, final newline) atomically and durably
 // (write_file_atomic, core/atomic_file.hpp): readers never see a partial file.
