@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <map>
 
 #include "command.hpp"
 #include "metalm/config/json.hpp"
@@ -18,7 +19,8 @@ const Registration train_command{"train", [](CLI::App& app, const GlobalOptions&
     std::vector<std::string> overrides;
     std::string run_dir;
     bool resume = false;
-    DistOverrides dist;
+    // --dist-* flags given, keyed by the torchrun variable each stands for.
+    std::map<std::string, std::string> launch;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("train", "train a model (metrics, evaluations and checkpoints in a run directory)");
@@ -28,15 +30,18 @@ const Registration train_command{"train", [](CLI::App& app, const GlobalOptions&
                 "continue from the newest checkpoint of the run directory (config: --config, else RUN_DIR/config.json)");
 
   // torchrun's environment variables, as flags (a flag wins over its variable).
-  cmd->add_option("--dist-rank", o->dist.rank, "this process's rank (default: $RANK, else 0)")->type_name("N");
-  cmd->add_option("--dist-world-size", o->dist.world_size, "number of ranks (default: $WORLD_SIZE, else 1)")
-      ->type_name("N");
-  cmd->add_option("--dist-local-rank", o->dist.local_rank, "rank on this machine (default: $LOCAL_RANK, else rank)")
-      ->type_name("N");
-  cmd->add_option("--dist-master-addr", o->dist.master_addr, "address of rank 0 (default: $MASTER_ADDR)")
-      ->type_name("HOST");
-  cmd->add_option("--dist-master-port", o->dist.master_port, "port rank 0 listens on (default: $MASTER_PORT)")
-      ->type_name("PORT");
+  const auto flag = [&](const char* name, const char* variable, const char* doc, const char* type) {
+    return cmd->add_option_function<std::string>(
+        name, [o, variable](const std::string& v) { o->launch[variable] = v; }, doc)->type_name(type);
+  };
+  flag("--dist-rank", "RANK", "this process's rank (default: $RANK, else 0)", "N")->check(CLI::NonNegativeNumber);
+  flag("--dist-world-size", "WORLD_SIZE", "number of ranks (default: $WORLD_SIZE, else 1)", "N")
+      ->check(CLI::PositiveNumber);
+  flag("--dist-local-rank", "LOCAL_RANK", "rank on this machine (default: $LOCAL_RANK, else rank)", "N")
+      ->check(CLI::NonNegativeNumber);
+  flag("--dist-master-addr", "MASTER_ADDR", "address of rank 0 (default: $MASTER_ADDR)", "HOST");
+  flag("--dist-master-port", "MASTER_PORT", "port rank 0 listens on (default: $MASTER_PORT)", "PORT")
+      ->check(CLI::PositiveNumber);
 
   return std::function<int()>([o, &global]() {
     std::string config_path = o->config;
@@ -51,19 +56,20 @@ const Registration train_command{"train", [](CLI::App& app, const GlobalOptions&
     options.run_dir = o->run_dir.empty() ? "runs/" + config.name : o->run_dir;
     options.resume = o->resume;
     options.threads = global.threads;
-    options.dist = dist_options_from_env(o->dist, config.dist.timeout_s, config.dist.bucket_mb);
-    if (options.dist.distributed()) {
+    options.launch = dist_launch_from_env(o->launch);
+    if (options.launch.distributed()) {
       // One progress stream: the other ranks report only warnings and errors.
-      spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] %^%l%$ %v", options.dist.rank));
-      if (options.dist.rank > 0 && spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
+      spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] %^%l%$ %v", options.launch.rank));
+      if (options.launch.rank > 0 && spdlog::get_level() == spdlog::level::info)
+        spdlog::set_level(spdlog::level::warn);
     }
     Trainer trainer(config, options);
     const TrainSummary s = trainer.run();
     spdlog::info("done: step {} | val loss {:.4f} (best {:.4f}) | {:.0f} tok/s | {}", s.end_step, s.last_val_loss,
                  s.best_val_loss, s.tokens_per_s, options.run_dir);
-    if (options.dist.distributed())
+    if (options.launch.distributed())
       spdlog::info("gradient allreduce: {:.2f} ms per step ({} ranks)", 1000.0 * s.allreduce_s_per_step,
-                   options.dist.world_size);
+                   options.launch.world_size);
     return 0;
   });
 }};

@@ -28,21 +28,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// An integer environment variable, or `fallback` when unset or empty.
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  errno = 0;
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  if (errno != 0 || *end != '\0' || x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
-    throw ConfigError(std::string(name) + " = \"" + v + "\": expected an integer");
-  return static_cast<int>(x);
-}
-
 std::string env_string(const char* name) {
   const char* v = std::getenv(name);
   return v == nullptr ? "" : v;
+}
+
+// A launch variable: its value in `given`, else in the environment; "" when
+// neither sets it.
+std::string launch_string(const std::map<std::string, std::string>& given, const char* name) {
+  const auto it = given.find(name);
+  return it != given.end() ? it->second : env_string(name);
+}
+
+// An integer launch variable, or `fallback` when unset or empty.
+int launch_int(const std::map<std::string, std::string>& given, const char* name, int fallback) {
+  const std::string v = launch_string(given, name);
+  if (v.empty()) return fallback;
+  errno = 0;
+  char* end = nullptr;
+  const long x = std::strtol(v.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
+    throw ConfigError(std::string(name) + " = \"" + v + "\": expected an integer");
+  return static_cast<int>(x);
 }
 
 // The first line of an exception's message (c10 errors append backtraces).
@@ -80,29 +87,25 @@ class QuietLibtorchLog {
 
 }  // namespace
 
-DistOptions dist_options_from_env(const DistOverrides& o, double timeout_s, double bucket_mb) {
-  DistOptions d;
-  d.timeout_s = timeout_s;
-  d.bucket_mb = bucket_mb;
-  d.world_size = o.world_size >= 0 ? o.world_size : env_int("WORLD_SIZE", 1);
-  d.rank = o.rank >= 0 ? o.rank : env_int("RANK", 0);
-  d.local_rank = o.local_rank >= 0 ? o.local_rank : env_int("LOCAL_RANK", d.rank);
+DistLaunch dist_launch_from_env(const std::map<std::string, std::string>& given) {
+  DistLaunch d;
+  d.world_size = launch_int(given, "WORLD_SIZE", 1);
+  d.rank = launch_int(given, "RANK", 0);
+  d.local_rank = launch_int(given, "LOCAL_RANK", d.rank);
   if (d.world_size < 1)
     throw ConfigError("WORLD_SIZE = " + std::to_string(d.world_size) + ": must be at least 1");
   if (d.rank < 0 || d.rank >= d.world_size)
     throw ConfigError("RANK = " + std::to_string(d.rank) + ": must be in [0, WORLD_SIZE = " +
                       std::to_string(d.world_size) + ")");
   if (d.local_rank < 0) throw ConfigError("LOCAL_RANK = " + std::to_string(d.local_rank) + ": must not be negative");
-  if (timeout_s <= 0) throw ConfigError("dist.timeout_s must be positive");
-  if (bucket_mb <= 0) throw ConfigError("dist.bucket_mb must be positive");
   if (!d.distributed()) return d;
 
-  d.master_addr = !o.master_addr.empty() ? o.master_addr : env_string("MASTER_ADDR");
+  d.master_addr = launch_string(given, "MASTER_ADDR");
   if (d.master_addr.empty())
     throw ConfigError("MASTER_ADDR is not set: a world of " + std::to_string(d.world_size) +
                       " ranks needs the address of rank 0 (or --dist-master-addr)");
   const int port_fallback = -1;
-  d.master_port = o.master_port >= 0 ? o.master_port : env_int("MASTER_PORT", port_fallback);
+  d.master_port = launch_int(given, "MASTER_PORT", port_fallback);
   if (d.master_port == port_fallback)
     throw ConfigError("MASTER_PORT is not set: a world of " + std::to_string(d.world_size) +
                       " ranks needs the port rank 0 listens on (or --dist-master-port)");
@@ -117,28 +120,29 @@ struct DistributedContext::Impl {
   int64_t checks = 0;  // sequence number of check_same calls
 };
 
-DistributedContext::DistributedContext(const DistOptions& options) : options_(options) {
+DistributedContext::DistributedContext(const DistLaunch& launch, const DistConfig& config)
+    : launch_(launch), config_(config) {
   if (!distributed()) return;
   impl_ = std::make_unique<Impl>();
-  const std::string where = "MASTER_ADDR=" + options_.master_addr + " MASTER_PORT=" +
-                            std::to_string(options_.master_port);
-  const auto timeout = to_ms(options_.timeout_s);
+  const std::string where = "MASTER_ADDR=" + launch_.master_addr + " MASTER_PORT=" +
+                            std::to_string(launch_.master_port);
+  const auto timeout = to_ms(config_.timeout_s);
 
   c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(options_.master_port);
+  so.port = static_cast<uint16_t>(launch_.master_port);
   so.isServer = is_main();
-  so.numWorkers = static_cast<std::size_t>(options_.world_size);
+  so.numWorkers = static_cast<std::size_t>(launch_.world_size);
   so.waitWorkers = false;  // the group's full-mesh connect below waits, with a clearer failure
   so.timeout = timeout;
   const QuietLibtorchLog quiet;
   try {
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(options_.master_addr, so);
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(launch_.master_addr, so);
   } catch (const std::exception& e) {
     if (is_main())
-      throw IoError("rank 0 could not listen on MASTER_PORT=" + std::to_string(options_.master_port) +
+      throw IoError("rank 0 could not listen on MASTER_PORT=" + std::to_string(launch_.master_port) +
                     " (is the port in use?): " + first_line(e));
     throw IoError("rank " + std::to_string(rank()) + " could not reach the master at " + where + " within " +
-                  seconds_text(options_.timeout_s) + " (dist.timeout_s): " + first_line(e));
+                  seconds_text(config_.timeout_s) + " (dist.timeout_s): " + first_line(e));
   }
 
   // Catch inconsistent launches before the mesh, which would only time out.
@@ -168,7 +172,7 @@ DistributedContext::DistributedContext(const DistOptions& options) : options_(op
     const std::string ifname = env_string("GLOO_SOCKET_IFNAME");
     if (!ifname.empty())
       gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    else if (is_loopback(options_.master_addr))
+    else if (is_loopback(launch_.master_addr))
       gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
     else
       gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
@@ -184,11 +188,11 @@ DistributedContext::DistributedContext(const DistOptions& options) : options_(op
     } catch (const std::exception&) {
     }
     throw IoError("rendezvous at " + where + ": only " + std::to_string(joined) + " of WORLD_SIZE=" +
-                  std::to_string(world_size()) + " ranks joined within " + seconds_text(options_.timeout_s) +
+                  std::to_string(world_size()) + " ranks joined within " + seconds_text(config_.timeout_s) +
                   " (dist.timeout_s): " + first_line(e));
   }
   spdlog::info("distributed: rank {} of {} (local rank {}), master {}:{}, Gloo", rank(), world_size(),
-               options_.local_rank, options_.master_addr, options_.master_port);
+               launch_.local_rank, launch_.master_addr, launch_.master_port);
 }
 
 DistributedContext::~DistributedContext() = default;
@@ -201,7 +205,7 @@ void DistributedContext::run(const char* what, const std::function<void()>& coll
   } catch (const std::exception& e) {
     throw IoError(std::string("distributed ") + what + " failed on rank " + std::to_string(rank()) +
                   ": another rank died or did not answer within dist.timeout_s = " +
-                  seconds_text(options_.timeout_s) + " (" + first_line(e) + ")");
+                  seconds_text(config_.timeout_s) + " (" + first_line(e) + ")");
   }
 }
 
@@ -230,7 +234,7 @@ void DistributedContext::broadcast(const std::vector<at::Tensor>& tensors) {
 void DistributedContext::build_buckets(const std::vector<at::Tensor>& params) {
   buckets_.clear();
   bucket_signature_.clear();
-  const double cap = options_.bucket_mb * 1024.0 * 1024.0;
+  const double cap = config_.bucket_mb * 1024.0 * 1024.0;
   double bytes = 0;
   for (int64_t i = 0; i < static_cast<int64_t>(params.size()); ++i) {
     const auto& p = params[i];

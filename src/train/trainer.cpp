@@ -71,10 +71,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
 
   // Rendezvous first: a broken launch fails before any file is touched.
-  DistOptions dist = options_.dist;
-  dist.timeout_s = config_.dist.timeout_s;
-  dist.bucket_mb = config_.dist.bucket_mb;
-  dist_ = std::make_unique<DistributedContext>(dist);
+  dist_ = std::make_unique<DistributedContext>(options_.launch, config_.dist);
   dist_->check_same("the resolved config", to_json(config_).dump());
   // One process per run directory, for the whole run; rank 0 owns it.
   if (dist_->is_main()) lock_ = std::make_unique<RunDirLock>(options_.run_dir);

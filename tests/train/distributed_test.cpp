@@ -38,10 +38,11 @@ class ScopedEnv {
   std::map<std::string, std::string> saved_;
 };
 
-std::string config_error(const std::map<std::string, std::string>& vars, DistOverrides o = {}) {
+std::string config_error(const std::map<std::string, std::string>& vars,
+                         const std::map<std::string, std::string>& given = {}) {
   ScopedEnv env(vars);
   try {
-    dist_options_from_env(o, 5, 1);
+    dist_launch_from_env(given);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -69,31 +70,32 @@ at::Tensor global_rows(int64_t n) {
   return at::randn({n, 16});  // [N, 16]
 }
 
-TEST(DistOptions, WorldOfOneNeedsNoVariables) {
+TEST(DistLaunch, WorldOfOneNeedsNoVariables) {
   ScopedEnv env({});
-  const auto o = dist_options_from_env({}, 5, 1);
+  const auto o = dist_launch_from_env();
   EXPECT_EQ(o.world_size, 1);
   EXPECT_EQ(o.rank, 0);
   EXPECT_FALSE(o.distributed());
 }
 
-TEST(DistOptions, ReadsTorchrunVariablesAndFlagsWin) {
+TEST(DistLaunch, ReadsTorchrunVariablesAndFlagsWin) {
   ScopedEnv env({{"RANK", "1"}, {"WORLD_SIZE", "3"}, {"MASTER_ADDR", "10.0.0.2"}, {"MASTER_PORT", "1234"}});
-  auto o = dist_options_from_env({}, 5, 1);
+  auto o = dist_launch_from_env();
   EXPECT_EQ(o.rank, 1);
   EXPECT_EQ(o.world_size, 3);
   EXPECT_EQ(o.local_rank, 1);
   EXPECT_EQ(o.master_addr, "10.0.0.2");
   EXPECT_EQ(o.master_port, 1234);
-  DistOverrides flags;
-  flags.rank = 2;
-  flags.master_port = 4321;
-  o = dist_options_from_env(flags, 5, 1);
+  o = dist_launch_from_env({{"RANK", "2"}, {"MASTER_PORT", "4321"}});
   EXPECT_EQ(o.rank, 2);
+  EXPECT_EQ(o.local_rank, 2);
+  EXPECT_EQ(o.world_size, 3);
   EXPECT_EQ(o.master_port, 4321);
+  // A given value is checked like the variable it stands for.
+  EXPECT_NE(config_error({}, {{"RANK", "x"}}).find("RANK = \"x\": expected an integer"), std::string::npos);
 }
 
-TEST(DistOptions, InconsistentVariablesFailNamingTheVariable) {
+TEST(DistLaunch, InconsistentVariablesFailNamingTheVariable) {
   const std::map<std::string, std::string> ok = {
       {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "1234"}};
   auto with = [&](const std::string& k, const std::string& v) {
@@ -122,13 +124,14 @@ TEST(DistributedContext, PortInUseFailsFastNamingMasterPort) {
   a.sin_port = htons(static_cast<uint16_t>(port));
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(::listen(fd, 1), 0);
-  DistOptions o;
+  DistLaunch o;
   o.world_size = 2;
   o.master_port = port;
-  o.timeout_s = 5;
+  DistConfig c;
+  c.timeout_s = 5;
   const auto t0 = Clock::now();
   try {
-    DistributedContext ctx(o);
+    DistributedContext ctx(o, c);
     ADD_FAILURE() << "rank 0 started on a port in use";
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("MASTER_PORT=" + std::to_string(port)), std::string::npos) << e.what();
@@ -138,14 +141,15 @@ TEST(DistributedContext, PortInUseFailsFastNamingMasterPort) {
 }
 
 TEST(DistributedContext, UnreachableMasterFailsWithinTheTimeoutNamingMasterAddr) {
-  DistOptions o;
+  DistLaunch o;
   o.world_size = 2;
   o.rank = 1;
   o.master_port = test::free_port();  // nobody listens
-  o.timeout_s = 1;
+  DistConfig c;
+  c.timeout_s = 1;
   const auto t0 = Clock::now();
   try {
-    DistributedContext ctx(o);
+    DistributedContext ctx(o, c);
     ADD_FAILURE() << "rank 1 joined a master that does not exist";
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("MASTER_ADDR=127.0.0.1"), std::string::npos) << e.what();
@@ -196,8 +200,11 @@ TEST(RankShare, SharesPartitionTheList) {
 
 // ---- rank side of the multi-process tests ----------------------------------
 
-DistOptions rank_options(double timeout_s, double bucket_mb) {
-  return dist_options_from_env({}, timeout_s, bucket_mb);
+DistConfig comm_config(double timeout_s, double bucket_mb) {
+  DistConfig c;
+  c.timeout_s = timeout_s;
+  c.bucket_mb = bucket_mb;
+  return c;
 }
 
 // Each rank: its own initial weights (seed 10 + rank), broadcast from rank 0,
@@ -205,7 +212,7 @@ DistOptions rank_options(double timeout_s, double bucket_mb) {
 // bucketed allreduce; saves the averaged gradients.
 TEST(DistributedRank, Gradients) {
   if (test::scenario() != "gradients") GTEST_SKIP();
-  DistributedContext ctx(rank_options(20, 0.0005));  // ~500-byte buckets
+  DistributedContext ctx(dist_launch_from_env(), comm_config(20, 0.0005));  // ~500-byte buckets
   TinyNet net(10 + ctx.rank());
   ctx.broadcast(net.params);
   const int64_t b = 3, world = ctx.world_size(), accum = 2;
@@ -229,7 +236,7 @@ TEST(DistributedRank, Gradients) {
 // Rank 1 joins, then dies (or hangs); rank 0's next collective must fail.
 TEST(DistributedRank, PeerFailure) {
   if (test::scenario() != "die" && test::scenario() != "hang") GTEST_SKIP();
-  DistributedContext ctx(rank_options(2, 1));
+  DistributedContext ctx(dist_launch_from_env(), comm_config(2, 1));
   ctx.barrier();
   if (ctx.rank() == 1) {
     if (test::scenario() == "die") std::_Exit(3);
@@ -245,7 +252,7 @@ TEST(DistributedRank, PeerFailure) {
 // Rank 1 runs another config: both ranks refuse.
 TEST(DistributedRank, Mismatch) {
   if (test::scenario() != "mismatch") GTEST_SKIP();
-  DistributedContext ctx(rank_options(10, 1));
+  DistributedContext ctx(dist_launch_from_env(), comm_config(10, 1));
   EXPECT_THROW(ctx.check_same("the resolved config", ctx.rank() == 0 ? "a" : "b"), ConfigError);
 }
 

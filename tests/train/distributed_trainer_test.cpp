@@ -51,7 +51,7 @@ TrainerOptions dist_trainer_options(const std::string& run_dir, bool resume, int
   o.resume = resume;
   o.threads = 1;
   o.stop_at = stop_at;
-  o.dist = dist_options_from_env({}, 5, 25);
+  o.launch = dist_launch_from_env();
   return o;
 }
 

@@ -9,6 +9,10 @@
 //   RANK  WORLD_SIZE  LOCAL_RANK  MASTER_ADDR  MASTER_PORT
 //
 // A world of one needs none of them and does no communication at all.
+//
+// Two settings structs, one per concern: DistLaunch says who this process is
+// (a property of the launch), the config's DistConfig (dist.timeout_s,
+// dist.bucket_mb) how the ranks communicate (a property of the experiment).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,37 +20,35 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "metalm/config/config.hpp"
+
 namespace metalm {
 
-struct DistOptions {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-  std::string master_addr = "127.0.0.1";
+// This process's place in a data-parallel world. The default is a world of
+// one, which needs no address.
+struct DistLaunch {
+  int rank = 0;        // 0 <= rank < world_size
+  int world_size = 1;  // number of ranks
+  int local_rank = 0;  // rank on this machine (informative)
+  std::string master_addr = "127.0.0.1";  // where rank 0 hosts the rendezvous
   int master_port = 29500;
-  double timeout_s = 60.0;  // rendezvous and every collective
-  double bucket_mb = 25.0;  // flat gradient bucket size
 
   bool distributed() const { return world_size > 1; }
 };
 
-// Explicit values (e.g. from --dist-* flags) win over the environment;
-// unset ones are read from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
-// MASTER_PORT. Throws ConfigError naming the variable (or flag) when a value
-// is malformed or inconsistent (rank >= world size, port out of range, a
-// world > 1 without MASTER_ADDR/MASTER_PORT...).
-struct DistOverrides {
-  int rank = -1;        // -1: from RANK (default 0)
-  int world_size = -1;  // -1: from WORLD_SIZE (default 1)
-  int local_rank = -1;  // -1: from LOCAL_RANK (default: rank)
-  std::string master_addr;  // "": from MASTER_ADDR
-  int master_port = -1;     // -1: from MASTER_PORT
-};
-DistOptions dist_options_from_env(const DistOverrides& overrides, double timeout_s, double bucket_mb);
+// The launch from torchrun's variables RANK, WORLD_SIZE, LOCAL_RANK,
+// MASTER_ADDR and MASTER_PORT. A value in `given` (keyed by the variable's
+// name, e.g. the CLI's --dist-rank as "RANK") wins over the environment.
+// Unset: RANK 0, WORLD_SIZE 1, LOCAL_RANK = RANK; a world of more than one
+// needs MASTER_ADDR and MASTER_PORT. Throws ConfigError naming the variable
+// when a value is malformed or inconsistent (RANK >= WORLD_SIZE, a port out
+// of range, a missing address...).
+DistLaunch dist_launch_from_env(const std::map<std::string, std::string>& given = {});
 
 // One rank's membership of the process group. Collectives block until every
 // rank joins them, so every rank must call them in the same order; a peer
@@ -54,19 +56,21 @@ DistOptions dist_options_from_env(const DistOverrides& overrides, double timeout
 class DistributedContext {
  public:
   // Rendezvous: rank 0 hosts the TCPStore on MASTER_PORT, every rank
-  // connects and the Gloo group forms its full mesh. Fails fast (Error
-  // naming MASTER_ADDR/MASTER_PORT) when the port is taken or the master is
-  // unreachable within the timeout.
-  explicit DistributedContext(const DistOptions& options);
+  // connects and the Gloo group forms its full mesh, each waiting at most
+  // config.timeout_s. Fails fast (IoError naming MASTER_ADDR/MASTER_PORT)
+  // when the port is taken or the master is unreachable within the timeout.
+  // A world of one does nothing.
+  DistributedContext(const DistLaunch& launch, const DistConfig& config);
   ~DistributedContext();
   DistributedContext(const DistributedContext&) = delete;
   DistributedContext& operator=(const DistributedContext&) = delete;
 
-  int rank() const { return options_.rank; }
-  int world_size() const { return options_.world_size; }
-  bool is_main() const { return options_.rank == 0; }
-  bool distributed() const { return options_.distributed(); }
-  const DistOptions& options() const { return options_; }
+  int rank() const { return launch_.rank; }
+  int world_size() const { return launch_.world_size; }
+  bool is_main() const { return launch_.rank == 0; }
+  bool distributed() const { return launch_.distributed(); }
+  const DistLaunch& launch() const { return launch_; }
+  const DistConfig& config() const { return config_; }
 
   // Copies rank 0's tensors into every rank's (in place), so all ranks start
   // from the same weights whatever their local initialisation.
@@ -106,7 +110,8 @@ class DistributedContext {
   void build_buckets(const std::vector<at::Tensor>& params);
   void run(const char* what, const std::function<void()>& collective);
 
-  DistOptions options_;
+  DistLaunch launch_;
+  DistConfig config_;
   std::unique_ptr<Impl> impl_;
   std::vector<Bucket> buckets_;
   std::vector<int64_t> bucket_signature_;  // numels of the params the buckets were built for

@@ -64,10 +64,10 @@ struct TrainerOptions {
   int64_t stop_at = 0;     // > 0: stop after this step, checkpointed, as if interrupted
   AnalysisFn analysis = default_analysis();
   // This process's place in a data-parallel world (distributed.hpp); the
-  // default is a world of one. timeout_s and bucket_mb come from dist.*.
-  // Every rank trains on its own rows of each global micro-batch; rank 0
-  // alone writes the run directory.
-  DistOptions dist;
+  // default is a world of one. How the ranks communicate is the config's
+  // dist section. Every rank trains on its own rows of each global
+  // micro-batch; rank 0 alone writes the run directory.
+  DistLaunch launch;
 };
 
 struct TrainSummary {
