@@ -150,31 +150,6 @@ void RandomWindowSampler::restore(const nlohmann::json& s) {
   step_ = static_cast<uint64_t>(state_int(s, "step", "random window sampler"));
 }
 
-SequentialSampler::SequentialSampler(const TokenDataset& data, int64_t batch, int64_t seq_len)
-    : data_(data), batch_(batch), seq_len_(seq_len) {
-  check_shape(data, batch, seq_len);
-  windows_ = (data.size() - 1) / seq_len;
-}
-
-Batch SequentialSampler::next() {
-  std::vector<int64_t> starts(batch_);
-  for (int64_t i = 0; i < batch_; ++i) starts[i] = ((cursor_ + i) % windows_) * seq_len_;
-  cursor_ += batch_;
-  return make_batch(data_, starts, seq_len_);
-}
-
-nlohmann::json SequentialSampler::state() const {
-  return {{"kind", "sequential"}, {"cursor", cursor_}, {"batch", batch_}, {"seq_len", seq_len_}};
-}
-
-void SequentialSampler::restore(const nlohmann::json& s) {
-  if (!s.is_object() || s.value("kind", "") != "sequential")
-    throw ConfigError("sequential sampler state: expected kind \"sequential\"");
-  if (state_int(s, "batch", "sequential sampler") != batch_ || state_int(s, "seq_len", "sequential sampler") != seq_len_)
-    throw ConfigError("sequential sampler state: saved with another batch or seq_len");
-  cursor_ = state_int(s, "cursor", "sequential sampler");
-}
-
 std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batches, int64_t batch, int64_t seq_len) {
   check_shape(data, batch, seq_len);
   if (n_batches <= 0) throw ShapeError("fixed_eval_batches: n_batches must be positive");

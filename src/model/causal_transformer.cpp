@@ -176,8 +176,7 @@ torch::Tensor CausalTransformerImpl::forward_cached(const torch::Tensor& tokens,
 }
 
 torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64_t max_new_tokens,
-                                              double temperature, int64_t top_k, uint64_t seed,
-                                              bool use_kv_cache) {
+                                              double temperature, int64_t top_k, uint64_t seed) {
   if (prompt.dim() != 1 && prompt.dim() != 2)
     throw ShapeError("generate: prompt must be [T] or [B, T], got " + std::to_string(prompt.dim()) + " dims");
   torch::Tensor seq = prompt.dim() == 1 ? prompt.unsqueeze(0) : prompt;  // [B, T]
@@ -197,7 +196,7 @@ torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64
 
   const int64_t B = seq.size(0);
   KVCache cache;
-  bool cached = use_kv_cache && seq.size(1) < cfg_.context;
+  bool cached = seq.size(1) < cfg_.context;
   if (cached) cache = make_kv_cache(B, seq.size(1) + max_new_tokens);
 
   torch::Tensor next_input = seq;  // tokens not yet seen by the model

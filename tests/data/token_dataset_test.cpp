@@ -124,23 +124,6 @@ TEST(RandomWindowSampler, RestoredSamplerSeesExactlyTheBatchesItWouldHaveSeen) {
   EXPECT_THROW(other.restore(saved), ConfigError);
 }
 
-TEST(SequentialSampler, CoversTheDataInOrderThenWraps) {
-  const TokenDataset data(write_tokens("seq", 101, 60000));  // 100 / 10 = 10 windows
-  SequentialSampler s(data, 4, 10);
-  EXPECT_EQ(s.windows(), 10);
-  std::vector<int64_t> firsts;
-  while (!s.done()) {
-    const Batch b = s.next();
-    for (int64_t i = 0; i < 4; ++i) firsts.push_back(b.inputs[i][0].item<int64_t>());
-  }
-  EXPECT_EQ(firsts, (std::vector<int64_t>{0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 0, 10}));
-  const nlohmann::json st = s.state();
-  s.reset();
-  EXPECT_FALSE(s.done());
-  s.restore(st);
-  EXPECT_TRUE(s.done());
-}
-
 TEST(FixedEvalBatches, AreTheSameEveryCallAndSpanTheSplit) {
   const TokenDataset data(write_tokens("eval", 1000, 60000));
   const auto a = fixed_eval_batches(data, 2, 3, 9), b = fixed_eval_batches(data, 2, 3, 9);

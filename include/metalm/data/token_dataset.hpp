@@ -61,25 +61,6 @@ class RandomWindowSampler {
   uint64_t step_ = 0;
 };
 
-// Non-overlapping windows (window i starts at i*T) in order, B per batch,
-// wrapping to the start after the last; done() once every window was served.
-class SequentialSampler {
- public:
-  SequentialSampler(const TokenDataset& data, int64_t batch, int64_t seq_len);
-  Batch next();
-  bool done() const { return cursor_ >= windows_; }
-  void reset() { cursor_ = 0; }
-  int64_t windows() const { return windows_; }
-  nlohmann::json state() const;
-  void restore(const nlohmann::json& state);
-
- private:
-  const TokenDataset& data_;
-  int64_t batch_, seq_len_;
-  int64_t windows_;
-  int64_t cursor_ = 0;
-};
-
 // n_batches batches of `batch` windows spread evenly over the whole file;
 // the same windows on every call (the trainer's evaluation set).
 std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batches, int64_t batch, int64_t seq_len);

@@ -69,10 +69,10 @@ class CausalTransformerImpl : public torch::nn::Module {
   // returns prompt + continuation with the prompt's rank. temperature <= 0:
   // greedy; top_k <= 0: no top-k filter; `seed` seeds a private generator, so
   // the global RNG is untouched. Runs in eval mode without autograd (the mode
-  // is restored). Beyond `context` tokens the window slides (recomputed
-  // without the cache). use_kv_cache = false recomputes every step (for tests).
+  // is restored). Decoding reuses keys and values through a KVCache; beyond
+  // `context` tokens the window slides (recomputed without the cache).
   torch::Tensor generate(const torch::Tensor& prompt, int64_t max_new_tokens, double temperature = 1.0,
-                         int64_t top_k = 0, uint64_t seed = 0, bool use_kv_cache = true);
+                         int64_t top_k = 0, uint64_t seed = 0);
 
   // Module::to, then the position tables are recomputed in the new dtype
   // (converting float tables to double would keep float precision).
