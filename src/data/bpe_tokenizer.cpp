@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 
+#include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/data/pretokenizer.hpp"
@@ -70,12 +71,7 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> tokens,
 std::unique_ptr<BpeTokenizer> BpeTokenizer::load(const std::string& dir, const std::string& spec) {
   const std::string enc_path = dir + "/encoder.json";
   const std::string bpe_path = dir + "/vocab.bpe";
-  nlohmann::json enc;
-  try {
-    enc = nlohmann::json::parse(read_file(enc_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(enc_path + ": not valid JSON: " + e.what());
-  }
+  const nlohmann::json enc = parse_json(read_file(enc_path), enc_path, JsonError::Format);
   if (!enc.is_object()) throw FormatError(enc_path + ": expected an object of token -> id");
   std::vector<std::string> tokens(enc.size());
   std::vector<bool> seen(enc.size(), false);
@@ -84,7 +80,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::load(const std::string& dir, const s
   for (const auto& [spelled, value] : enc.items()) {
     if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
         value.get<int64_t>() >= static_cast<int64_t>(enc.size()))
-      throw FormatError(enc_path + ": id of '" + spelled + "' must be an integer in [0, " +
+      throw FormatError(enc_path + ": id of '" + excerpt(spelled) + "' must be an integer in [0, " +
                         std::to_string(enc.size()) + ")");
     const auto id = value.get<int32_t>();
     if (seen[id]) throw FormatError(enc_path + ": id " + std::to_string(id) + " appears twice");

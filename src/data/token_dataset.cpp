@@ -1,16 +1,15 @@
 #include "metalm/data/token_dataset.hpp"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <ATen/ATen.h>
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/data/token_file.hpp"
 
 namespace metalm {
@@ -27,9 +26,13 @@ void check_shape(const TokenDataset& data, int64_t batch, int64_t seq_len) {
   if (batch <= 0 || seq_len <= 0)
     throw ShapeError("sampler: batch and seq_len must be positive, got " + std::to_string(batch) + " and " +
                      std::to_string(seq_len));
-  if (data.size() < seq_len + 1)
-    throw ShapeError(data.path() + ": " + std::to_string(data.size()) + " tokens, a window needs seq_len + 1 = " +
-                     std::to_string(seq_len + 1));
+  if (seq_len >= data.size())
+    throw ShapeError(data.path() + ": " + std::to_string(data.size()) + " tokens, a window needs seq_len + 1 (seq_len = " +
+                     std::to_string(seq_len) + ")");
+  // seq_len < size, so seq_len + 1 cannot overflow; the batch tensor's size can.
+  if (batch > std::numeric_limits<int64_t>::max() / (seq_len + 1))
+    throw ShapeError("sampler: a batch of " + std::to_string(batch) + " windows of " + std::to_string(seq_len) +
+                     " + 1 tokens does not fit in a 64-bit size");
 }
 
 // Fills a batch from window start positions: inputs [B, T], targets [B, T].
@@ -49,35 +52,62 @@ int64_t state_int(const nlohmann::json& s, const char* key, const char* who) {
 
 }  // namespace
 
-TokenDataset::TokenDataset(const std::string& bin_path) : path_(bin_path) {
-  const int fd = ::open(bin_path.c_str(), O_RDONLY);
-  if (fd < 0) throw IoError("cannot open token file " + bin_path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw IoError("cannot stat " + bin_path);
+namespace {
+
+// The largest of n little-endian ids of type T at p (the loop vectorises).
+template <class T>
+int64_t max_of(const unsigned char* p, int64_t n) {
+  T m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, p + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+    m = v > m ? v : m;
   }
-  map_bytes_ = static_cast<std::size_t>(st.st_size);
+  return n > 0 ? static_cast<int64_t>(m) : -1;
+}
+
+}  // namespace
+
+TokenDataset::TokenDataset(const std::string& bin_path) : path_(bin_path) {
+  const InputFile file(bin_path);
+  map_bytes_ = static_cast<std::size_t>(file.size());
   if (map_bytes_ > 0) {
-    map_ = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fd, 0);
+    // Private: the process sees the file as it was mapped, and never writes it.
+    map_ = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, file.fd(), 0);
     if (map_ == MAP_FAILED) {
       map_ = nullptr;
-      ::close(fd);
-      throw IoError("cannot map " + bin_path);
+      throw IoError("cannot map " + bin_path + ": " + std::strerror(errno));
     }
   }
-  ::close(fd);
   try {
+    // A file that shrank between fstat and mmap would fault on first read.
+    if (file.current_size() != file.size())
+      throw IoError(bin_path + ": changed size while being opened (is another process still writing it?)");
     const auto* bytes = static_cast<const unsigned char*>(map_);
     const TokenFileHeader h = parse_token_file_header(bytes, map_bytes_, bin_path);
     id_bytes_ = h.id_bytes;
     vocab_size_ = h.vocab_size;
     count_ = h.count;
     ids_ = bytes + TokenFileHeader::kBytes;
+    max_id_ = id_bytes_ == 2 ? max_of<uint16_t>(ids_, count_) : max_of<uint32_t>(ids_, count_);
+    if (max_id_ >= vocab_size_) {
+      int64_t at = 0;
+      while (token(at) != max_id_) ++at;
+      throw FormatError(bin_path + ": token id " + std::to_string(max_id_) + " at position " + std::to_string(at) +
+                        " is outside the file's vocabulary of " + std::to_string(vocab_size_) +
+                        " (corrupt file; re-run `metalm prepare`)");
+    }
   } catch (...) {
     if (map_) ::munmap(map_, map_bytes_);
+    map_ = nullptr;
     throw;
   }
+}
+
+void TokenDataset::check_vocab(int64_t vocab, const std::string& whose) const {
+  if (vocab_size_ > vocab)
+    throw FormatError(path_ + ": vocabulary of " + std::to_string(vocab_size_) + " ids (largest id in the file " +
+                      std::to_string(max_id_) + ") exceeds " + whose + "'s " + std::to_string(vocab));
 }
 
 TokenDataset::~TokenDataset() {
@@ -153,6 +183,9 @@ void RandomWindowSampler::restore(const nlohmann::json& s) {
 std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batches, int64_t batch, int64_t seq_len) {
   check_shape(data, batch, seq_len);
   if (n_batches <= 0) throw ShapeError("fixed_eval_batches: n_batches must be positive");
+  if (n_batches > std::numeric_limits<int64_t>::max() / batch)
+    throw ShapeError("fixed_eval_batches: " + std::to_string(n_batches) + " batches of " + std::to_string(batch) +
+                     " windows overflow a 64-bit count");
   const int64_t n = n_batches * batch;
   const int64_t last_start = data.size() - seq_len - 1;
   std::vector<Batch> out;

@@ -46,11 +46,17 @@ TokenFileHeader parse_token_file_header(const unsigned char* bytes, std::size_t 
     throw FormatError(path + ": uint16 ids cannot hold a vocabulary of " + std::to_string(h.vocab_size) +
                       " (expected uint32 ids)");
   if (h.count < 0) throw FormatError(path + ": negative token count");
-  const uint64_t expected = TokenFileHeader::kBytes + static_cast<uint64_t>(h.count) * h.id_bytes;
-  if (file_size != expected)
-    throw FormatError(path + ": " + (file_size < expected ? "truncated" : "trailing bytes") + ": header says " +
-                      std::to_string(h.count) + " ids (" + std::to_string(expected) + " bytes), file has " +
-                      std::to_string(file_size) + " bytes");
+  // Compare counts, not byte sizes: 32 + count * id_bytes can overflow for a
+  // corrupt count and then match a small file.
+  const uint64_t payload = file_size - TokenFileHeader::kBytes;
+  const uint64_t count = static_cast<uint64_t>(h.count);
+  if (payload % h.id_bytes != 0 || payload / h.id_bytes != count) {
+    const bool truncated = count > payload / h.id_bytes;
+    throw FormatError(path + ": " + (truncated ? "truncated" : "trailing bytes") + ": header says " +
+                      std::to_string(count) + " ids of " + std::to_string(h.id_bytes) + " bytes, file has " +
+                      std::to_string(file_size) + " bytes (room for " + std::to_string(payload / h.id_bytes) +
+                      " ids)" + (truncated ? kHowToMake : ""));
+  }
   return h;
 }
 
