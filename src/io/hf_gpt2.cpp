@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/io/safetensors.hpp"
 
 namespace metalm {
@@ -40,23 +42,25 @@ bool starts_with(const std::string& s, const std::string& p) { return s.compare(
 int64_t get_int(const json& j, const std::string& origin, const char* key, int64_t fallback, int64_t min) {
   if (!j.contains(key)) return fallback;
   const json& v = j.at(key);
-  if (!v.is_number_integer()) config_error(origin, key, "must be an integer, got " + v.dump());
+  if (!v.is_number_integer()) config_error(origin, key, "must be an integer, got " + json_excerpt(v));
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    config_error(origin, key, "is out of range, got " + json_excerpt(v));
   const int64_t n = v.get<int64_t>();
-  if (n < min) config_error(origin, key, "must be at least " + std::to_string(min) + ", got " + v.dump());
+  if (n < min) config_error(origin, key, "must be at least " + std::to_string(min) + ", got " + json_excerpt(v));
   return n;
 }
 
 double get_double(const json& j, const std::string& origin, const char* key, double fallback) {
   if (!j.contains(key)) return fallback;
   const json& v = j.at(key);
-  if (!v.is_number()) config_error(origin, key, "must be a number, got " + v.dump());
+  if (!v.is_number()) config_error(origin, key, "must be a number, got " + json_excerpt(v));
   return v.get<double>();
 }
 
 bool get_bool(const json& j, const std::string& origin, const char* key, bool fallback) {
   if (!j.contains(key)) return fallback;
   const json& v = j.at(key);
-  if (!v.is_boolean()) config_error(origin, key, "must be true or false, got " + v.dump());
+  if (!v.is_boolean()) config_error(origin, key, "must be true or false, got " + json_excerpt(v));
   return v.get<bool>();
 }
 
@@ -71,11 +75,11 @@ std::string check_architecture(const json& j, const std::string& origin) {
   const std::string supported = "metalm imports GPT-2 checkpoints only (GPT2LMHeadModel or GPT2Model, model_type gpt2)";
   for (const auto& a : archs)
     if (a != "GPT2LMHeadModel" && a != "GPT2Model")
-      throw ConfigError(origin + ": architecture " + a +
-                        (model_type.empty() ? std::string() : " (model_type " + model_type + ")") +
+      throw ConfigError(origin + ": architecture " + excerpt(a) +
+                        (model_type.empty() ? std::string() : " (model_type " + excerpt(model_type) + ")") +
                         " is not supported: " + supported);
   if (!model_type.empty() && model_type != "gpt2")
-    throw ConfigError(origin + ": model_type " + model_type + " is not supported: " + supported);
+    throw ConfigError(origin + ": model_type " + excerpt(model_type) + " is not supported: " + supported);
   if (model_type.empty() && archs.empty())
     throw ConfigError(origin + ": neither \"architectures\" nor \"model_type\" given: not a Hugging Face "
                       "GPT-2 config.json");
@@ -85,7 +89,7 @@ std::string check_architecture(const json& j, const std::string& origin) {
 MlpKind activation(const json& j, const std::string& origin) {
   if (!j.contains("activation_function")) return MlpKind::GeluTanh;  // GPT2Config default: gelu_new
   const json& v = j.at("activation_function");
-  const std::string a = v.is_string() ? v.get<std::string>() : v.dump();
+  const std::string a = excerpt(v.is_string() ? v.get<std::string>() : v.dump());
   // gelu_new, gelu_pytorch_tanh and gelu_fast are the same tanh approximation.
   if (a == "gelu_new" || a == "gelu_pytorch_tanh" || a == "gelu_fast") return MlpKind::GeluTanh;
   if (a == "gelu") return MlpKind::Gelu;
@@ -98,6 +102,30 @@ std::string config_summary(const ModelConfig& c) {
   return "config.json: n_embd=" + std::to_string(c.d_model) + ", n_layer=" + std::to_string(c.n_layer) +
          ", n_positions=" + std::to_string(c.context) + ", vocab_size=" + std::to_string(c.vocab_size) +
          ", MLP width " + std::to_string(c.d_mlp);
+}
+
+// The path of a shard named by the index, confined to the model folder: a
+// relative path without "..", which does not leave the folder through a
+// symlink either (an index is data, and may come from anywhere).
+std::string shard_path(const fs::path& root, const std::string& file, const std::string& where) {
+  const fs::path rel(file);
+  auto refuse = [&](const std::string& why) {
+    throw FormatError(where + " names shard \"" + excerpt(file) + "\": " + why);
+  };
+  if (file.empty()) refuse("an empty file name");
+  if (rel.has_root_path()) refuse("an absolute path; shards must be inside the model folder");
+  for (const auto& part : rel)
+    if (part == "..") refuse("a path with \"..\"; shards must be inside the model folder");
+  const fs::path full = root / rel;
+  std::error_code ec;
+  const fs::path real = fs::canonical(full, ec);
+  if (!ec) {  // a missing shard is reported when it is read
+    const fs::path real_root = fs::canonical(root);
+    const auto mismatch = std::mismatch(real_root.begin(), real_root.end(), real.begin(), real.end());
+    if (mismatch.first != real_root.end())
+      refuse("a symlink to " + excerpt(real.string()) + ", outside the model folder " + real_root.string());
+  }
+  return full.string();
 }
 
 // h.<l>.attn.bias / h.<l>.attn.masked_bias: causal-mask buffers, not parameters.
@@ -263,7 +291,7 @@ HfGpt2Tensors hf_gpt2_to_metalm(std::map<std::string, torch::Tensor> hf, const M
       if (starts_with(key, kPrefix))
         name = key.substr(out.key_prefix.size());
       else if (key != "lm_head.weight")
-        throw FormatError(origin + ": tensor '" + key + "' lacks the \"transformer.\" prefix the other tensors "
+        throw FormatError(origin + ": tensor '" + excerpt(key) + "' lacks the \"transformer.\" prefix the other tensors "
                           "have (mixed key layouts)");
     }
     if (is_mask_buffer(name)) {
@@ -283,9 +311,9 @@ HfGpt2Tensors hf_gpt2_to_metalm(std::map<std::string, torch::Tensor> hf, const M
     if (it == by_hf.end()) {
       const int64_t layer = layer_of(name);
       if (layer >= cfg.n_layer)
-        throw FormatError(origin + ": unexpected tensor '" + key + "': layer " + std::to_string(layer) +
+        throw FormatError(origin + ": unexpected tensor '" + excerpt(key) + "': layer " + std::to_string(layer) +
                           ", but config.json has n_layer = " + std::to_string(cfg.n_layer));
-      throw FormatError(origin + ": unexpected tensor '" + key + "' (shape " + shape_str(t.sizes()) +
+      throw FormatError(origin + ": unexpected tensor '" + excerpt(key) + "' (shape " + shape_str(t.sizes()) +
                         "): not a parameter of a GPT-2 model");
     }
     const Gpt2TensorName& n = *it->second;
@@ -343,13 +371,15 @@ HfGpt2Checkpoint read_hf_gpt2(const std::string& dir) {
     ck.files.push_back(single.string());
     origin = single.string();
   } else if (fs::exists(index)) {
-    const json j = read_json_file(index.string());
+    const json j = read_json_file(index.string(), JsonError::Format);
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw FormatError(index.string() + ": no \"weight_map\" object");
     std::set<std::string> shards;
     for (const auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) throw FormatError(index.string() + ": weight_map entry '" + name + "' is not a file name");
-      shards.insert((root / file.get<std::string>()).string());
+      if (!file.is_string())
+        throw FormatError(index.string() + ": weight_map entry '" + excerpt(name) + "' is not a file name");
+      shards.insert(shard_path(root, file.get<std::string>(), index.string() + ": weight_map entry '" +
+                                                                   excerpt(name) + "'"));
     }
     ck.files.assign(shards.begin(), shards.end());
     origin = index.string();
@@ -365,7 +395,7 @@ HfGpt2Checkpoint read_hf_gpt2(const std::string& dir) {
     SafeTensorsFile f = read_safetensors(file);
     for (auto& [name, t] : f.tensors)
       if (!all.emplace(name, std::move(t)).second)
-        throw FormatError(file + ": tensor '" + name + "' is also in another shard");
+        throw FormatError(file + ": tensor '" + excerpt(name) + "' is also in another shard");
   }
   ck.weights = hf_gpt2_to_metalm(std::move(all), ck.model, origin);
   ck.tokenizer = ck.model.vocab_size == kGpt2VocabSize ? "gpt2" : "";

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "metalm/core/atomic_file.hpp"
+#include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors I/O assumes a little-endian host"
@@ -25,6 +27,8 @@ using nlohmann::json;
 // The reference implementation refuses headers above 100 MB; so do we, which
 // also bounds what a corrupt length can make us allocate.
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1024 * 1024;
+// Tensors of real models have at most a handful of dimensions.
+constexpr std::size_t kMaxDims = 16;
 
 struct DtypeInfo {
   const char* name;
@@ -52,7 +56,7 @@ struct Entry {
 // Parses and checks one header entry against the data buffer's size, before
 // anything is allocated for it.
 Entry parse_entry(const std::string& path, const std::string& name, const json& j, uint64_t data_bytes) {
-  const std::string where = "tensor '" + name + "'";
+  const std::string where = "tensor '" + excerpt(name) + "'";
   if (!j.is_object()) format_error(path, where + ": header entry is not an object");
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!j.contains(key)) format_error(path, where + ": header entry has no \"" + key + "\"");
@@ -66,7 +70,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   for (const auto& d : kDtypes)
     if (dname == d.name) info = &d;
   if (info == nullptr)
-    format_error(path, where + ": unknown dtype '" + dname +
+    format_error(path, where + ": unknown dtype '" + excerpt(dname) +
                            "' (expected F64, F32, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");
   e.dtype = info->type;
 
@@ -81,6 +85,9 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
                            "] beyond the data buffer (" + std::to_string(data_bytes) + " bytes; truncated file?)");
   const json& sh = j.at("shape");
   if (!sh.is_array()) format_error(path, where + ": \"shape\" is not an array");
+  if (sh.size() > kMaxDims)
+    format_error(path, where + ": shape has " + std::to_string(sh.size()) + " dimensions, at most " +
+                           std::to_string(kMaxDims) + " are read");
   for (const json& d : sh) {
     if (!d.is_number_unsigned()) format_error(path, where + ": shape entries must be non-negative integers");
     const uint64_t n = d.get<uint64_t>();
@@ -89,17 +96,20 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
     e.shape.push_back(static_cast<int64_t>(n));
   }
   // numel * itemsize is checked against the buffer as it grows, so a huge
-  // shape can neither overflow nor make us allocate.
-  uint64_t bytes = 0;
-  if (std::find(e.shape.begin(), e.shape.end(), 0) == e.shape.end()) {
-    bytes = c10::elementSize(e.dtype);
-    for (int64_t n : e.shape) {
-      if (bytes > data_bytes / static_cast<uint64_t>(n))
-        format_error(path, where + ": shape needs more bytes than the data buffer holds (" +
-                               std::to_string(data_bytes) + ")");
-      bytes *= static_cast<uint64_t>(n);
-    }
+  // shape can neither overflow nor make us allocate. An empty tensor's other
+  // dimensions must still multiply within int64 (torch computes its strides).
+  const bool empty = std::find(e.shape.begin(), e.shape.end(), 0) != e.shape.end();
+  const uint64_t limit = empty ? static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) : data_bytes;
+  uint64_t bytes = c10::elementSize(e.dtype);
+  for (int64_t n : e.shape) {
+    if (n == 0) continue;
+    if (bytes > limit / static_cast<uint64_t>(n))
+      format_error(path, where + ": shape needs more bytes than " +
+                             (empty ? std::string("a 64-bit size holds") :
+                                      "the data buffer holds (" + std::to_string(data_bytes) + ")"));
+    bytes *= static_cast<uint64_t>(n);
   }
+  if (empty) bytes = 0;
 
   if (e.end - e.begin != bytes)
     format_error(path, where + ": shape and dtype need " + std::to_string(bytes) + " bytes but data_offsets span " +
@@ -116,17 +126,14 @@ std::string safetensors_dtype_name(c10::ScalarType dtype) {
 }
 
 SafeTensorsFile read_safetensors(const std::string& path, c10::optional<c10::ScalarType> float_dtype) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path + ": cannot open for reading");
-  in.seekg(0, std::ios::end);
-  const auto file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0, std::ios::beg);
+  const InputFile in(path);
+  const uint64_t file_size = in.size();
   if (file_size < 8)
     format_error(path, "truncated: " + std::to_string(file_size) +
                            " bytes, a safetensors file starts with an 8-byte header length");
 
   unsigned char len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
+  in.read_at(0, len_bytes, 8);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > file_size - 8)
@@ -136,14 +143,8 @@ SafeTensorsFile read_safetensors(const std::string& path, c10::optional<c10::Sca
     format_error(path, "header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
 
   std::string header(header_len, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_len));
-  if (!in) throw IoError(path + ": read error in the header");
-  json j;
-  try {
-    j = json::parse(header);
-  } catch (const json::exception& e) {
-    format_error(path, std::string("header is not valid JSON: ") + e.what());
-  }
+  in.read_at(8, header.data(), header.size());
+  const json j = parse_json(header, path + ": header", JsonError::Format);
   if (!j.is_object()) format_error(path, "header is not a JSON object");
 
   const uint64_t data_start = 8 + header_len;
@@ -154,7 +155,7 @@ SafeTensorsFile read_safetensors(const std::string& path, c10::optional<c10::Sca
     if (name == "__metadata__") {
       if (!value.is_object()) format_error(path, "\"__metadata__\" is not an object");
       for (const auto& [k, v] : value.items()) {
-        if (!v.is_string()) format_error(path, "\"__metadata__\" value of '" + k + "' is not a string");
+        if (!v.is_string()) format_error(path, "\"__metadata__\" value of '" + excerpt(k) + "' is not a string");
         out.metadata[k] = v.get<std::string>();
       }
       continue;
@@ -171,17 +172,13 @@ SafeTensorsFile read_safetensors(const std::string& path, c10::optional<c10::Sca
             [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
   for (std::size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i]->begin < by_offset[i - 1]->end)
-      format_error(path, "tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name +
+      format_error(path, "tensors '" + excerpt(by_offset[i - 1]->name) + "' and '" + excerpt(by_offset[i]->name) +
                              "' have overlapping data_offsets");
 
   for (const auto& e : entries) {
     at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
     const uint64_t n = e.end - e.begin;
-    if (n > 0) {
-      in.seekg(static_cast<std::streamoff>(data_start + e.begin), std::ios::beg);
-      in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(n));
-      if (!in) throw IoError(path + ": read error in tensor '" + e.name + "'");
-    }
+    if (n > 0) in.read_at(data_start + e.begin, t.data_ptr(), static_cast<std::size_t>(n));
     if (float_dtype && at::isFloatingType(e.dtype) && e.dtype != *float_dtype) t = t.to(*float_dtype);
     out.tensors.emplace(e.name, std::move(t));
   }
