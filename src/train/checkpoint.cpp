@@ -171,7 +171,7 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir) {
+LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWeightsOptions& weights) {
   fs::path dir(dir_or_run_dir);
   if (!fs::exists(dir)) throw IoError("checkpoint not found: " + dir_or_run_dir);
   if (!fs::is_regular_file(dir / "state.json")) {
@@ -196,7 +196,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir) {
   // Building the model draws its (discarded) initial weights from the global
   // generator; the caller's random stream is left as it was.
   out.model = preserving_rng_state([&] { return CausalTransformer(out.config.model); });
-  load_weights(*out.model, (dir / "model.safetensors").string());
+  load_weights(*out.model, (dir / "model.safetensors").string(), weights);
   out.has_optimizer = fs::is_regular_file(dir / "optimizer.pt");
   if (state_json.value("has_optimizer", false) && !out.has_optimizer)
     throw FormatError(dir.string() + "/optimizer.pt: missing (state.json says the checkpoint has optimizer state)");

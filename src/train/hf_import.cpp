@@ -67,10 +67,10 @@ ImportHfResult import_hf_gpt2(const std::string& hf_dir, const std::string& out_
 }
 
 void export_weights(const std::string& checkpoint, const std::string& out_file, WeightsLayout layout,
-                    const std::string& hf_config_path) {
+                    const std::string& hf_config_path, const LoadWeightsOptions& weights) {
   if (!hf_config_path.empty() && layout != WeightsLayout::Hf)
     throw ConfigError("export: a Hugging Face config.json is only written with the hf layout");
-  LoadedCheckpoint ck = load_checkpoint(checkpoint);
+  LoadedCheckpoint ck = load_checkpoint(checkpoint, weights);
   const ModelConfig& cfg = ck.config.model;
   if (layout == WeightsLayout::Hf) require_gpt2_compatible(cfg);  // before anything is written
 

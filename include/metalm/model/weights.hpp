@@ -16,15 +16,23 @@ namespace metalm {
 void save_weights(const torch::nn::Module& module, const std::string& path,
                   const std::map<std::string, std::string>& metadata = {});
 
+struct LoadWeightsOptions {
+  // Load NaN and Inf values instead of refusing them (forensics on a diverged
+  // or corrupt model; every result computed from it is then suspect).
+  bool allow_nonfinite = false;
+};
+
 // Strict: every parameter must be in the file with the same shape, and the
 // file must hold nothing else; otherwise FormatError naming the tensor and the
-// file (and nothing is modified). Values are converted to each parameter's
-// dtype. Returns the file's metadata.
-std::map<std::string, std::string> load_weights(torch::nn::Module& module, const std::string& path);
+// file (and nothing is modified). A tensor holding NaN or Inf is a
+// NumericError naming it, unless options.allow_nonfinite. Values are
+// converted to each parameter's dtype. Returns the file's metadata.
+std::map<std::string, std::string> load_weights(torch::nn::Module& module, const std::string& path,
+                                                const LoadWeightsOptions& options = {});
 
 // The same strict load from tensors already in memory (e.g. renamed from an
 // imported checkpoint); `origin` names their source in error messages.
 void load_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
-                  const std::string& origin);
+                  const std::string& origin, const LoadWeightsOptions& options = {});
 
 }  // namespace metalm

@@ -24,6 +24,7 @@
 
 #include "metalm/config/config.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/weights.hpp"
 
 namespace torch::optim {
 class Optimizer;
@@ -58,7 +59,8 @@ struct LoadedCheckpoint {
 // Loads a checkpoint directory, or the newest complete checkpoint of a run
 // directory. Errors (IoError/FormatError) name the file and what is wrong,
 // including a folder named step_N whose state.json holds another step.
-LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir);
+// `weights` lets eval/analyze/generate/export load non-finite weights.
+LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWeightsOptions& weights = {});
 
 // The checkpoint a run resumes from: the newest checkpoint of run_dir that
 // loads completely (state.json and its step, config.json, every tensor of

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "metalm/config/config.hpp"
+#include "metalm/model/weights.hpp"
 
 namespace metalm {
 
@@ -45,7 +46,8 @@ enum class WeightsLayout {
 // layout the model must have a GPT-2 equivalent (ConfigError otherwise), and
 // when hf_config_path is not empty the matching config.json is written there,
 // so a directory holding both loads with GPT2LMHeadModel.from_pretrained.
+// `weights.allow_nonfinite` exports a checkpoint holding NaN or Inf as it is.
 void export_weights(const std::string& checkpoint, const std::string& out_file, WeightsLayout layout,
-                    const std::string& hf_config_path = "");
+                    const std::string& hf_config_path = "", const LoadWeightsOptions& weights = {});
 
 }  // namespace metalm
