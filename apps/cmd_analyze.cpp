@@ -16,6 +16,7 @@
 #include "metalm/core/file.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/tokenizer.hpp"
+#include "metalm/model/weights.hpp"
 #include "metalm/train/checkpoint.hpp"
 
 namespace metalm::cli {
@@ -48,6 +49,28 @@ std::vector<Batch> batches_from_ids(const std::vector<int64_t>& ids, int64_t seq
   return out;
 }
 
+// Sizes from the options or, when absent, the checkpoint's config: each in the
+// options' range, and batches x batch size x seq_len at most
+// kMaxAnalysedTokens, so a typo is a one-line error rather than a huge
+// allocation.
+void check_sizes(int64_t n_batches, int64_t batch_size, int64_t seq_len, const AnalysisOptions& opts) {
+  auto in_range = [](int64_t v, int64_t max, const char* option, const char* key) {
+    if (v < 1 || v > max)
+      throw ConfigError(std::string("analyze: ") + option + " (or " + key + ") = " + std::to_string(v) +
+                        " is out of range: expected an integer from 1 to " + with_commas(max));
+  };
+  in_range(n_batches, kMaxBatches, "--batches", "analysis.batches");
+  in_range(batch_size, kMaxBatch, "--batch-size", "analysis.batch_size");
+  in_range(seq_len, kMaxTokens, "--seq-len", "train.seq_len");
+  in_range(opts.chunk, kMaxChunk, "--chunk", "analysis.chunk");
+  in_range(opts.freq_bins, kMaxFreqBins, "--freq-bins", "analysis.freq_bins");
+  const int64_t tokens = n_batches * batch_size * seq_len;  // < 2^56: no overflow within the ranges above
+  if (tokens > kMaxAnalysedTokens)
+    throw ConfigError("analyze: " + with_commas(n_batches) + " batches x " + with_commas(batch_size) + " sequences x " +
+                      with_commas(seq_len) + " tokens = " + with_commas(tokens) + " tokens, more than the " +
+                      with_commas(kMaxAnalysedTokens) + " one analysis holds; lower --batches, --batch-size or --seq-len");
+}
+
 // A JSON number, or NaN for null (a statistic with no finite value).
 double num(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
 
@@ -69,7 +92,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
   struct Options {
     std::string checkpoint, data, ids, text, meta, out, csv, granularity;
     int64_t batches = 0, batch_size = 0, seq_len = 0, chunk = 0, freq_bins = 0, seed = -1;
-    bool control_untrained = false;
+    bool control_untrained = false, allow_nonfinite = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("analyze", "measure how much each layer's update is a gradient step on the next-token loss");
@@ -84,23 +107,25 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
   data->excludes(ids)->excludes(text);
   ids->excludes(text);
   cmd->add_option("--batches", o->batches, "batches analysed (default: the config's analysis.batches)")->type_name("N")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, kMaxBatches));
   cmd->add_option("--batch-size", o->batch_size, "sequences per batch (default: analysis.batch_size)")->type_name("B")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, kMaxBatch));
   cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (default: train.seq_len)")->type_name("T")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, kMaxTokens));
   cmd->add_option("--granularity", o->granularity, "block | sublayer (default: analysis.granularity)")
       ->type_name("G")->check(CLI::IsMember({"block", "sublayer"}));
   cmd->add_option("--chunk", o->chunk, "positions per autograd chunk (default: analysis.chunk)")->type_name("N")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, kMaxChunk));
   cmd->add_option("--freq-bins", o->freq_bins, "token-frequency bins (default: analysis.freq_bins)")->type_name("N")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, kMaxFreqBins));
   cmd->add_option("--seed", o->seed, "seed of the random-target control (default: analysis.seed)")->type_name("S")
-      ->check(CLI::NonNegativeNumber);
+      ->check(int_range(0));
   cmd->add_option("--meta", o->meta, "dataset dir or meta.json with the training token counts "
                                      "(default: beside --data, else the run's data.dir)")->type_name("PATH");
   cmd->add_flag("--control-untrained", o->control_untrained,
                 "also analyse a freshly initialised model of the same config (key control_untrained)");
+  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
+                "load weights holding NaN or Inf (forensics; refused by default)");
   cmd->add_option("--out", o->out, "output JSON file")->type_name("FILE.json")->required();
   cmd->add_option("--csv", o->csv, "also write steps.csv, states.csv, by_position.csv here")->type_name("DIR");
 
@@ -108,7 +133,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     if (o->data.empty() && o->ids.empty() && o->text.empty())
       throw ConfigError("analyze: give the tokens to analyse with --data, --ids or --text");
     set_threads(global.threads);
-    LoadedCheckpoint ck = load_checkpoint(o->checkpoint);
+    LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     const RunConfig& cfg = ck.config;
     const AnalysisConfig& ac = cfg.analysis;
     const int64_t n_batches = o->batches ? o->batches : ac.batches;
@@ -119,17 +144,20 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     if (o->chunk) opts.chunk = o->chunk;
     if (o->freq_bins) opts.freq_bins = o->freq_bins;
     if (o->seed >= 0) opts.seed = static_cast<uint64_t>(o->seed);
+    // The config's values are checked like the options', before anything is allocated.
+    check_sizes(n_batches, batch_size, seq_len, opts);
 
     std::vector<Batch> batches;
     nlohmann::json source;
     if (!o->data.empty()) {
       TokenDataset ds(o->data);
+      ds.check_vocab(cfg.model.vocab_size, "the model");
       batches = fixed_eval_batches(ds, n_batches, batch_size, seq_len);
       source = {{"data", o->data}};
     } else {
       std::vector<int64_t> tokens;
       if (!o->ids.empty()) {
-        tokens = parse_token_ids(read_file(o->ids), o->ids);
+        tokens = read_token_ids(o->ids, cfg.model.vocab_size);
         source = {{"ids", o->ids}};
       } else {
         if (ck.state.tokenizer.empty())

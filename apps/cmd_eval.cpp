@@ -1,5 +1,6 @@
 // `metalm eval`: mean next-token cross-entropy of a checkpoint on a token
 // file, a list of ids or a text (windows: see metalm/train/evaluate.hpp).
+#include <cmath>
 #include <iostream>
 
 #include "command.hpp"
@@ -10,25 +11,17 @@
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/data/tokenizer.hpp"
 #include "metalm/train/checkpoint.hpp"
+#include "metalm/model/weights.hpp"
 #include "metalm/train/evaluate.hpp"
 
 namespace metalm::cli {
 namespace {
 
-// The ids of `path`, each in [0, vocab).
-std::vector<int64_t> read_ids(const std::string& path, int64_t vocab) {
-  std::vector<int64_t> ids = parse_token_ids(read_file(path), path);
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    if (ids[i] >= vocab)
-      throw FormatError(path + ": token id " + std::to_string(ids[i]) + " (number " + std::to_string(i + 1) +
-                        ") is outside the model's vocabulary [0, " + std::to_string(vocab) + ")");
-  return ids;
-}
-
 const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& global) {
   struct Options {
     std::string checkpoint, data, ids, text;
     int64_t stride = 0, batch = 16;
+    bool allow_nonfinite = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -46,29 +39,29 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
   cmd->add_option("--stride", o->stride,
                   "window stride for inputs longer than the context; 0 means the context (non-overlapping windows)")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber)
+      ->check(int_range(0, kMaxTokens))
       ->capture_default_str();
   cmd->add_option("--batch", o->batch, "windows per forward pass")
       ->type_name("N")
-      ->check(CLI::PositiveNumber)
+      ->check(int_range(1, kMaxBatch))
       ->capture_default_str();
+  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
+                "load weights holding NaN or Inf (forensics; refused by default)");
 
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty() && o->text.empty())
       throw ConfigError("eval needs one of --data FILE.bin, --ids FILE, --text FILE");
     set_threads(global.threads);
-    LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint);
+    LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     const int64_t vocab = ckpt.config.model.vocab_size;
     std::vector<int64_t> tokens;
     if (!o->data.empty()) {
       const TokenDataset ds(o->data);
-      if (ds.vocab_size() > vocab)
-        throw FormatError(o->data + ": vocabulary of " + std::to_string(ds.vocab_size()) +
-                          " ids exceeds the model's " + std::to_string(vocab));
+      ds.check_vocab(vocab, "the model");
       tokens.resize(static_cast<std::size_t>(ds.size()));
       ds.copy_to(0, ds.size(), tokens.data());
     } else if (!o->ids.empty()) {
-      tokens = read_ids(o->ids, vocab);
+      tokens = read_token_ids(o->ids, vocab);
     } else {
       if (ckpt.state.tokenizer.empty())
         throw ConfigError(ckpt.path + " records no tokenizer; evaluate token ids with --ids or --data");
@@ -79,9 +72,15 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
         throw FormatError(o->text + ": " + e.what());
       }
     }
-    if (tokens.size() < 2)
-      throw FormatError("eval needs at least 2 tokens (got " + std::to_string(tokens.size()) + ")");
+    if (tokens.size() < 2) {
+      const std::string& input = !o->data.empty() ? o->data : !o->ids.empty() ? o->ids : o->text;
+      throw FormatError(input + ": " + std::to_string(tokens.size()) + " token(s); eval needs at least 2");
+    }
     const EvalResult r = evaluate_tokens(ckpt.model, tokens, o->stride, o->batch);
+    // JSON has no NaN: printing null with exit code 0 would pass for a result.
+    if (!std::isfinite(r.loss))
+      throw NumericError("eval: the loss is " + std::string(std::isnan(r.loss) ? "nan" : "inf") + " over " +
+                         std::to_string(r.tokens) + " tokens of " + ckpt.path + " (non-finite weights or logits)");
     std::cout << nlohmann::json{{"loss", r.loss}, {"ppl", r.perplexity()}, {"tokens", r.tokens}}.dump() << "\n";
     return 0;
   });

@@ -12,6 +12,7 @@ namespace {
 const Registration export_command{"export", [](CLI::App& app, const GlobalOptions&) {
   struct Options {
     std::string checkpoint, out, layout = "metalm", hf_config;
+    bool allow_nonfinite = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("export", "write a checkpoint's weights to a safetensors file (metalm or HF GPT-2 names)");
@@ -28,12 +29,14 @@ const Registration export_command{"export", [](CLI::App& app, const GlobalOption
   cmd->add_option("--hf-config", o->hf_config,
                   "with --layout hf: also write the matching Hugging Face config.json here")
       ->type_name("FILE");
+  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
+                "export weights holding NaN or Inf as they are (forensics; refused by default)");
 
   return std::function<int()>([o]() {
     const WeightsLayout layout = o->layout == "hf" ? WeightsLayout::Hf : WeightsLayout::Metalm;
     if (!o->hf_config.empty() && layout != WeightsLayout::Hf)
       throw ConfigError("export: --hf-config needs --layout hf");
-    export_weights(o->checkpoint, o->out, layout, o->hf_config);
+    export_weights(o->checkpoint, o->out, layout, o->hf_config, LoadWeightsOptions{o->allow_nonfinite});
     spdlog::info("export: {} -> {} ({} layout{}{})", o->checkpoint, o->out, o->layout,
                  o->hf_config.empty() ? "" : ", config ", o->hf_config);
     return 0;

@@ -6,6 +6,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/tokenizer.hpp"
+#include "metalm/model/weights.hpp"
 #include "metalm/train/checkpoint.hpp"
 
 namespace metalm::cli {
@@ -17,6 +18,7 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
     int64_t max_new_tokens = 200, top_k = 0;
     double temperature = 1.0;
     uint64_t seed = 1337;
+    bool allow_nonfinite = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "print the prompt and a sampled continuation");
@@ -27,21 +29,23 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
       ->type_name("TEXT");
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to sample")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber)
+      ->check(int_range(0, kMaxTokens))
       ->capture_default_str();
   cmd->add_option("--temperature", o->temperature, "softmax temperature; 0 means greedy")
       ->type_name("T")
-      ->check(CLI::NonNegativeNumber)
+      ->check(real_range(0.0, 1e6))
       ->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "sample among the K most likely tokens; 0 means all")
       ->type_name("K")
-      ->check(CLI::NonNegativeNumber)
+      ->check(int_range(0))
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the sampler")->type_name("S")->capture_default_str();
+  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
+                "load weights holding NaN or Inf (forensics; refused by default)");
 
   return std::function<int()>([o, &global]() {
     set_threads(global.threads);
-    LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint);
+    LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     if (ckpt.state.tokenizer.empty())
       throw ConfigError(ckpt.path + " records no tokenizer, so text cannot be generated");
     const auto tok = make_tokenizer(ckpt.state.tokenizer);

@@ -1,5 +1,11 @@
 #include "command.hpp"
 
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "metalm/core/file.hpp"
+
 namespace metalm::cli {
 
 std::vector<RegisteredCommand>& registry() {
@@ -21,6 +27,47 @@ void add_config_options(CLI::App& cmd, std::string& config_path, std::vector<std
       ->type_name("KEY=VALUE")
       ->take_all()
       ->allow_extra_args(false);
+}
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -(n + 1) + uint64_t{1} : static_cast<uint64_t>(n));
+  for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<std::size_t>(i), ",");
+  return (n < 0 ? "-" : "") + digits;
+}
+
+CLI::Validator int_range(int64_t min, int64_t max) {
+  const std::string range = max == std::numeric_limits<int64_t>::max()
+                                ? "an integer of at least " + with_commas(min)
+                                : "an integer from " + with_commas(min) + " to " + with_commas(max);
+  auto check = [=](std::string& text) -> std::string {
+    errno = 0;
+    char* end = nullptr;
+    const long long v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0') return "\"" + excerpt(text) + "\" is not an integer: expected " + range;
+    if (errno == ERANGE || v < min || v > max) return excerpt(text) + " is out of range: expected " + range;
+    return "";
+  };
+  return CLI::Validator(check, max == std::numeric_limits<int64_t>::max()
+                                   ? ">=" + std::to_string(min)
+                                   : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+}
+
+CLI::Validator real_range(double min, double max) {
+  auto fmt = [](double x) {
+    std::string s = std::to_string(x);
+    s.erase(s.find_last_not_of('0') + 1);
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    return s;
+  };
+  const std::string range = "a number from " + fmt(min) + " to " + fmt(max);
+  auto check = [=](std::string& text) -> std::string {
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0') return "\"" + excerpt(text) + "\" is not a number: expected " + range;
+    if (!std::isfinite(v) || v < min || v > max) return excerpt(text) + " is out of range: expected " + range;
+    return "";
+  };
+  return CLI::Validator(check, "in [" + fmt(min) + ", " + fmt(max) + "]");
 }
 
 }  // namespace metalm::cli

@@ -6,7 +6,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -36,5 +38,24 @@ std::vector<RegisteredCommand>& registry();
 // `--set section.key=value` overrides, repeatable; shared by train, config...
 void add_config_options(CLI::App& cmd, std::string& config_path, std::vector<std::string>& overrides,
                         bool config_required);
+
+// Upper limits of the size options of analyze, eval, generate and bench:
+// far above any useful value, low enough that no product of them overflows
+// and that a typo fails here, in words, instead of as a huge allocation.
+constexpr int64_t kMaxBatch = int64_t{1} << 16;     // sequences per batch
+constexpr int64_t kMaxBatches = int64_t{1} << 20;   // batches
+constexpr int64_t kMaxTokens = int64_t{1} << 20;    // sequence lengths, strides, tokens to generate
+constexpr int64_t kMaxChunk = int64_t{1} << 24;     // positions per autograd chunk
+constexpr int64_t kMaxFreqBins = 4096;              // token-frequency bins
+constexpr int64_t kMaxAnalysedTokens = int64_t{1} << 24;  // batches x batch size x sequence length
+
+// Range checks of integer and real options whose messages name the option
+// and the range in words ("--batch-size: 0 is out of range: expected an
+// integer from 1 to 65,536"); CLI11's own print the double limits in full.
+CLI::Validator int_range(int64_t min, int64_t max = std::numeric_limits<int64_t>::max());
+CLI::Validator real_range(double min, double max);
+
+// 65536 -> "65,536".
+std::string with_commas(int64_t n);
 
 }  // namespace metalm::cli

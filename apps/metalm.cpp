@@ -5,19 +5,31 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <memory>
 
 #include "command.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/core/log.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/core/version.hpp"
 
 namespace {
 
-// One line on stderr, whatever went wrong.
+// One line on stderr, whatever went wrong (libtorch's messages can span
+// several lines: they are joined).
 int fail(const std::string& message, int code) {
-  std::fprintf(stderr, "metalm: error: %s\n", message.c_str());
+  std::string line;
+  for (char c : message) {
+    if (c == '\n' || c == '\r') {
+      if (!line.empty() && line.back() != ' ') line += ' ';
+    } else {
+      line += c;
+    }
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  std::fprintf(stderr, "metalm: error: %s\n", line.c_str());
   return code;
 }
 
@@ -25,15 +37,17 @@ int fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
   metalm::ensure_passive_omp_wait_policy(argv);
+  metalm::install_mapped_file_fault_handler();
 
   CLI::App app{"metalm: causal language models and the inner optimization of their forward pass"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("metalm ") + metalm::version());
   app.option_defaults()->always_capture_default();
   metalm::cli::GlobalOptions global;
-  app.add_option("--threads", global.threads, "intra-op threads; 0 means all cores")
+  app.add_option("--threads", global.threads,
+                 "intra-op threads; 0 means all cores (at most " + std::to_string(metalm::kMaxThreads) + ")")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber)
+      ->check(metalm::cli::int_range(0, metalm::kMaxThreads))
       ->capture_default_str();
   app.add_option("--log-level", global.log_level,
                  "trace | debug | info | warn | error | critical | off")
@@ -73,6 +87,8 @@ int main(int argc, char** argv) {
     return fail(e.what(), 2);
   } catch (const c10::Error& e) {
     return fail(std::string("torch: ") + e.what_without_backtrace(), 1);
+  } catch (const std::bad_alloc&) {
+    return fail("out of memory (are the sizes of the model or the options larger than intended?)", 1);
   } catch (const std::exception& e) {
     return fail(e.what(), 1);
   }
