@@ -12,6 +12,7 @@
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/csv_export.hpp"
 #include "metalm/config/json.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/core/threads.hpp"
@@ -92,7 +93,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
   struct Options {
     std::string checkpoint, data, ids, text, meta, out, csv, granularity;
     int64_t batches = 0, batch_size = 0, seq_len = 0, chunk = 0, freq_bins = 0, seed = -1;
-    bool control_untrained = false, allow_nonfinite = false;
+    bool control_untrained = false, allow_nonfinite = false, force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("analyze", "measure how much each layer's update is a gradient step on the next-token loss");
@@ -128,10 +129,13 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
                 "load weights holding NaN or Inf (forensics; refused by default)");
   cmd->add_option("--out", o->out, "output JSON file")->type_name("FILE.json")->required();
   cmd->add_option("--csv", o->csv, "also write steps.csv, states.csv, by_position.csv here")->type_name("DIR");
+  cmd->add_flag("--force", o->force, "replace an existing --out file and --csv directory");
 
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty() && o->text.empty())
       throw ConfigError("analyze: give the tokens to analyse with --data, --ids or --text");
+    check_output_path(o->out, OutputKind::File, o->force, "--out");
+    if (!o->csv.empty()) check_output_path(o->csv, OutputKind::Directory, o->force, "--csv");
     set_threads(global.threads);
     LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     const RunConfig& cfg = ck.config;

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "command.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/train/hf_import.hpp"
 
@@ -20,19 +21,22 @@ std::string join(const std::vector<std::string>& v) {
 const Registration import_hf_command{"import-hf", [](CLI::App& app, const GlobalOptions& global) {
   struct Options {
     std::string from, out, name;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("import-hf", "import a Hugging Face GPT-2 checkpoint (config.json + model.safetensors)");
   cmd->add_option("--from", o->from, "Hugging Face checkpoint directory (e.g. from `huggingface-cli download gpt2`)")
       ->type_name("DIR")
       ->required();
-  cmd->add_option("--out", o->out, "metalm checkpoint directory to write (replaced if it exists)")
+  cmd->add_option("--out", o->out, "metalm checkpoint directory to write (new or empty, unless --force)")
       ->type_name("CKPT_DIR")
       ->required();
+  cmd->add_flag("--force", o->force, "replace an existing --out directory and everything in it");
   cmd->add_option("--name", o->name, "run name recorded in the config (default: the source directory's name)")
       ->type_name("NAME");
 
   return std::function<int()>([o, &global]() {
+    check_output_path(o->out, OutputKind::Directory, o->force, "--out");
     set_threads(global.threads);
     ImportHfOptions options;
     options.name = o->name;

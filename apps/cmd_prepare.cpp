@@ -1,5 +1,6 @@
 // `metalm prepare`: tokenize a corpus into train.bin, val.bin and meta.json.
 #include "command.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/data/prepare.hpp"
 
 namespace metalm::cli {
@@ -7,6 +8,7 @@ namespace {
 
 const Registration prepare_command{"prepare", [](CLI::App& app, const GlobalOptions&) {
   auto o = std::make_shared<PrepareOptions>();
+  auto force = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("prepare", "tokenize a corpus into train.bin, val.bin and meta.json");
   cmd->add_option("--tokenizer", o->tokenizer, "byte | gpt2 | gpt2:DIR | bpe:DIR")->type_name("SPEC")->capture_default_str();
   cmd->add_option("--input", o->inputs, "corpus files or directories")->type_name("PATH")->required();
@@ -15,8 +17,10 @@ const Registration prepare_command{"prepare", [](CLI::App& app, const GlobalOpti
   cmd->add_option("--val-fraction", o->val_fraction, "share of documents held out for validation")
       ->type_name("F")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the document split")->type_name("S")->capture_default_str();
-  cmd->add_option("--out", o->out, "output directory")->type_name("DIR")->required();
-  return std::function<int()>([o]() {
+  cmd->add_option("--out", o->out, "output directory (new or empty, unless --force)")->type_name("DIR")->required();
+  cmd->add_flag("--force", *force, "replace an existing --out directory and everything in it");
+  return std::function<int()>([o, force]() {
+    check_output_path(o->out, OutputKind::Directory, *force, "--out");
     prepare_dataset(*o);
     return 0;
   });

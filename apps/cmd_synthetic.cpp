@@ -10,6 +10,7 @@
 #include "command.hpp"
 #include "metalm/analysis/linear_icl.hpp"
 #include "metalm/config/json.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/threads.hpp"
 
@@ -43,6 +44,7 @@ const Registration synthetic_command{"synthetic-icl", [](CLI::App& app, const Gl
     std::string sizes = "16,64,256,1024,4096";
     LinearIclOptions icl;
     std::string out;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -57,9 +59,11 @@ const Registration synthetic_command{"synthetic-icl", [](CLI::App& app, const Gl
       ->capture_default_str();
   cmd->add_option("--seed", o->icl.seed, "seed of the sampled tasks and the random-target control")->type_name("S")
       ->capture_default_str();
-  cmd->add_option("--out", o->out, "output JSON file")->type_name("FILE")->required();
+  cmd->add_option("--out", o->out, "output JSON file (must not exist, unless --force)")->type_name("FILE")->required();
+  cmd->add_flag("--force", o->force, "replace an existing --out file");
 
   return std::function<int()>([o, &global]() {
+    check_output_path(o->out, OutputKind::File, o->force, "--out");
     set_threads(global.threads);
     const std::vector<int64_t> sizes = parse_sizes(o->sizes);
     const nlohmann::json result = linear_icl_sweep(sizes, o->icl);

@@ -5,6 +5,7 @@
 
 #include "command.hpp"
 #include "token_ids.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/data/tokenizer.hpp"
@@ -17,16 +18,19 @@ const Registration tokenize_command{"tokenize", [](CLI::App& app, const GlobalOp
     std::string tokenizer = "gpt2";
     std::vector<std::string> inputs;
     std::string output;
-    bool decode = false;
+    bool decode = false, force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("tokenize", "print the token ids of text files (or, with --decode, the text of ids)");
   cmd->add_option("--tokenizer", o->tokenizer, "byte | gpt2 | gpt2:DIR | bpe:DIR")->type_name("SPEC")->capture_default_str();
   cmd->add_option("--input", o->inputs, "input file(s); one output line of ids per file")->type_name("FILE")->required();
-  cmd->add_option("--output", o->output, "write here instead of stdout")->type_name("FILE");
+  cmd->add_option("--output", o->output, "write here instead of stdout (must not exist, unless --force)")
+      ->type_name("FILE");
+  cmd->add_flag("--force", o->force, "replace an existing --output file");
   cmd->add_flag("--decode", o->decode, "read decimal ids and print their text");
 
   return std::function<int()>([o]() {
+    if (!o->output.empty()) check_output_path(o->output, OutputKind::File, o->force, "--output");
     const auto tok = make_tokenizer(o->tokenizer);
     std::string out;
     for (const auto& path : o->inputs) {
@@ -51,9 +55,7 @@ const Registration tokenize_command{"tokenize", [](CLI::App& app, const GlobalOp
       std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
       std::cout.flush();
     } else {
-      std::ofstream f(o->output, std::ios::binary);
-      f.write(out.data(), static_cast<std::streamsize>(out.size()));
-      if (!f) throw IoError("cannot write " + o->output);
+      write_file_atomic(o->output, out);
     }
     return 0;
   });

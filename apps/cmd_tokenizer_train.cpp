@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "command.hpp"
+#include "metalm/core/atomic_file.hpp"
 #include "metalm/data/bpe_trainer.hpp"
 #include "metalm/data/corpus.hpp"
 
@@ -16,6 +17,7 @@ const Registration tokenizer_train_command{"tokenizer-train", [](CLI::App& app, 
     std::string format = "text";
     int64_t vocab_size = 4096;
     std::string out;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("tokenizer-train",
@@ -26,8 +28,10 @@ const Registration tokenizer_train_command{"tokenizer-train", [](CLI::App& app, 
       ->check(CLI::IsMember({"text", "brown"}))->capture_default_str();
   cmd->add_option("--vocab-size", o->vocab_size, "tokens including the 256 bytes and end-of-text")
       ->type_name("N")->check(CLI::Range(int64_t{257}, int64_t{1} << 24))->capture_default_str();
-  cmd->add_option("--out", o->out, "output directory")->type_name("DIR")->required();
+  cmd->add_option("--out", o->out, "output directory (new or empty, unless --force)")->type_name("DIR")->required();
+  cmd->add_flag("--force", o->force, "replace an existing --out directory and everything in it");
   return std::function<int()>([o]() {
+    check_output_path(o->out, OutputKind::Directory, o->force, "--out");
     const auto start = std::chrono::steady_clock::now();
     const auto docs = read_corpus(o->inputs, o->format);
     std::vector<std::string> texts;
