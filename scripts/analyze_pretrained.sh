@@ -46,7 +46,8 @@ say() { printf 'analyze_pretrained: %s\n' "$*" >&2; }
 run() { printf '%s\n' "$*" >>"$out/commands.txt"; "$@"; }
 
 say "importing $hf"
-run "$bin" import-hf --from "$hf" --out "$out/checkpoint" >/dev/null
+# OUT is this script's own: a second run replaces what the first wrote (--force).
+run "$bin" import-hf --from "$hf" --out "$out/checkpoint" --force >/dev/null
 tokenizer=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokenizer"])' "$out/checkpoint/state.json")
 if [[ -z $tokenizer ]]; then
   echo "analyze_pretrained: $hf has no GPT-2 vocabulary (50257), so no tokenizer is known for it" >&2
@@ -54,17 +55,17 @@ if [[ -z $tokenizer ]]; then
 fi
 
 say "tokenizing $text ($tokenizer)"
-run "$bin" tokenize --tokenizer "$tokenizer" --input "$text" --output "$out/tokens.txt"
+run "$bin" tokenize --tokenizer "$tokenizer" --input "$text" --output "$out/tokens.txt" --force
 # Token counts of the text itself, for the frequency aggregates (F5): a
 # pre-trained model's own training counts are not available.
-run "$bin" prepare --tokenizer "$tokenizer" --format text --input "$text" --val-fraction 0 --out "$out/data" >/dev/null
+run "$bin" prepare --tokenizer "$tokenizer" --format text --input "$text" --val-fraction 0 --out "$out/data" --force >/dev/null
 say "$(wc -w <"$out/tokens.txt") tokens; analysing $batches x $batch_size sequence(s) of $seq_len"
 
 for g in block sublayer; do
   say "analysing ($g granularity, with the untrained control)"
   run "$bin" analyze --checkpoint "$out/checkpoint" --ids "$out/tokens.txt" --meta "$out/data" \
     --seq-len "$seq_len" --batch-size "$batch_size" --batches "$batches" --granularity "$g" \
-    --control-untrained --out "$out/analysis/pretrained_$g.json"
+    --control-untrained --out "$out/analysis/pretrained_$g.json" --force
   # The control as a file of its own, the form plot.py takes.
   $py -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["control_untrained"], open(sys.argv[2], "w"))' \
     "$out/analysis/pretrained_$g.json" "$out/analysis/untrained_$g.json"

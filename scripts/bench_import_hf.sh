@@ -28,10 +28,10 @@ measure() {  # measure LABEL command...: prints "LABEL  wall s  peak MB"
 }
 
 echo "metalm $("$bin" --version | cut -d' ' -f2), $(nproc) cores, threads=$threads, $(du -m "$work/gpt2-small-random/model.safetensors" | cut -f1) MB model.safetensors"
-measure import-hf "$bin" --threads "$threads" import-hf --from "$work/gpt2-small-random" --out "$work/ckpt"
+measure import-hf "$bin" --threads "$threads" import-hf --from "$work/gpt2-small-random" --out "$work/ckpt" --force
 measure eval-512 "$bin" --threads "$threads" eval --checkpoint "$work/ckpt" --ids "$work/ids.txt"
 for g in block sublayer; do
   measure "analyze-512-$g" "$bin" --threads "$threads" analyze --checkpoint "$work/ckpt" --ids "$work/ids.txt" \
-    --seq-len 512 --batch-size 1 --batches 1 --granularity "$g" --out "$work/analysis_$g.json"
+    --seq-len 512 --batch-size 1 --batches 1 --granularity "$g" --out "$work/analysis_$g.json" --force
 done
-measure export-hf "$bin" --threads "$threads" export --checkpoint "$work/ckpt" --layout hf --out "$work/export/model.safetensors"
+measure export-hf "$bin" --threads "$threads" export --checkpoint "$work/ckpt" --layout hf --out "$work/export/model.safetensors" --force

@@ -42,11 +42,11 @@ for key in mb_per_s mb_per_s_cpu; do
 done
 
 echo "== tokenizer-train --vocab-size 4096 on Brown =="
-echo "seconds: $(seconds "$metalm" tokenizer-train --input "$data/brown" --format brown --vocab-size 4096 --out "$work/bpe4096")"
+echo "seconds: $(seconds "$metalm" tokenizer-train --input "$data/brown" --format brown --vocab-size 4096 --out "$work/bpe4096" --force)"
 
 echo "== prepare Brown (wall seconds) =="
 for spec in byte gpt2 "bpe:$work/bpe4096"; do
-  s=$(seconds "$metalm" prepare --tokenizer "$spec" --input "$data/brown" --format brown --out "$work/ds")
+  s=$(seconds "$metalm" prepare --tokenizer "$spec" --input "$data/brown" --format brown --out "$work/ds" --force)
   tokens=$(sed 's/.*"train":{\([^}]*\)}.*/\1/' "$work/ds/meta.json")
   echo "${spec/#bpe:*/bpe:4096}: $s s  (train $tokens)"
 done

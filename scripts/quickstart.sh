@@ -63,7 +63,7 @@ for granularity in block sublayer; do
         --granularity "$granularity" --out "$out"
     else
       "$bin" analyze --checkpoint "$run" --control-untrained --data "$data/val.bin" --batches 4 \
-        --granularity "$granularity" --out "$out.tmp"
+        --granularity "$granularity" --out "$out.tmp" --force
       /usr/bin/python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["control_untrained"], open(sys.argv[2], "w"))' \
         "$out.tmp" "$out.part"
       mv "$out.part" "$out" && rm -f "$out.tmp"
