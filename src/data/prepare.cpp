@@ -8,22 +8,13 @@
 
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/hash.hpp"
 #include "metalm/data/corpus.hpp"
 #include "metalm/data/token_file.hpp"
 #include "metalm/data/tokenizer.hpp"
 
 namespace metalm {
 namespace fs = std::filesystem;
-namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t x = (state += 0x9E3779B97F4A7C15ull);
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 std::vector<std::size_t> val_documents(std::size_t n, double val_fraction, uint64_t seed) {
   if (!(val_fraction >= 0.0 && val_fraction < 1.0))
@@ -35,8 +26,8 @@ std::vector<std::size_t> val_documents(std::size_t n, double val_fraction, uint6
   // between standard libraries.
   std::vector<std::size_t> order(n);
   for (std::size_t i = 0; i < n; ++i) order[i] = i;
-  uint64_t state = seed;
-  for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[splitmix64(state) % i]);
+  SplitMix64 rng(seed);
+  for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.next() % i]);
   std::vector<std::size_t> val(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_val));
   std::sort(val.begin(), val.end());
   return val;

@@ -10,17 +10,11 @@
 
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
+#include "metalm/core/hash.hpp"
 #include "metalm/data/token_file.hpp"
 
 namespace metalm {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 void check_shape(const TokenDataset& data, int64_t batch, int64_t seq_len) {
   if (batch <= 0 || seq_len <= 0)
@@ -160,7 +154,7 @@ Batch RandomWindowSampler::next() {
   std::vector<int64_t> starts(batch_);
   for (int64_t i = 0; i < batch_; ++i) {
     const uint64_t k = step_ * static_cast<uint64_t>(batch_) + static_cast<uint64_t>(i);
-    starts[i] = static_cast<int64_t>(splitmix64(splitmix64(seed_) ^ k) % starts_range);
+    starts[i] = static_cast<int64_t>(mix(seed_, k) % starts_range);
   }
   ++step_;
   return make_batch(data_, starts, seq_len_);

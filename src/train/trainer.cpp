@@ -12,6 +12,7 @@
 
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/hash.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/model/parameter_count.hpp"
 #include "metalm/train/checkpoint.hpp"
@@ -50,11 +51,8 @@ bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.beg
 // of (seed, rank, step), so ranks draw different masks and a resumed run
 // draws the same ones as an uninterrupted run.
 uint64_t rank_step_seed(int64_t seed, int rank, int64_t step) {
-  uint64_t x = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(rank) << 40) ^
-               static_cast<uint64_t>(step);
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
+  return splitmix64_finalize(static_cast<uint64_t>(seed) * kSplitMix64Gamma ^ (static_cast<uint64_t>(rank) << 40) ^
+                             static_cast<uint64_t>(step));
 }
 
 }  // namespace
