@@ -78,7 +78,7 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
     at::NoGradGuard no_grad;
     out.logits = model->forward(inputs, request, trace);  // [B, T, V]
   }
-  out.states = trace.trajectory(sublayer);
+  out.states = trace.trajectory(granularity);
   out.names = trajectory_names(trace.n_layer(), granularity);
   return out;
 }

@@ -104,7 +104,8 @@ std::vector<std::string> Trace::names() const {
   return out;
 }
 
-std::vector<torch::Tensor> Trace::trajectory(bool sublayer) const {
+std::vector<torch::Tensor> Trace::trajectory(Granularity granularity) const {
+  const bool sublayer = granularity == Granularity::Sublayer;
   std::vector<torch::Tensor> states;
   states.push_back(at(Site::ResidPre, 0));
   for (int64_t l = 0; l < n_layer_; ++l) {

@@ -113,7 +113,7 @@ TEST(CausalTransformer, SiteNamesResolveToTypedSites) {
   EXPECT_THROW(trace.at("blocks.x.resid_pre"), Error);
   EXPECT_THROW(trace.at(Site::ResidPre), Error);  // needs a layer
   EXPECT_EQ(trace.trajectory().size(), 4u);
-  EXPECT_EQ(trace.trajectory(/*sublayer=*/true).size(), 7u);
+  EXPECT_EQ(trace.trajectory(Granularity::Sublayer).size(), 7u);
 }
 
 TEST(CausalTransformer, ReadoutHelpersTakeAnyLeadingShape) {

@@ -29,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include "metalm/config/config.hpp"
+
 namespace metalm {
 
 enum class Site { Embed, PosEmbed, ResidPre, AttnOut, ResidMid, MlpOut, ResidPost, Final, AttnPattern };
@@ -73,7 +75,7 @@ class Trace {
   // [resid_pre[0], resid_post[0], ..., resid_post[L-1]] (L+1 states);
   // sublayer granularity interleaves resid_mid (2L+1 states). Needs the
   // corresponding sites captured.
-  std::vector<torch::Tensor> trajectory(bool sublayer = false) const;
+  std::vector<torch::Tensor> trajectory(Granularity granularity = Granularity::Block) const;
 
   // Filled by the model.
   void clear(int64_t n_layer);
