@@ -63,7 +63,8 @@ nlohmann::json to_json(const DatasetMeta& m) {
 }
 
 DatasetMeta dataset_meta_from_json(const nlohmann::json& j, const std::string& origin) {
-  if (!j.is_object() || j.value("format", "") != "metalm-dataset")
+  // A json default: a typed one makes value() throw on a "format" of another type.
+  if (!j.is_object() || j.value("format", nlohmann::json()) != "metalm-dataset")
     throw FormatError(origin + ": not a metalm dataset meta file (expected \"format\": \"metalm-dataset\")");
   if (get<int64_t>(j, "version", origin) != 1)
     throw FormatError(origin + ": dataset meta version " + json_excerpt(j.at("version")) + ", expected 1");
