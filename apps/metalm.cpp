@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 #include <memory>
@@ -31,6 +32,35 @@ int fail(const std::string& message, int code) {
   while (!line.empty() && line.back() == ' ') line.pop_back();
   std::fprintf(stderr, "metalm: error: %s\n", line.c_str());
   return code;
+}
+
+// CLI11's PositiveNumber and NonNegativeNumber checks name their upper bound,
+// DBL_MAX, in full (a 309-digit number); every option that uses them, in any
+// subcommand, gets the same check with a message in words instead. They are
+// recognised by the description CLI11 gives them.
+void humanize_range_checks(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    for (int i = 0;; ++i) {
+      CLI::Validator* check = nullptr;
+      try {
+        check = option->get_validator(i);
+      } catch (const CLI::OptionNotFound&) {
+        break;
+      }
+      const std::string kind = check->get_description();
+      if (kind != "POSITIVE" && kind != "NONNEGATIVE") continue;
+      const bool positive = kind == "POSITIVE";
+      check->operation([positive](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0') return "\"" + metalm::excerpt(text) + "\" is not a number";
+        if (positive ? !(v > 0) : !(v >= 0))
+          return metalm::excerpt(text) + " must be " + (positive ? "positive" : "0 or more");
+        return "";
+      });
+    }
+  }
+  for (CLI::App* sub : app.get_subcommands({})) humanize_range_checks(*sub);
 }
 
 }  // namespace
@@ -61,6 +91,7 @@ int main(int argc, char** argv) {
     const auto subs = app.get_subcommands({});
     for (std::size_t i = before; i < subs.size(); ++i) runners.emplace_back(subs[i], run);
   }
+  humanize_range_checks(app);
 
   try {
     app.parse(argc, argv);

@@ -257,8 +257,11 @@ class StrictSax {
 
   template <class Exception>
   bool parse_error(std::size_t byte, const std::string& token, const Exception& e) {
-    // `byte` counts the characters read, the offending one included.
-    const std::size_t at = std::min(byte == 0 ? 0 : byte - 1, text_.size());
+    // `byte` counts the characters read, the offending one included; a
+    // number out of range is pointed at from its first character.
+    std::size_t at = byte == 0 ? 0 : byte - 1;
+    if (e.id == 406) at = byte >= token.size() ? byte - token.size() : 0;
+    at = std::min(at, text_.size());
     std::size_t line = 1, column = 1;
     for (std::size_t i = 0; i < at; ++i) {
       if (text_[i] == '\n') {

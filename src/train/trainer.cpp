@@ -91,6 +91,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
                       "dataset's vocabulary (" + std::to_string(meta_.vocab_size) + " in " + data_dir.string() + ")");
   train_data_ = std::make_unique<TokenDataset>((data_dir / "train.bin").string());
   val_data_ = std::make_unique<TokenDataset>((data_dir / "val.bin").string());
+  // Ids index meta.json's counts, and meta.json's vocabulary fits the model's.
+  for (const TokenDataset* d : {train_data_.get(), val_data_.get()}) d->check_vocab(meta_.vocab_size, "meta.json");
   sampler_ = std::make_unique<ShardedWindowSampler>(*train_data_, tc.batch_size, tc.seq_len,
                                                     static_cast<uint64_t>(tc.seed), dist_->rank(),
                                                     dist_->world_size());

@@ -31,7 +31,8 @@ def token_file(path, id_bytes, vocab, count, ids):
     open(path, "wb").write(b"MLMTOKEN" + struct.pack("<IIQQ", 1, id_bytes, vocab, count) + struct.pack(fmt, *ids))
 token_file(f"{tmp}/overflow.bin", 4, 100000, (1 << 62) + 1, [7])
 token_file(f"{tmp}/bad_id.bin", 2, 257, 4, [1, 2, 60000, 3])
-for name in ("overflow", "bad_id"):  # the same lies inside a dataset directory, for train
+token_file(f"{tmp}/big_vocab.bin", 2, 300, 4, [1, 2, 280, 3])  # valid, but not meta.json's 257 ids
+for name in ("overflow", "bad_id", "big_vocab"):  # the same files inside a dataset directory, for train
     d = f"{tmp}/data_{name}"
     shutil.copytree(f"{tmp}/data", d)
     shutil.copy(f"{tmp}/{name}.bin", f"{d}/train.bin")
@@ -47,6 +48,8 @@ check train-count-overflow 1 'train.bin: truncated: header says 4611686018427387
   t train --config "$src/configs/tiny.json" --set "data.dir=$tmp/data_overflow" --run-dir "$tmp/run_overflow"
 check train-id-outside-vocab 1 'train.bin: token id 60000 at position 2' -- \
   t train --config "$src/configs/tiny.json" --set "data.dir=$tmp/data_bad_id" --run-dir "$tmp/run_bad_id"
+check train-vocab-beyond-meta 1 "train.bin: vocabulary of 300 ids \(largest id in the file 280\) exceeds meta.json's 257" -- \
+  t train --config "$src/configs/tiny.json" --set "data.dir=$tmp/data_big_vocab" --run-dir "$tmp/run_big_vocab"
 
 # ---- inputs that are not regular files ------------------------------------------
 mkfifo "$tmp/fifo"
@@ -93,6 +96,9 @@ check generate-negative-temperature 2 '--temperature: -1 is out of range: expect
 # CLI11's own range checks printed DBL_MAX in full (309 digits).
 check no-309-digit-limits 0 '^ok$' -- bash -c \
   "msg=\$('$bin' eval --checkpoint x --ids x --batch 0 2>&1); [[ \$msg != *[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]* && \$msg == *--batch* ]] && echo ok || echo \"\$msg\""
+check cli11-positive-check-in-words 2 '^metalm: error: --d-x: 0 must be positive$' -- t synthetic-icl --d-x 0 --out "$tmp/icl.json"
+check cli11-nonnegative-check-in-words 2 '^metalm: error: --dist-rank: -1 must be 0 or more$' -- \
+  t train --config "$src/configs/tiny.json" --dist-rank -1
 check threads-cli 2 '^metalm: error: --threads: 100000 is out of range: expected an integer from 0 to 256$' -- \
   timeout 20 "$bin" --threads 100000 config show
 check threads-config 2 'train.threads = 100000: must be 0 \(all cores\) to 256' -- \

@@ -127,7 +127,7 @@ struct TrainConfig {
     v("keep_last", c.keep_last, "periodic checkpoints kept (the best and save_steps are kept too)");
     v("save_steps", c.save_steps, "extra steps whose checkpoints are kept for good, e.g. [0, 100]");
     v("seed", c.seed, "seed of initialisation, data sampling and dropout");
-    v("threads", c.threads, "intra-op threads; 0 means all cores (the CLI's --threads overrides)");
+    v("threads", c.threads, "intra-op threads, 0 to 256; 0 means all cores (the CLI's --threads overrides)");
     v("precision", c.precision, "fp32 | bf16 (matmuls under autocast in bfloat16; weights, AdamW state, loss and checkpoints stay fp32)");
     v("device", c.device, "auto (cuda when available, else cpu) | cpu | cuda");
   }
