@@ -19,7 +19,7 @@ function(metalm_reuse_pch target)
   target_precompile_headers(${target} REUSE_FROM metalm_pch)
   foreach(src IN LISTS ARGN)
     file(STRINGS "${src}" torch_includes
-      REGEX "#include [<\"](ATen/|torch/|metalm/(model|train|analysis|io)/|metalm/data/token_dataset)")
+      REGEX "#include [<\"](ATen/|torch/|metalm/(model|train|analysis|io)/|metalm/data/token_dataset|metalm/metalm.hpp)")
     if(NOT torch_includes)
       set_source_files_properties("${src}" PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
     endif()
@@ -28,7 +28,12 @@ endfunction()
 
 # metalm_concern(NAME [DEPS other...]) builds src/NAME/*.cpp into the static
 # library metalm_NAME (an interface library while the folder has no sources).
+# Every concern requires C++17 of whatever links it, in this build and
+# through the installed package, so a consumer need not set the standard.
+# Headers come from include/ and from the generated include directory
+# (metalm/core/version.hpp).
 set(METALM_CONCERN_TARGETS "" CACHE INTERNAL "")
+set(METALM_GENERATED_INCLUDE_DIR "${PROJECT_BINARY_DIR}/include")
 function(metalm_concern name)
   cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
   file(GLOB sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/src/${name}/*.cpp")
@@ -40,16 +45,20 @@ function(metalm_concern name)
   if(sources)
     add_library(${target} STATIC ${sources})
     metalm_target_flags(${target})
+    target_compile_features(${target} PUBLIC cxx_std_17)
     target_include_directories(${target} PUBLIC
       $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+      $<BUILD_INTERFACE:${METALM_GENERATED_INCLUDE_DIR}>
       $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
     target_link_libraries(${target} PUBLIC ${deps} torch nlohmann_json::nlohmann_json
       spdlog::spdlog Threads::Threads)
     metalm_reuse_pch(${target} ${sources})
   else()
     add_library(${target} INTERFACE)
+    target_compile_features(${target} INTERFACE cxx_std_17)
     target_include_directories(${target} INTERFACE
       $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+      $<BUILD_INTERFACE:${METALM_GENERATED_INCLUDE_DIR}>
       $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
     target_link_libraries(${target} INTERFACE ${deps} torch nlohmann_json::nlohmann_json
       spdlog::spdlog Threads::Threads)

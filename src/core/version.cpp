@@ -2,6 +2,6 @@
 
 namespace metalm {
 
-const char* version() { return "0.1.0"; }
+const char* version() { return METALM_VERSION; }
 
 }  // namespace metalm

@@ -14,6 +14,7 @@
 
 namespace metalm {
 
+// One document of a corpus: `metalm prepare` ends each with end-of-text.
 struct Document {
   std::string name;  // the file it came from
   std::string text;

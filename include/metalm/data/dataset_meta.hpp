@@ -25,6 +25,8 @@ struct DatasetMeta {
   double bytes_per_token(const Split& split) const;
 };
 
+// meta.json's object ({"format": "metalm-dataset", "version": 1, ...}) and
+// back; the reader throws FormatError naming `origin` and the key.
 nlohmann::json to_json(const DatasetMeta& meta);
 DatasetMeta dataset_meta_from_json(const nlohmann::json& j, const std::string& origin);
 

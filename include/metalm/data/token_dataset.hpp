@@ -11,6 +11,7 @@
 
 namespace metalm {
 
+// The ids of one token file, read in place from memory.
 class TokenDataset {
  public:
   // Maps the file (private, read-only) and checks it once: IoError if it is
@@ -32,6 +33,7 @@ class TokenDataset {
   // `vocab`, the vocabulary of `whose` (e.g. "the model", "meta.json").
   void check_vocab(int64_t vocab, const std::string& whose) const;
   const std::string& path() const { return path_; }
+  // The id at index i (0 <= i < size(), not checked).
   int64_t token(int64_t i) const;
   // int64 [length]; throws ShapeError when the range leaves the file.
   at::Tensor slice(int64_t start, int64_t length) const;

@@ -15,6 +15,7 @@
 
 namespace metalm {
 
+// Text <-> token ids; make_tokenizer() builds one from its spec.
 class Tokenizer {
  public:
   virtual ~Tokenizer();
@@ -24,6 +25,8 @@ class Tokenizer {
   // Throws FormatError on an id outside [0, vocab_size). The end-of-text id
   // decodes to its marker ("<|endoftext|>" for BPE tokenizers, "" for byte).
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
+  // Number of ids (end-of-text included), and the end-of-text id that
+  // `metalm prepare` puts after every document.
   virtual int64_t vocab_size() const = 0;
   virtual int64_t eot_id() const = 0;
   // The spec that recreates this tokenizer with make_tokenizer().

@@ -26,6 +26,7 @@ struct LayerKVCache {
   torch::Tensor k;  // [B, H, capacity, hs]
   torch::Tensor v;  // [B, H, capacity, hs]
 };
+// One LayerKVCache per block; made by CausalTransformer::make_kv_cache.
 struct KVCache {
   std::vector<LayerKVCache> layers;
   int64_t length = 0;    // positions already cached

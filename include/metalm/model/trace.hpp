@@ -43,6 +43,8 @@ bool site_is_per_layer(Site site);
 // has no layer (or a global site has one).
 std::string site_name(Site site, int64_t layer = -1);
 
+// Which sites a forward pass records (CausalTransformer::forward(tokens,
+// request, trace)), and whether they keep their autograd graph.
 struct CaptureRequest {
   std::set<Site> sites;
   // false: stored tensors are detached (no autograd history is kept alive).
@@ -58,11 +60,16 @@ struct CaptureRequest {
   static CaptureRequest all();
 };
 
+// The sites one forward pass recorded, by typed site and block index
+// (`trace.at(Site::ResidPre, 3)`) or by name (`trace.at("blocks.3.resid_pre")`).
+// A forward pass with a request clears the trace first.
 class Trace {
  public:
   // Throws Error naming the site when it was not captured.
   const torch::Tensor& at(Site site, int64_t layer = -1) const;
+  // By name; throws Error when the name is not a site name, or not captured.
   const torch::Tensor& at(const std::string& name) const;
+  // Whether the site was captured (false for a malformed name).
   bool has(Site site, int64_t layer = -1) const;
   bool has(const std::string& name) const;
   // Captured names in the order the forward pass produced them.
@@ -77,7 +84,8 @@ class Trace {
   // corresponding sites captured.
   std::vector<torch::Tensor> trajectory(Granularity granularity = Granularity::Block) const;
 
-  // Filled by the model.
+  // Filled by the model (through TraceWriter): clear() empties the trace for
+  // an n_layer model, put() stores (or replaces) one site's tensor.
   void clear(int64_t n_layer);
   void put(Site site, int64_t layer, torch::Tensor value);
 

@@ -32,6 +32,8 @@ class Optimizer;
 
 namespace metalm {
 
+// What a checkpoint records besides config, weights and optimizer
+// (state.json).
 struct CheckpointState {
   int64_t step = 0;
   std::string tokenizer;  // tokenizer spec ("byte", "gpt2", "bpe:DIR"); "" if unknown
@@ -48,6 +50,9 @@ struct CheckpointState {
 void save_checkpoint(const std::string& dir, const RunConfig& config, CausalTransformer& model,
                      const torch::optim::Optimizer* optimizer, const CheckpointState& state);
 
+// A checkpoint read back: its config (resolved), the model with its weights
+// loaded and its state. The model is a new module, in train mode: call
+// eval() before measuring anything (dropout).
 struct LoadedCheckpoint {
   std::string path;  // the checkpoint directory actually loaded
   RunConfig config;

@@ -93,6 +93,7 @@ class DistributedContext {
   // both values when any rank disagrees with rank 0 (e.g. a config hash).
   void check_same(const std::string& what, const std::string& value);
 
+  // Returns once every rank has called it.
   void barrier();
 
   // Wall time spent in allreduce_gradients: cumulative and for the last call.

@@ -22,7 +22,7 @@ namespace metalm {
 struct EvalResult {
   double loss = 0;     // mean next-token cross-entropy, nats
   int64_t tokens = 0;  // scored positions
-  double perplexity() const;
+  double perplexity() const;  // e^loss
   // Bits per text byte, from the split's bytes per token (DatasetMeta):
   // loss / ln 2 / bytes_per_token.
   double bits_per_byte(double bytes_per_token) const;
