@@ -165,7 +165,8 @@ nlohmann::json RandomWindowSampler::state() const {
 }
 
 void RandomWindowSampler::restore(const nlohmann::json& s) {
-  if (!s.is_object() || s.value("kind", "") != "random_window")
+  // A json default: a typed one makes value() throw on a "kind" of another type.
+  if (!s.is_object() || s.value("kind", nlohmann::json()) != "random_window")
     throw ConfigError("random window sampler state: expected kind \"random_window\"");
   if (!s.contains("seed") || !s.at("seed").is_number_unsigned() || s.at("seed").get<uint64_t>() != seed_ ||
       state_int(s, "batch", "random window sampler") != batch_ ||

@@ -119,6 +119,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     model_ = ckpt.model;
     state = ckpt.state;
     resumed_from = ckpt.path;
+    // Each rank chose the newest valid checkpoint it sees; they must agree.
+    dist_->check_same("the checkpoint resumed from", fs::path(resumed_from).filename().string());
   } else {
     torch::manual_seed(static_cast<uint64_t>(tc.seed));
     model_ = CausalTransformer(config_.model);
