@@ -54,7 +54,7 @@ std::vector<Batch> batches_from_ids(const std::vector<int64_t>& ids, int64_t seq
 // options' range, and batches x batch size x seq_len at most
 // kMaxAnalysedTokens, so a typo is a one-line error rather than a huge
 // allocation.
-void check_sizes(int64_t n_batches, int64_t batch_size, int64_t seq_len, const AnalysisOptions& opts) {
+void check_sizes(int64_t n_batches, int64_t batch_size, int64_t seq_len, const AnalysisConfig& opts) {
   auto in_range = [](int64_t v, int64_t max, const char* option, const char* key) {
     if (v < 1 || v > max)
       throw ConfigError(std::string("analyze: ") + option + " (or " + key + ") = " + std::to_string(v) +
@@ -143,11 +143,11 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     const int64_t n_batches = o->batches ? o->batches : ac.batches;
     const int64_t batch_size = o->batch_size ? o->batch_size : ac.batch_size;
     const int64_t seq_len = std::min(o->seq_len ? o->seq_len : cfg.train.seq_len, cfg.model.context);
-    AnalysisOptions opts = AnalysisOptions::from_config(ac);
+    AnalysisConfig opts = ac;
     if (!o->granularity.empty()) opts.granularity = o->granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
     if (o->chunk) opts.chunk = o->chunk;
     if (o->freq_bins) opts.freq_bins = o->freq_bins;
-    if (o->seed >= 0) opts.seed = static_cast<uint64_t>(o->seed);
+    if (o->seed >= 0) opts.seed = o->seed;
     // The config's values are checked like the options', before anything is allocated.
     check_sizes(n_batches, batch_size, seq_len, opts);
 

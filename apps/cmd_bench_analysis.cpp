@@ -53,7 +53,7 @@ int run(const Settings& s, const GlobalOptions& global) {
   const at::Tensor tokens = torch::randint(cfg.vocab_size, {s.batch, s.seq + 1}, torch::kLong);
   const Batch batch{tokens.narrow(1, 0, s.seq).contiguous(), tokens.narrow(1, 1, s.seq).contiguous()};
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
-  AnalysisOptions ao;
+  AnalysisConfig ao;
   ao.granularity = s.granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
 
   auto train_step = [&] {
@@ -78,9 +78,7 @@ int run(const Settings& s, const GlobalOptions& global) {
     capture += seconds_since(t0);
     const LensObjective obj = make_lens_objective(model, batch.targets);
     t0 = Clock::now();
-    TrajectoryOptions to;
-    to.chunk = ao.chunk;
-    analyze_trajectory(mt.states, mt.names, obj, to);
+    analyze_trajectory(mt.states, mt.names, obj, ao);
     analyse += seconds_since(t0);
   };
 

@@ -41,15 +41,6 @@ void label_step(json& step, size_t index, Granularity g) {
 
 }  // namespace
 
-AnalysisOptions AnalysisOptions::from_config(const AnalysisConfig& c) {
-  AnalysisOptions o;
-  o.granularity = c.granularity;
-  o.chunk = c.chunk;
-  o.seed = static_cast<uint64_t>(c.seed);
-  o.freq_bins = c.freq_bins;
-  return o;
-}
-
 LensObjective make_lens_objective(CausalTransformer& model, const at::Tensor& targets) {
   CausalTransformer handle = model;  // shares the module
   return LensObjective([handle](const at::Tensor& h) mutable { return handle->lens_logits(h); }, targets,
@@ -83,10 +74,10 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
   return out;
 }
 
-BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisOptions& opts) {
+BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis) {
   if (batch.inputs.sizes() != batch.targets.sizes())
     throw ShapeError("analyze_model: batch " + std::to_string(index) + " inputs and targets differ in shape");
-  ModelTrajectory mt = capture_trajectory(model, batch.inputs, opts.granularity);
+  ModelTrajectory mt = capture_trajectory(model, batch.inputs, analysis.granularity);
   BatchAnalysis out;
   {
     // The model's own loss on the analysed positions, from its real logits.
@@ -97,10 +88,10 @@ BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t
     out.nll_sum = nll.masked_select(valid).sum().item<double>();
   }
   const LensObjective objective = make_lens_objective(model, batch.targets);
-  TrajectoryOptions topts;
-  topts.chunk = opts.chunk;
-  topts.seed = opts.seed + index;  // a different wrong token per batch, reproducibly
-  out.trajectory = analyze_trajectory(mt.states, mt.names, objective, topts);
+  AnalysisConfig per_batch = analysis;
+  // A different wrong token per batch, reproducibly (modulo 2^64, like the seed itself).
+  per_batch.seed = static_cast<int64_t>(static_cast<uint64_t>(analysis.seed) + index);
+  out.trajectory = analyze_trajectory(mt.states, mt.names, objective, per_batch);
   Trajectory& tr = out.trajectory;
   tr.current_token = batch.inputs.reshape({-1}).index_select(0, tr.rows);
   tr.target_token = batch.targets.reshape({-1}).index_select(0, tr.rows);
@@ -109,46 +100,62 @@ BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t
 
 namespace {
 
-// Every [N] tensor of a batch's trajectory, in the fixed order of the
-// exchange format. analyze_batch defines all of them except the last
-// state's gradient norm (there is no step after it).
+// The int64 per-position indices of a trajectory, first in the exchange format.
+constexpr at::Tensor Trajectory::*kPositionIndices[] = {&Trajectory::rows, &Trajectory::positions,
+                                                        &Trajectory::current_token, &Trajectory::target_token};
+
+// Every [N] tensor of a batch's trajectory in the order of the exchange
+// format: f(tensor, is_index). analyze_batch defines all of them.
 template <class Tr, class F>
-void for_each_field(Tr& tr, F&& f) {
-  f(tr.rows);
-  f(tr.positions);
-  f(tr.current_token);
-  f(tr.target_token);
-  for (size_t k = 0; k < tr.states.size(); ++k) {
-    f(tr.states[k].loss);
-    f(tr.states[k].norm);
-    if (k + 1 < tr.states.size()) f(tr.states[k].norm_grad);
-  }
+void for_each_packed(Tr& tr, F&& f) {
+  for (auto index : kPositionIndices) f(tr.*index, true);
+  for (size_t k = 0; k < tr.states.size(); ++k)
+    for (const auto& stat : kStateStatistics)
+      if (holds(stat.presence, k, tr.states.size())) f(tr.states[k].*stat.member, false);
   for (auto& st : tr.steps)
-    for (auto* t : {&st.loss_before, &st.loss_after, &st.alignment, &st.alignment_random, &st.step_size,
-                    &st.step_size_random, &st.first_order_decrease, &st.actual_decrease, &st.norm_before,
-                    &st.norm_update, &st.norm_grad})
-      f(*t);
+    for (const auto& stat : kStepStatistics) f(st.*stat.member, false);
 }
 
-int64_t n_states(const ModelConfig& config, Granularity g) {
-  return g == Granularity::Sublayer ? 2 * config.n_layer + 1 : config.n_layer + 1;
+// A trajectory with the sites of the model's analysis and no values: the
+// layout the exchange format fills.
+Trajectory empty_trajectory(const ModelConfig& config, const Batch& batch, Granularity granularity) {
+  Trajectory tr;
+  tr.batch = batch.inputs.size(0);
+  tr.length = batch.inputs.size(1);
+  tr.width = config.d_model;
+  const std::vector<std::string> names = trajectory_names(config.n_layer, granularity);
+  for (const auto& name : names) {
+    StateRecord s;
+    s.site = name;
+    tr.states.push_back(std::move(s));
+  }
+  for (size_t k = 0; k + 1 < names.size(); ++k) {
+    StepRecord st;
+    st.from = names[k];
+    st.to = names[k + 1];
+    tr.steps.push_back(std::move(st));
+  }
+  return tr;
 }
 
-int64_t fields_per_position(int64_t states) {
-  const int64_t steps = states - 1;
-  return 4 + 3 * states - 1 + 11 * steps;
+int64_t values_per_position(const ModelConfig& config, const Batch& batch, Granularity granularity) {
+  const Trajectory layout = empty_trajectory(config, batch, granularity);
+  int64_t n = 0;
+  for_each_packed(layout, [&n](const at::Tensor&, bool) { ++n; });
+  return n;
 }
+
+int64_t analysed_positions(const Batch& batch) { return batch.targets.ge(0).sum().item<int64_t>(); }
 
 }  // namespace
 
-int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisOptions& opts) {
-  const int64_t positions = batch.targets.ge(0).sum().item<int64_t>();
-  return 1 + positions * fields_per_position(n_states(config, opts.granularity));
+int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisConfig& analysis) {
+  return 1 + analysed_positions(batch) * values_per_position(config, batch, analysis.granularity);
 }
 
 at::Tensor pack(const BatchAnalysis& part) {
   std::vector<at::Tensor> pieces{at::full({1}, part.nll_sum, at::kDouble)};
-  for_each_field(part.trajectory, [&](const at::Tensor& t) {
+  for_each_packed(part.trajectory, [&](const at::Tensor& t, bool) {
     if (!t.defined()) throw ShapeError("pack: the trajectory lacks a field of the exchange format");
     pieces.push_back(t.to(at::kDouble).reshape({-1}));
   });
@@ -156,45 +163,33 @@ at::Tensor pack(const BatchAnalysis& part) {
 }
 
 BatchAnalysis unpack(const at::Tensor& flat, const ModelConfig& config, const Batch& batch,
-                     const AnalysisOptions& opts) {
-  const int64_t positions = batch.targets.ge(0).sum().item<int64_t>();
-  const int64_t expected = packed_numel(config, batch, opts);
+                     const AnalysisConfig& analysis) {
+  const int64_t positions = analysed_positions(batch);
+  const int64_t expected = packed_numel(config, batch, analysis);
   if (flat.dim() != 1 || flat.numel() != expected)
     throw ShapeError("unpack: " + std::to_string(flat.numel()) + " values where the batch needs " +
                      std::to_string(expected));
   BatchAnalysis out;
   out.nll_sum = flat[0].item<double>();
-  Trajectory& tr = out.trajectory;
-  tr.batch = batch.inputs.size(0);
-  tr.length = batch.inputs.size(1);
-  tr.width = config.d_model;
-  const std::vector<std::string> names = trajectory_names(config.n_layer, opts.granularity);
-  for (const auto& name : names) tr.states.push_back(StateRecord{name, {}, {}, {}});
-  for (size_t k = 0; k + 1 < names.size(); ++k) {
-    StepRecord st;
-    st.from = names[k];
-    st.to = names[k + 1];
-    tr.steps.push_back(std::move(st));
-  }
+  out.trajectory = empty_trajectory(config, batch, analysis.granularity);
   int64_t offset = 1;
-  int field = 0;
-  for_each_field(tr, [&](at::Tensor& t) {
+  for_each_packed(out.trajectory, [&](at::Tensor& t, bool is_index) {
     t = flat.narrow(0, offset, positions).clone();
-    if (field++ < 4) t = t.to(at::kLong);  // rows, positions, current and target tokens
+    if (is_index) t = t.to(at::kLong);
     offset += positions;
   });
   return out;
 }
 
 json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batches,
-                        const std::vector<BatchAnalysis>& parts, const AnalysisOptions& opts,
+                        const std::vector<BatchAnalysis>& parts, const AnalysisConfig& analysis,
                         const DatasetMeta* meta) {
   if (batches.empty() || parts.size() != batches.size())
     throw ShapeError("summarize_analysis: " + std::to_string(parts.size()) + " analyses for " +
                      std::to_string(batches.size()) + " batches");
   const ModelConfig& cfg = model->config();
   std::optional<FrequencyBins> bins;
-  if (meta) bins.emplace(meta->train_counts, opts.freq_bins);
+  if (meta) bins.emplace(meta->train_counts, analysis.freq_bins);
 
   std::vector<Trajectory> trajectories;
   double final_loss_sum = 0.0;
@@ -207,19 +202,21 @@ json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batc
   const FrequencyBins* bins_ptr = bins ? &*bins : nullptr;
 
   json j;
+  j["format"] = kAnalysisFormat;
+  j["version"] = kAnalysisVersion;
   j["tokens"] = final_count;
   j["batches"] = batches.size();
   j["batch_size"] = batches[0].inputs.size(0);
   j["seq_len"] = batches[0].inputs.size(1);
-  j["granularity"] = to_string(opts.granularity);
+  j["granularity"] = to_string(analysis.granularity);
   j["d_model"] = cfg.d_model;
   j["n_layer"] = cfg.n_layer;
   j["vocab_size"] = cfg.vocab_size;
-  j["seed"] = opts.seed;
+  j["seed"] = static_cast<uint64_t>(analysis.seed);
   j["chance_alignment"] = 1.0 / std::sqrt(static_cast<double>(cfg.d_model));
   j["final_loss"] = number(final_count ? final_loss_sum / static_cast<double>(final_count) : NAN);
   json steps = steps_to_json(all, bins_ptr);
-  for (size_t k = 0; k < steps.size(); ++k) label_step(steps[k], k, opts.granularity);
+  for (size_t k = 0; k < steps.size(); ++k) label_step(steps[k], k, analysis.granularity);
   j["steps"] = std::move(steps);
   j["states"] = states_to_json(all, bins_ptr);
   {
@@ -236,7 +233,7 @@ json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batc
   return j;
 }
 
-json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& opts,
+json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisConfig& analysis,
                            const DatasetMeta* meta, int rank, int world, const SumOverRanks& sum) {
   if (batches.empty()) throw ShapeError("analyze_model: no batches to analyse");
   if (world < 1 || rank < 0 || rank >= world)
@@ -249,30 +246,30 @@ json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& b
   EvalModeScope eval(model);
   std::vector<BatchAnalysis> parts(batches.size());
   if (world == 1) {
-    for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, opts);
-    return summarize_analysis(model, batches, parts, opts, meta);
+    for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, analysis);
+    return summarize_analysis(model, batches, parts, analysis, meta);
   }
   std::vector<int64_t> offsets{0};
-  for (const auto& batch : batches) offsets.push_back(offsets.back() + packed_numel(cfg, batch, opts));
+  for (const auto& batch : batches) offsets.push_back(offsets.back() + packed_numel(cfg, batch, analysis));
   at::Tensor buffer = at::zeros({offsets.back()}, at::kDouble);
   for (size_t b = static_cast<size_t>(rank); b < batches.size(); b += static_cast<size_t>(world))
-    buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]).copy_(pack(analyze_batch(model, batches[b], b, opts)));
+    buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]).copy_(pack(analyze_batch(model, batches[b], b, analysis)));
   sum(buffer);
   for (size_t b = 0; b < batches.size(); ++b)
-    parts[b] = unpack(buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]), cfg, batches[b], opts);
-  return summarize_analysis(model, batches, parts, opts, meta);
+    parts[b] = unpack(buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]), cfg, batches[b], analysis);
+  return summarize_analysis(model, batches, parts, analysis, meta);
 }
 
-json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& opts,
+json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisConfig& analysis,
                    const DatasetMeta* meta) {
-  return analyze_model_sharded(model, batches, opts, meta, 0, 1, nullptr);
+  return analyze_model_sharded(model, batches, analysis, meta, 0, 1, nullptr);
 }
 
 json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,
-                       const AnalysisOptions& opts, const DatasetMeta* meta) {
+                       const AnalysisConfig& analysis, const DatasetMeta* meta) {
   torch::manual_seed(init_seed);
   CausalTransformer fresh(config);
-  return analyze_model(fresh, batches, opts, meta);
+  return analyze_model(fresh, batches, analysis, meta);
 }
 
 }  // namespace metalm

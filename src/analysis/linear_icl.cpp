@@ -109,9 +109,9 @@ LinearIclSetting make_linear_icl(const LinearIclOptions& opts) {
 
 nlohmann::json linear_icl_point(const LinearIclOptions& opts) {
   const LinearIclSetting s = make_linear_icl(opts);
-  TrajectoryOptions topts;
-  topts.seed = opts.seed + 1;
-  const Trajectory tr = analyze_trajectory({s.before, s.after}, {"tokens", "attn_out"}, *s.objective, topts);
+  AnalysisConfig analysis;
+  analysis.seed = static_cast<int64_t>(opts.seed + 1);  // the control's seed, modulo 2^64
+  const Trajectory tr = analyze_trajectory({s.before, s.after}, {"tokens", "attn_out"}, *s.objective, analysis);
   const StepRecord& st = tr.steps.at(0);
   return {{"n", opts.n},
           {"alignment", to_json(summarize(st.alignment))},

@@ -7,13 +7,20 @@ namespace metalm {
 namespace {
 
 using json = nlohmann::json;
+using Fields = std::vector<std::pair<std::string, at::Tensor>>;
 
 double mean_of(const at::Tensor& t) { return t.defined() ? summarize(t).mean : std::numeric_limits<double>::quiet_NaN(); }
 
 json summary_or_null(const at::Tensor& t) { return t.defined() ? to_json(summarize(t)) : json(nullptr); }
 
+// The kMean and kSummary aggregates of one statistic (trajectory.hpp).
+void put_aggregates(json& j, const std::string& key, unsigned aggregates, const at::Tensor& t) {
+  if (aggregates & kMean) j[key] = number(mean_of(t));
+  if (aggregates & kSummary) j[(aggregates & kMean) ? key + "_summary" : key] = summary_or_null(t);
+}
+
 // Mean of the named per-position values over positions selected by `mask`.
-json masked_means(const std::vector<std::pair<std::string, at::Tensor>>& fields, const at::Tensor& mask) {
+json masked_means(const Fields& fields, const at::Tensor& mask) {
   json out;
   out["count"] = mask.sum().item<int64_t>();
   for (const auto& [name, t] : fields)
@@ -23,8 +30,7 @@ json masked_means(const std::vector<std::pair<std::string, at::Tensor>>& fields,
 
 // {"name": [mean at position 0, 1, …, T-1], "count": [...]}; NaN (null) where
 // no position was analysed.
-json position_curves(const std::vector<std::pair<std::string, at::Tensor>>& fields, const at::Tensor& positions,
-                     int64_t length) {
+json position_curves(const Fields& fields, const at::Tensor& positions, int64_t length) {
   json out;
   std::vector<int64_t> n = group_counts(positions, length);
   out["count"] = n;
@@ -35,8 +41,7 @@ json position_curves(const std::vector<std::pair<std::string, at::Tensor>>& fiel
 
 // One entry per frequency bin: its count range, how many positions fell in
 // it, and the mean of every field.
-json frequency_groups(const std::vector<std::pair<std::string, at::Tensor>>& fields, const at::Tensor& tokens,
-                      const FrequencyBins& bins) {
+json frequency_groups(const Fields& fields, const at::Tensor& tokens, const FrequencyBins& bins) {
   const at::Tensor b = bins.bin_tokens(tokens);
   const std::vector<int64_t> n = group_counts(b, bins.bins());
   std::vector<std::vector<double>> means;
@@ -73,59 +78,50 @@ json steps_to_json(const Trajectory& tr, const FrequencyBins* bins) {
     j["index"] = k;
     j["from"] = st.from;
     j["to"] = st.to;
-    j["loss_before"] = number(mean_of(st.loss_before));
-    j["loss_after"] = number(mean_of(st.loss_after));
-    j["alignment"] = summary_or_null(st.alignment);
-    j["alignment_random_target"] = summary_or_null(st.alignment_random);
-    j["step_size"] = summary_or_null(st.step_size);
-    j["step_size_random_target"] = summary_or_null(st.step_size_random);
-    j["norm_before"] = summary_or_null(st.norm_before);
-    j["norm_update"] = summary_or_null(st.norm_update);
-    j["norm_grad"] = summary_or_null(st.norm_grad);
-    j["relative_update"] = summary_or_null(st.norm_update / st.norm_before);
-    j["first_order_decrease"] = number(mean_of(st.first_order_decrease));
-    j["actual_decrease"] = number(mean_of(st.actual_decrease));
-    j["fraction_decreased"] = number(mean_of(st.actual_decrease.gt(0).to(at::kDouble)));
-
-    const std::vector<std::pair<std::string, at::Tensor>> fields{
-        {"alignment", st.alignment},     {"alignment_random_target", st.alignment_random},
-        {"step_size", st.step_size},     {"loss_before", st.loss_before},
-        {"loss_after", st.loss_after},   {"norm_before", st.norm_before},
-        {"norm_update", st.norm_update}};
-    j["position_0"] = masked_means(fields, pos0);
-    j["positions_after_0"] = masked_means(fields, rest);
-    j["by_position"] = position_curves(fields, tr.positions, tr.length);
+    Fields positional;
+    for (const auto& stat : kStepStatistics) {
+      const at::Tensor& t = st.*stat.member;
+      put_aggregates(j, stat.key, stat.aggregates, t);
+      if (stat.aggregates & kPositional) positional.emplace_back(stat.key, t);
+    }
+    for (const auto& stat : kDerivedStepStatistics) put_aggregates(j, stat.key, stat.aggregates, stat.compute(st));
+    j["position_0"] = masked_means(positional, pos0);
+    j["positions_after_0"] = masked_means(positional, rest);
+    j["by_position"] = position_curves(positional, tr.positions, tr.length);
     if (bins && tr.current_token.defined())
-      j["by_frequency"]["current"] = frequency_groups(fields, tr.current_token, *bins);
+      j["by_frequency"]["current"] = frequency_groups(positional, tr.current_token, *bins);
     if (bins && tr.target_token.defined())
-      j["by_frequency"]["target"] = frequency_groups(fields, tr.target_token, *bins);
+      j["by_frequency"]["target"] = frequency_groups(positional, tr.target_token, *bins);
     steps.push_back(std::move(j));
   }
   return steps;
 }
 
 json states_to_json(const Trajectory& tr, const FrequencyBins* bins) {
+  const std::pair<const char*, const at::Tensor*> by_token[] = {{"current", &tr.current_token},
+                                                                {"target", &tr.target_token}};
   json states = json::array();
   for (size_t k = 0; k < tr.states.size(); ++k) {
     const StateRecord& s = tr.states[k];
     json j;
     j["index"] = k;
     j["site"] = s.site;
-    j["loss"] = number(mean_of(s.loss));
-    j["loss_summary"] = summary_or_null(s.loss);
-    j["norm"] = summary_or_null(s.norm);
-    j["norm_grad"] = summary_or_null(s.norm_grad);
-    const json curves = position_curves({{"norm", s.norm}, {"loss", s.loss}}, tr.positions, tr.length);
-    j["norm_by_position"] = curves["norm"];
-    j["loss_by_position"] = curves["loss"];
-    if (bins && tr.current_token.defined()) {
-      j["norm_freq_spearman"]["current"] = number(frequency_spearman(s.norm, tr.current_token, *bins));
-      j["norm_by_frequency"]["current"] = frequency_groups({{"norm", s.norm}, {"loss", s.loss}}, tr.current_token, *bins);
+    Fields positional;
+    for (const auto& stat : kStateStatistics) {
+      const at::Tensor& t = s.*stat.member;
+      put_aggregates(j, stat.key, stat.aggregates, t);
+      if (stat.aggregates & kPositional) positional.emplace_back(stat.key, t);
+      for (const auto& [which, tokens] : by_token)
+        if ((stat.aggregates & kFreqSpearman) && bins && tokens->defined())
+          j[std::string(stat.key) + "_freq_spearman"][which] =
+              t.defined() ? number(frequency_spearman(t, *tokens, *bins)) : json(nullptr);
     }
-    if (bins && tr.target_token.defined()) {
-      j["norm_freq_spearman"]["target"] = number(frequency_spearman(s.norm, tr.target_token, *bins));
-      j["norm_by_frequency"]["target"] = frequency_groups({{"norm", s.norm}, {"loss", s.loss}}, tr.target_token, *bins);
-    }
+    const json curves = position_curves(positional, tr.positions, tr.length);
+    for (const auto& [key, t] : positional) j[key + "_by_position"] = curves[key];
+    // One group list holds every positional statistic of the state; its key
+    // is historical (it held the norm first).
+    for (const auto& [which, tokens] : by_token)
+      if (bins && tokens->defined()) j["norm_by_frequency"][which] = frequency_groups(positional, *tokens, *bins);
     states.push_back(std::move(j));
   }
   return states;

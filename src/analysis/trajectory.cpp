@@ -17,7 +17,7 @@ struct ChunkState {
   at::Tensor h;         // [n, d] double
   at::Tensor loss;      // [n]
   at::Tensor grad;      // [n, d] double (undefined for the last state)
-  at::Tensor grad_rnd;  // [n, d] double (undefined without control / last state)
+  at::Tensor grad_rnd;  // [n, d] double, against the random targets (undefined for the last state)
 };
 
 void put(at::Tensor& out, int64_t begin, const at::Tensor& values) {
@@ -27,12 +27,12 @@ void put(at::Tensor& out, int64_t begin, const at::Tensor& values) {
 }  // namespace
 
 Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
-                              const Objective& objective, const TrajectoryOptions& opts) {
+                              const Objective& objective, const AnalysisConfig& config) {
   if (states.size() < 2) throw ShapeError("analyze_trajectory: need at least two states, got " + std::to_string(states.size()));
   if (names.size() != states.size())
     throw ShapeError("analyze_trajectory: " + std::to_string(states.size()) + " states but " +
                      std::to_string(names.size()) + " names");
-  if (opts.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(opts.chunk));
+  if (config.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(config.chunk));
   const at::Tensor& s0 = states[0];
   if (s0.dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");
   for (size_t k = 1; k < states.size(); ++k)
@@ -51,34 +51,30 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
   const int64_t n = tr.rows.size(0);
   const size_t K = states.size() - 1;
 
-  std::unique_ptr<Objective> control;
-  if (opts.random_control) control = objective.with_random_targets(opts.seed);
+  const std::unique_ptr<Objective> control = objective.with_random_targets(static_cast<uint64_t>(config.seed));
 
-  auto dbl = at::TensorOptions(at::kDouble);
+  // Every statistic starts as NaN, so a position no chunk reached cannot pass for a value.
+  const auto nans = [n] { return at::full({n}, NAN, at::TensorOptions(at::kDouble)); };
   for (size_t k = 0; k <= K; ++k) {
-    StateRecord s{names[k], at::full({n}, NAN, dbl), at::full({n}, NAN, dbl), at::Tensor()};
-    if (k < K) s.norm_grad = at::full({n}, NAN, dbl);
+    StateRecord s;
+    s.site = names[k];
+    for (const auto& stat : kStateStatistics)
+      if (holds(stat.presence, k, K + 1)) s.*stat.member = nans();
     tr.states.push_back(std::move(s));
   }
   for (size_t k = 0; k < K; ++k) {
     StepRecord st;
     st.from = names[k];
     st.to = names[k + 1];
-    for (at::Tensor* t : {&st.loss_before, &st.loss_after, &st.alignment, &st.step_size, &st.first_order_decrease,
-                          &st.actual_decrease, &st.norm_before, &st.norm_update, &st.norm_grad})
-      *t = at::full({n}, NAN, dbl);
-    if (control) {
-      st.alignment_random = at::full({n}, NAN, dbl);
-      st.step_size_random = at::full({n}, NAN, dbl);
-    }
+    for (const auto& stat : kStepStatistics) st.*stat.member = nans();
     tr.steps.push_back(std::move(st));
   }
 
   std::vector<at::Tensor> flat;  // [B*T, d] views
   for (const auto& s : states) flat.push_back(s.detach().reshape({-1, tr.width}));
 
-  for (int64_t begin = 0; begin < n; begin += opts.chunk) {
-    const int64_t len = std::min(opts.chunk, n - begin);
+  for (int64_t begin = 0; begin < n; begin += config.chunk) {
+    const int64_t len = std::min(config.chunk, n - begin);
     const at::Tensor rows = tr.rows.narrow(0, begin, len);
     ChunkState prev;
     for (size_t k = 0; k <= K; ++k) {
@@ -91,7 +87,7 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
       cur.loss = lg.loss.to(at::kDouble);
       if (!last) {
         cur.grad = lg.grad.to(at::kDouble);
-        if (control) cur.grad_rnd = loss_and_grad(*control, h, rows, true).grad.to(at::kDouble);
+        cur.grad_rnd = loss_and_grad(*control, h, rows, true).grad.to(at::kDouble);
       }
       StateRecord& rec = tr.states[k];
       put(rec.loss, begin, cur.loss);
@@ -113,12 +109,10 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
         put(st.norm_before, begin, prev.h.norm(2, {1}));
         put(st.norm_update, begin, nd);
         put(st.norm_grad, begin, ng);
-        if (control) {
-          const at::Tensor ngr = prev.grad_rnd.norm(2, {1});
-          const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);
-          put(st.alignment_random, begin, row_cos(dotr, nd, ngr));
-          put(st.step_size_random, begin, dotr / ngr.pow(2));
-        }
+        const at::Tensor ngr = prev.grad_rnd.norm(2, {1});      // ‖g'‖
+        const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);  // ⟨Δ, −g'⟩
+        put(st.alignment_random, begin, row_cos(dotr, nd, ngr));
+        put(st.step_size_random, begin, dotr / ngr.pow(2));
       }
       prev = std::move(cur);
     }
@@ -154,10 +148,11 @@ Trajectory concat(const std::vector<Trajectory>& parts) {
   if (cur.size() == parts.size()) out.current_token = at::cat(cur);
   if (tgt.size() == parts.size()) out.target_token = at::cat(tgt);
 
-  auto join = [&](auto member_of) {
+  // Every part of a statistic, or undefined where a part lacks it.
+  auto join = [&](auto record_of, auto member) {
     std::vector<at::Tensor> ts;
     for (const auto& p : parts) {
-      const at::Tensor& t = member_of(p);
+      const at::Tensor& t = record_of(p).*member;
       if (!t.defined()) return at::Tensor();
       ts.push_back(t);
     }
@@ -166,28 +161,16 @@ Trajectory concat(const std::vector<Trajectory>& parts) {
   for (size_t k = 0; k < first.states.size(); ++k) {
     StateRecord s;
     s.site = first.states[k].site;
-    s.loss = join([k](const Trajectory& p) -> const at::Tensor& { return p.states[k].loss; });
-    s.norm = join([k](const Trajectory& p) -> const at::Tensor& { return p.states[k].norm; });
-    s.norm_grad = join([k](const Trajectory& p) -> const at::Tensor& { return p.states[k].norm_grad; });
+    for (const auto& stat : kStateStatistics)
+      s.*stat.member = join([k](const Trajectory& p) -> const StateRecord& { return p.states[k]; }, stat.member);
     out.states.push_back(std::move(s));
   }
   for (size_t k = 0; k < first.steps.size(); ++k) {
     StepRecord st;
     st.from = first.steps[k].from;
     st.to = first.steps[k].to;
-#define METALM_JOIN(field) st.field = join([k](const Trajectory& p) -> const at::Tensor& { return p.steps[k].field; })
-    METALM_JOIN(loss_before);
-    METALM_JOIN(loss_after);
-    METALM_JOIN(alignment);
-    METALM_JOIN(alignment_random);
-    METALM_JOIN(step_size);
-    METALM_JOIN(step_size_random);
-    METALM_JOIN(first_order_decrease);
-    METALM_JOIN(actual_decrease);
-    METALM_JOIN(norm_before);
-    METALM_JOIN(norm_update);
-    METALM_JOIN(norm_grad);
-#undef METALM_JOIN
+    for (const auto& stat : kStepStatistics)
+      st.*stat.member = join([k](const Trajectory& p) -> const StepRecord& { return p.steps[k]; }, stat.member);
     out.steps.push_back(std::move(st));
   }
   return out;

@@ -53,7 +53,7 @@ TEST(AnalyzeModel, FinalLossIsTheModelsOwnLossAndTheLastLensLoss) {
   torch::manual_seed(1);
   CausalTransformer model(tiny_config());
   const Batch b = periodic_batch(4, 16);
-  const nlohmann::json j = analyze_model(model, {b}, AnalysisOptions{}, nullptr);
+  const nlohmann::json j = analyze_model(model, {b}, AnalysisConfig{}, nullptr);
   const double own = model_mean_ce(model, b);
   EXPECT_NEAR(j["final_loss"].get<double>(), own, 1e-6);
   EXPECT_NEAR(j["states"].back()["loss"].get<double>(), j["final_loss"].get<double>(), 1e-5);
@@ -62,13 +62,26 @@ TEST(AnalyzeModel, FinalLossIsTheModelsOwnLossAndTheLastLensLoss) {
   EXPECT_EQ(j["tokens"], 4 * 16);
 }
 
+TEST(AnalyzeModel, JsonNamesItsFormatAndVersion) {
+  torch::manual_seed(1);
+  CausalTransformer model(tiny_config());
+  const std::vector<Batch> b{periodic_batch(1, 8)};
+  for (const nlohmann::json& j : {analyze_model(model, b, AnalysisConfig{}, nullptr),
+                                  analyze_untrained(tiny_config(), 3, b, AnalysisConfig{}, nullptr)}) {
+    EXPECT_EQ(j["format"], "metalm-analysis");
+    EXPECT_EQ(j["version"], 1);
+    EXPECT_EQ(j["format"], kAnalysisFormat);
+    EXPECT_EQ(j["version"], kAnalysisVersion);
+  }
+}
+
 TEST(AnalyzeModel, RandomTargetControlDiffersFromTrueTargetOnATrainedModel) {
   torch::manual_seed(2);
   CausalTransformer model(tiny_config());
   const Batch b = periodic_batch(8, 16);
   train_briefly(model, b, 40);
   ASSERT_LT(model_mean_ce(model, b), 0.5);  // it did learn the cycle
-  const nlohmann::json j = analyze_model(model, {b}, AnalysisOptions{}, nullptr);
+  const nlohmann::json j = analyze_model(model, {b}, AnalysisConfig{}, nullptr);
   double gap = 0.0;
   for (const auto& step : j["steps"]) {
     ASSERT_TRUE(step["alignment"]["mean"].is_number());
@@ -84,7 +97,7 @@ TEST(AnalyzeModel, RandomTargetControlDiffersFromTrueTargetOnATrainedModel) {
 TEST(AnalyzeModel, SublayerGranularitySeparatesAttentionAndMlpSteps) {
   torch::manual_seed(3);
   CausalTransformer model(tiny_config());
-  AnalysisOptions o;
+  AnalysisConfig o;
   o.granularity = Granularity::Sublayer;
   o.chunk = 7;  // several autograd chunks
   const nlohmann::json j = analyze_model(model, {periodic_batch(2, 16), periodic_batch(2, 16)}, o, nullptr);
@@ -111,7 +124,7 @@ TEST(AnalyzeModel, FrequencyAggregatesUseTheTrainingCounts) {
   DatasetMeta meta;
   meta.vocab_size = 16;
   for (int64_t i = 0; i < 16; ++i) meta.train_counts.push_back(i * i * 10);
-  AnalysisOptions o;
+  AnalysisConfig o;
   o.freq_bins = 4;
   const nlohmann::json j = analyze_model(model, {periodic_batch(2, 16)}, o, &meta);
   const auto& current = j["steps"][0]["by_frequency"]["current"];
@@ -128,7 +141,7 @@ TEST(AnalyzeModel, FrequencyAggregatesUseTheTrainingCounts) {
 
 // Runs analyze_model_sharded as `world` ranks in one process: each rank's
 // contribution is recorded at its sum, then rank 0 runs again with the total.
-nlohmann::json run_as_ranks(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisOptions& o,
+nlohmann::json run_as_ranks(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisConfig& o,
                             const DatasetMeta* meta, int world) {
   struct Collected {};
   at::Tensor total;
@@ -151,7 +164,7 @@ TEST(AnalyzeModel, PackedBatchAnalysisRoundTripsExactly) {
   model->eval();
   Batch b = periodic_batch(3, 16);
   b.targets.index_put_({1, at::indexing::Slice(10, at::indexing::None)}, -1);  // positions without a next token
-  AnalysisOptions o;
+  AnalysisConfig o;
   o.granularity = Granularity::Sublayer;
   const BatchAnalysis part = analyze_batch(model, b, 0, o);
   const at::Tensor flat = pack(part);
@@ -173,7 +186,7 @@ TEST(AnalyzeModel, ShardedOverRanksEqualsOneProcess) {
   for (int64_t i = 0; i < 16; ++i) meta.train_counts.push_back(100 - i * 5);
   const std::vector<Batch> batches{periodic_batch(2, 16), periodic_batch(3, 16), periodic_batch(1, 16)};
   for (auto g : {Granularity::Block, Granularity::Sublayer}) {
-    AnalysisOptions o;
+    AnalysisConfig o;
     o.granularity = g;
     o.freq_bins = 4;
     const std::string one = analyze_model(model, batches, o, &meta).dump();
@@ -185,14 +198,14 @@ TEST(AnalyzeModel, ShardedOverRanksEqualsOneProcess) {
 TEST(AnalyzeModel, RestoresTheModelsTrainingMode) {
   CausalTransformer model(tiny_config());
   model->train();
-  analyze_model(model, {periodic_batch(1, 8)}, AnalysisOptions{}, nullptr);
+  analyze_model(model, {periodic_batch(1, 8)}, AnalysisConfig{}, nullptr);
   EXPECT_TRUE(model->is_training());
 }
 
 TEST(AnalyzeModel, UntrainedControlIsReproducible) {
   const std::vector<Batch> b{periodic_batch(2, 8)};
-  const nlohmann::json a = analyze_untrained(tiny_config(), 9, b, AnalysisOptions{}, nullptr);
-  const nlohmann::json c = analyze_untrained(tiny_config(), 9, b, AnalysisOptions{}, nullptr);
+  const nlohmann::json a = analyze_untrained(tiny_config(), 9, b, AnalysisConfig{}, nullptr);
+  const nlohmann::json c = analyze_untrained(tiny_config(), 9, b, AnalysisConfig{}, nullptr);
   EXPECT_EQ(a["steps"][0]["alignment"], c["steps"][0]["alignment"]);
 }
 

@@ -70,7 +70,7 @@ TEST(AnalyzeTrajectory, ChunkingDoesNotChangeResults) {
   GradientStepFixture f;
   const at::Tensor s1 = f.s0 + 0.1 * at::randn_like(f.s0);
   const at::Tensor s2 = s1 + 0.1 * at::randn_like(s1);
-  TrajectoryOptions whole, chunked;
+  AnalysisConfig whole, chunked;
   chunked.chunk = 3;
   const Trajectory a = analyze_trajectory({f.s0, s1, s2}, {"a", "b", "c"}, *f.objective, whole);
   const Trajectory b = analyze_trajectory({f.s0, s1, s2}, {"a", "b", "c"}, *f.objective, chunked);

@@ -22,14 +22,16 @@
 
 namespace metalm {
 
-struct AnalysisOptions {
-  Granularity granularity = Granularity::Block;
-  int64_t chunk = 2048;   // positions per autograd chunk
-  uint64_t seed = 1234;   // random-target control
-  int64_t freq_bins = 8;  // log-spaced token-frequency bins (with a DatasetMeta)
+// The analysis JSON names its format and version at the top level
+// ("format": "metalm-analysis", "version": 1); readers refuse others.
+inline constexpr const char* kAnalysisFormat = "metalm-analysis";
+inline constexpr int kAnalysisVersion = 1;
 
-  static AnalysisOptions from_config(const AnalysisConfig& c);
-};
+// The settings of every function below are an AnalysisConfig (the
+// "analysis" section of a run's config, usable on its own):
+// granularity, chunk, freq_bins (with a DatasetMeta) and seed are read;
+// every, batches and batch_size say which batches the trainer analyses and
+// are ignored here, where the caller passes the batches.
 
 // The CLM logit lens of `model` against next-token `targets` [B, T] int64
 // (negative: no next token): the model's own final norm, statistics
@@ -53,7 +55,7 @@ std::vector<std::string> trajectory_names(int64_t n_layer, Granularity granulari
 // the analysis JSON. `meta` (nullable) supplies the training-corpus token
 // counts for the frequency aggregates and correlations.
 nlohmann::json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches,
-                             const AnalysisOptions& opts, const DatasetMeta* meta);
+                             const AnalysisConfig& analysis, const DatasetMeta* meta);
 
 // One batch's share of analyze_model, before aggregation.
 struct BatchAnalysis {
@@ -62,24 +64,27 @@ struct BatchAnalysis {
 };
 
 // Analyses batch `index` of a list (its random-target control is seeded by
-// opts.seed + index, so a batch gets the same control wherever it runs).
+// analysis.seed + index, so a batch gets the same control wherever it runs).
 // The model must be in the mode it is analysed in (analyze_model: eval).
-BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisOptions& opts);
+BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis);
 
 // Aggregates the analyses of `batches` (parts[b] of batches[b]) into the
 // analysis JSON.
 nlohmann::json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batches,
-                                  const std::vector<BatchAnalysis>& parts, const AnalysisOptions& opts,
+                                  const std::vector<BatchAnalysis>& parts, const AnalysisConfig& analysis,
                                   const DatasetMeta* meta);
 
 // The exchange format of a BatchAnalysis between processes: one float64
-// tensor (token ids and positions are exact in float64). Its size follows
-// from the model config, the batch and the options, so every rank knows
-// where every batch's values go before any rank has analysed it.
-int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisOptions& opts);
+// tensor, the model's loss sum then, for every analysed position, the
+// position indices (rows, positions, current and target tokens: exact in
+// float64), then state by state and step by step every statistic of
+// kStateStatistics / kStepStatistics that the record holds. Its size
+// follows from the model config, the batch and the granularity, so every
+// rank knows where every batch's values go before any rank has analysed it.
+int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisConfig& analysis);
 at::Tensor pack(const BatchAnalysis& part);
 BatchAnalysis unpack(const at::Tensor& flat, const ModelConfig& config, const Batch& batch,
-                     const AnalysisOptions& opts);
+                     const AnalysisConfig& analysis);
 
 // Adds a float64 tensor over the ranks of a data-parallel run, in place
 // (an allreduce).
@@ -91,12 +96,12 @@ using SumOverRanks = std::function<void(at::Tensor&)>;
 // one rank, the others add zeros, so the sum is exact). Every rank returns
 // the JSON that analyze_model returns for all batches in one process.
 nlohmann::json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches,
-                                     const AnalysisOptions& opts, const DatasetMeta* meta, int rank, int world,
+                                     const AnalysisConfig& analysis, const DatasetMeta* meta, int rank, int world,
                                      const SumOverRanks& sum);
 
 // The untrained control: the same analysis on a freshly initialised model of
 // the same config (torch's global generator seeded with `init_seed` first).
 nlohmann::json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,
-                                 const AnalysisOptions& opts, const DatasetMeta* meta);
+                                 const AnalysisConfig& analysis, const DatasetMeta* meta);
 
 }  // namespace metalm

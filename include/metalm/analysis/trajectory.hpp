@@ -7,43 +7,118 @@
 
 #include <ATen/ATen.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "metalm/analysis/objective.hpp"
+#include "metalm/config/config.hpp"
 
 namespace metalm {
 
-struct TrajectoryOptions {
-  int64_t chunk = 2048;        // positions per autograd chunk (bounds memory)
-  uint64_t seed = 1234;        // seed of the random-target control
-  bool random_control = true;  // also compute the random-target alignment
-};
-
-// One state s_k at the analysed positions. Tensors are [N] double.
+// One state s_k at the analysed positions. Tensors are [N] double; the
+// statistics are listed once, in kStateStatistics below.
 struct StateRecord {
   std::string site;
-  at::Tensor loss;       // ℓ_t(s_k)
-  at::Tensor norm;       // ‖s_k‖
-  at::Tensor norm_grad;  // ‖g_t(s_k)‖ (undefined for the last state)
+  at::Tensor loss;
+  at::Tensor norm;
+  at::Tensor norm_grad;
 };
 
-// One inner step s_k -> s_{k+1} at the analysed positions. Tensors are [N] double.
+// One inner step s_k -> s_{k+1} at the analysed positions. Tensors are [N]
+// double; the statistics are listed once, in kStepStatistics below.
 struct StepRecord {
   std::string from, to;
-  at::Tensor loss_before;            // ℓ_t(s_k)
-  at::Tensor loss_after;             // ℓ_t(s_{k+1})
-  at::Tensor alignment;              // cos(Δ, −g)
-  at::Tensor alignment_random;       // cos(Δ, −g_random) (undefined without the control)
-  at::Tensor step_size;              // ⟨Δ, −g⟩ / ‖g‖²
-  at::Tensor step_size_random;       // the same against g_random
-  at::Tensor first_order_decrease;   // ⟨−g, Δ⟩
-  at::Tensor actual_decrease;        // ℓ_t(s_k) − ℓ_t(s_{k+1})
-  at::Tensor norm_before;            // ‖s_k‖
-  at::Tensor norm_update;            // ‖Δ‖
-  at::Tensor norm_grad;              // ‖g‖
+  at::Tensor loss_before;
+  at::Tensor loss_after;
+  at::Tensor alignment;
+  at::Tensor alignment_random;
+  at::Tensor step_size;
+  at::Tensor step_size_random;
+  at::Tensor first_order_decrease;
+  at::Tensor actual_decrease;
+  at::Tensor norm_before;
+  at::Tensor norm_update;
+  at::Tensor norm_grad;
 };
+
+// How a per-position statistic is aggregated into the analysis JSON
+// (docs/analysis-schema.md), as bits of Statistic::aggregates:
+//   kMean          "<key>": the mean over the analysed positions
+//   kSummary       "<key>": {mean, std, median, q10, q90} ("<key>_summary"
+//                  when the statistic also has kMean)
+//   kPositional    per-position means: a step's position_0,
+//                  positions_after_0, by_position and by_frequency; a
+//                  state's "<key>_by_position" and norm_by_frequency
+//   kFreqSpearman  a state's "<key>_freq_spearman": Spearman correlation with
+//                  the training count of the current / next token
+inline constexpr unsigned kMean = 1u << 0;
+inline constexpr unsigned kSummary = 1u << 1;
+inline constexpr unsigned kPositional = 1u << 2;
+inline constexpr unsigned kFreqSpearman = 1u << 3;
+
+// Which records of a trajectory hold the statistic (elsewhere its tensor is
+// undefined and its JSON value null).
+enum class Presence {
+  Always,
+  BeforeLast,  // every state but the last (no step starts there)
+};
+
+// One per-position statistic of a record: its JSON key, where it lives, how
+// it is aggregated and what it is. analyze_trajectory fills `member` for
+// every analysed position; everything else (NaN initialisation, concat, the
+// exchange format between ranks, the JSON) walks these lists, so a new
+// statistic is one member, one row here and its computation.
+template <class Record>
+struct Statistic {
+  const char* key;
+  at::Tensor Record::*member;
+  unsigned aggregates;
+  Presence presence;
+  const char* doc;
+};
+
+// The per-position statistics of a state s_k (g = ∇ℓ_t(s_k)).
+inline constexpr Statistic<StateRecord> kStateStatistics[] = {
+    {"loss", &StateRecord::loss, kMean | kSummary | kPositional, Presence::Always, "ℓ_t(s_k), the lens loss"},
+    {"norm", &StateRecord::norm, kSummary | kPositional | kFreqSpearman, Presence::Always, "‖s_k‖"},
+    {"norm_grad", &StateRecord::norm_grad, kSummary, Presence::BeforeLast, "‖g‖"},
+};
+
+// The per-position statistics of a step s_k -> s_{k+1} (Δ = s_{k+1} − s_k,
+// g = ∇ℓ_t(s_k), g' the gradient against a random wrong target).
+inline constexpr Statistic<StepRecord> kStepStatistics[] = {
+    {"loss_before", &StepRecord::loss_before, kMean | kPositional, Presence::Always, "ℓ_t(s_k)"},
+    {"loss_after", &StepRecord::loss_after, kMean | kPositional, Presence::Always, "ℓ_t(s_{k+1})"},
+    {"alignment", &StepRecord::alignment, kSummary | kPositional, Presence::Always, "cos(Δ, −g)"},
+    {"alignment_random_target", &StepRecord::alignment_random, kSummary | kPositional, Presence::Always,
+     "cos(Δ, −g')"},
+    {"step_size", &StepRecord::step_size, kSummary | kPositional, Presence::Always, "⟨Δ, −g⟩ / ‖g‖²"},
+    {"step_size_random_target", &StepRecord::step_size_random, kSummary, Presence::Always, "⟨Δ, −g'⟩ / ‖g'‖²"},
+    {"first_order_decrease", &StepRecord::first_order_decrease, kMean, Presence::Always, "⟨−g, Δ⟩"},
+    {"actual_decrease", &StepRecord::actual_decrease, kMean, Presence::Always, "ℓ_t(s_k) − ℓ_t(s_{k+1})"},
+    {"norm_before", &StepRecord::norm_before, kSummary | kPositional, Presence::Always, "‖s_k‖"},
+    {"norm_update", &StepRecord::norm_update, kSummary | kPositional, Presence::Always, "‖Δ‖"},
+    {"norm_grad", &StepRecord::norm_grad, kSummary, Presence::Always, "‖g‖"},
+};
+
+// Statistics of a step computed from the others when the JSON is written
+// (not kept per position, not exchanged between ranks).
+struct DerivedStatistic {
+  const char* key;
+  at::Tensor (*compute)(const StepRecord&);
+  unsigned aggregates;  // kMean or kSummary
+  const char* doc;
+};
+inline const DerivedStatistic kDerivedStepStatistics[] = {
+    {"relative_update", [](const StepRecord& s) { return s.norm_update / s.norm_before; }, kSummary, "‖Δ‖ / ‖s_k‖"},
+    {"fraction_decreased", [](const StepRecord& s) { return s.actual_decrease.gt(0).to(at::kDouble); }, kMean,
+     "share of positions whose lens loss fell"},
+};
+
+// Whether state k of a trajectory with `states` states holds a statistic.
+inline bool holds(Presence p, size_t k, size_t states) { return p == Presence::Always || k + 1 < states; }
 
 struct Trajectory {
   int64_t batch = 0, length = 0, width = 0;  // B, T, d of the states
@@ -59,11 +134,14 @@ struct Trajectory {
 };
 
 // states: K+1 tensors [B, T, d] (same shape), names: their site names.
-// Analyses the positions where objective.valid() is true. Gradients come from
-// torch::autograd::grad on detached copies, `opts.chunk` positions at a time;
-// everything else runs without autograd. Throws ShapeError on mismatched shapes.
+// Analyses the positions where objective.valid() is true, with the
+// random-target control objective.with_random_targets(config.seed).
+// Gradients come from torch::autograd::grad on detached copies,
+// `config.chunk` positions at a time; everything else runs without autograd.
+// Of `config` only chunk and seed are read. Throws ShapeError on mismatched
+// shapes, ConfigError on a chunk below 1.
 Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
-                              const Objective& objective, const TrajectoryOptions& opts = {});
+                              const Objective& objective, const AnalysisConfig& config = {});
 
 // Joins trajectories of several batches (same sites and length T) into one.
 Trajectory concat(const std::vector<Trajectory>& parts);
