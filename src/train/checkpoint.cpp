@@ -42,7 +42,9 @@ nlohmann::json state_to_json(const CheckpointState& s, bool has_optimizer) {
 }
 
 CheckpointState state_from_json(const nlohmann::json& j, const std::string& path) {
-  if (!j.is_object() || j.value("format", "") != kFormat)
+  // value() with a typed default throws json type_error when the key holds
+  // another type, so keys read that way are type-checked here first.
+  if (!j.is_object() || j.value("format", nlohmann::json()) != kFormat)
     throw FormatError(path + ": not a metalm checkpoint state (expected \"format\": \"" + kFormat + "\")");
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kVersion)
     throw FormatError(path + ": unsupported checkpoint version (expected " + std::to_string(kVersion) + ")");
@@ -56,6 +58,14 @@ CheckpointState state_from_json(const nlohmann::json& j, const std::string& path
   s.rng = j.value("rng", nlohmann::json());
   s.sampler = j.value("sampler", nlohmann::json());
   s.extra = j.value("extra", nlohmann::json::object());
+  if (j.contains("has_optimizer") && !j["has_optimizer"].is_boolean())
+    throw FormatError(path + ": \"has_optimizer\" must be true or false");
+  // The trainer resumes its counters from "extra".
+  if (!s.extra.is_object()) throw FormatError(path + ": \"extra\" must be an object");
+  if (s.extra.contains("best_step") && !s.extra["best_step"].is_number_integer())
+    throw FormatError(path + ": \"extra\".\"best_step\" must be an integer");
+  if (s.extra.contains("elapsed_s") && !s.extra["elapsed_s"].is_number())
+    throw FormatError(path + ": \"extra\".\"elapsed_s\" must be a number");
   return s;
 }
 
