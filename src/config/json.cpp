@@ -205,7 +205,15 @@ json parse_override_value(const std::string& path, const std::string& text, cons
       }
       return fail("float");
     }
-    case json::value_t::string: return text;
+    case json::value_t::string:
+      // A config must be writable as JSON (config.json, `config show`), and
+      // JSON text is UTF-8: dump() is the library's own check.
+      try {
+        (void)json(text).dump();
+      } catch (const json::type_error&) {
+        return fail("UTF-8 text");
+      }
+      return text;
     case json::value_t::array: {
       std::string body = text;
       if (body.empty() || body.front() != '[') body = "[" + body + "]";
