@@ -17,8 +17,9 @@ Expected layout (written by scripts/reproduce.sh through `metalm train` / `metal
   OUT/commands.txt                                optional  the exact commands run, one per line
 
 A <setting> is any subdirectory of OUT holding run/ or analysis/ (or those named by --settings).
-Every file present is validated; a missing required file, invalid JSON or a missing required
-key stops the build with exit status 1 and one line `report.py: error: FILE: what is wrong`,
+Every file present is validated; a missing required file, invalid JSON, an analysis that is not
+"format": "metalm-analysis", "version": 1 (docs/analysis-schema.md) or a missing required key
+stops the build with exit status 1 and one line `report.py: error: FILE: what is wrong`,
 before anything is written. Outputs: OUT/figures/<setting>_{train,f1..f7}.png, OUT/figures/f8.png
 and OUT/report.md (written to a temporary name, then renamed).
 """

@@ -186,7 +186,7 @@ def fig_position_heatmaps(a: Analysis) -> Figure:
     rows = [s.pos_loss_before for s in a.steps]
     labels = [site_label(s.from_site) for s in a.steps]
     last = a.states[-1] if a.states else None
-    if last is not None and last.loss_by_position is not None:
+    if last is not None:
         rows.append(last.loss_by_position)
         labels.append(site_label(last.site))
     m = ragged(rows)

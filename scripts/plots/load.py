@@ -1,20 +1,20 @@
 """Read and validate metalm's output files into small typed records.
 
-Plots read only these files (docs/design.md section 7). Required keys are checked
-strictly: a missing key, a wrong type or unreadable JSON raises `InputError`
-whose one-line message names the file and the key path (e.g.
+Plots read only these files (docs/design.md section 7). An analysis object (`metalm analyze
+--out FILE`, one line of RUN_DIR/analysis.jsonl) must start with "format": "metalm-analysis"
+and "version": 1; any other format or version is refused with one line naming the file, so a
+file from another tool or another schema is never half-read. Inside, the keys are exactly
+those metalm writes (docs/analysis-schema.md) and required keys are checked strictly: a
+missing key, a wrong type or unreadable JSON raises `InputError` whose one-line message
+names the file and the key path (e.g.
 `run/analysis/step100_block.json: steps[2].alignment.q90: missing key`).
-Optional keys (`by_freq`, `freq_bins`, `tables`, `loss_by_position`, ...) are
-returned as None when absent; figures then skip the panel with a note.
-Unknown extra keys are ignored, so the analyzer may add fields freely.
 
-Token-frequency data is accepted in two shapes: the issue's (`norm_freq_spearman`
-number, `freq_bins` [{lo, hi, count, norm_mean, loss_mean}], tables'
-`spearman_vs_freq`) and the analyzer's (src/analysis/report.cpp: objects keyed by
-"current"/"target" token, `norm_by_frequency` / `by_frequency` bins with
-count_lo, count_hi, positions, norm, loss). Both are optional: an analysis run
-without frequency bins has neither, and the correlations read as NaN.
-A statistics object that is present but null (not computed) reads as all NaN.
+The frequency aggregates (`norm_freq_spearman`, `norm_by_frequency`, tables'
+`norm_freq_spearman` and `by_frequency`) exist only when the analysis had a dataset's
+meta.json, which the top-level `frequency_bins` records; without it they read as NaN / None
+and figures skip the panel with a note. Per state, the records keep the grouping by the
+current token (`current`). Keys metalm may add within version 1 are ignored. A statistics
+object that is present but null (not computed) reads as all NaN.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 STATS_KEYS = ("mean", "std", "median", "q10", "q90")
+ANALYSIS_FORMAT = "metalm-analysis"
+ANALYSIS_VERSION = 1
 
 
 class InputError(Exception):
@@ -121,6 +123,12 @@ class _Check:
             self.fail(key, f"expected a string, got {type(v).__name__}")
         return v
 
+    def integer(self, o: dict, key: str) -> int:
+        v = self.get(o, key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(key, f"expected an integer, got {type(v).__name__}")
+        return v
+
     def lst(self, o: dict, key: str) -> list:
         v = self.get(o, key)
         if not isinstance(v, list):
@@ -188,7 +196,6 @@ class Step:
     actual_decrease: float
     pos_alignment: np.ndarray  # [positions]
     pos_loss_before: np.ndarray  # [positions]
-    by_freq: Any = None
 
     @property
     def label(self) -> str:
@@ -202,9 +209,9 @@ class State:
     loss: float
     norm: Stats
     norm_by_position: np.ndarray   # [positions]
-    norm_freq_spearman: float
-    freq_bins: Optional[List[FreqBin]] = None
-    loss_by_position: Optional[np.ndarray] = None
+    loss_by_position: np.ndarray   # [positions]
+    norm_freq_spearman: float      # with the current token's training count; NaN without meta.json
+    freq_bins: Optional[List[FreqBin]] = None  # by the current token; None without meta.json
 
     @property
     def label(self) -> str:
@@ -215,7 +222,7 @@ class State:
 class Table:
     name: str
     norm: Stats
-    spearman_vs_freq: float
+    spearman_vs_freq: float        # NaN without meta.json
     freq_bins: Optional[List[FreqBin]] = None
 
 
@@ -238,7 +245,7 @@ class Analysis:
 
 # ----------------------------------------------------------------------------- site names
 
-_SITE = re.compile(r"^blocks\.(\d+)\.(?:hook_)?(resid_pre|resid_mid|resid_post)$")
+_SITE = re.compile(r"^blocks\.(\d+)\.(resid_pre|resid_mid|resid_post)$")
 
 
 def _site_parts(site: str) -> Optional[Tuple[int, str]]:
@@ -249,10 +256,8 @@ def _site_parts(site: str) -> Optional[Tuple[int, str]]:
 def site_depth(site: str, n_layers: int) -> Optional[float]:
     """Position on a common depth axis: resid_pre[l] = l, resid_mid[l] = l + 0.5,
     resid_post[l] = l + 1, final = n_layers; so block and sublayer files align."""
-    if site in ("final", "ln_final.hook_normalized"):
+    if site == "final":
         return float(n_layers)
-    if site in ("embed", "hook_embed"):
-        return 0.0
     p = _site_parts(site)
     if p is None:
         return None
@@ -270,52 +275,41 @@ def site_label(site: str) -> str:
 
 # ----------------------------------------------------------------------------- parsers
 
-def _pick_variant(c: _Check, o: dict, keys: Tuple[str, ...]):
-    """(checker, value) of the first present key; a {"current": .., "target": ..} object
-    (per-token grouping by the current or the target token) yields its "current" entry."""
-    for key in keys:
-        if key in o and o[key] is not None:
-            v, cv = o[key], c.at(key)
-            if isinstance(v, dict):
-                for sub in ("current", "target"):
-                    if sub in v and v[sub] is not None:
-                        return cv.at(sub), v[sub]
-                cv.fail(None, "expected a value or an object with 'current' or 'target'")
-            return cv, v
-    return None, None
+def _short(v) -> str:
+    text = json.dumps(v) if isinstance(v, (str, int, float, bool)) or v is None else type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _spearman(c: _Check, o: dict, keys: Tuple[str, ...]) -> float:
-    """Norm-vs-frequency rank correlation; NaN when the analysis ran without frequency bins."""
-    cv, v = _pick_variant(c, o, keys)
-    return math.nan if cv is None else cv._as_num(v, None)
+def check_format(c: _Check, top: dict):
+    """Refuse anything but a metalm-analysis version 1 object, in one line."""
+    fmt, ver = top.get("format"), top.get("version")
+    if fmt == ANALYSIS_FORMAT and type(ver) is int and ver == ANALYSIS_VERSION:
+        return
+    found = ", ".join(f'"{k}": {_short(top[k])}' if k in top else f'no "{k}"' for k in ("format", "version"))
+    where = f"{c.root}: " if c.root else ""
+    raise InputError(c.path, f'{where}not a "{ANALYSIS_FORMAT}" version {ANALYSIS_VERSION} analysis ({found}); '
+                             f"write it with this metalm's `metalm analyze --out` (or `metalm train`, analysis.jsonl)")
 
 
-def _freq_bins(c: _Check, o: dict, keys: Tuple[str, ...], norm_keys=("norm_mean", "norm"),
-               loss_keys=("loss_mean", "loss")) -> Optional[List[FreqBin]]:
-    """Frequency bins as [{lo, hi, count, norm_mean, loss_mean}] or the analyzer's
-    [{count_lo, count_hi, positions, norm, loss}] (optionally under "current")."""
-    cl, v = _pick_variant(c, o, keys)
-    if cl is None:
-        return None
+def _by_token(c: _Check, o: dict, key: str):
+    """(checker, value) of the "current" entry of a {"current": .., "target": ..} object
+    (metalm groups positions by their current and by their next token)."""
+    v = c.obj(c.get(o, key), key)
+    cv = c.at(key)
+    cv.get(v, "target")
+    return cv.at("current"), cv.get(v, "current")
+
+
+def _freq_bins(c: _Check, v, with_loss: bool) -> List[FreqBin]:
+    """metalm's frequency bins: [{bin, count_lo, count_hi, positions, norm[, loss]}]."""
     if not isinstance(v, list):
-        cl.fail(None, f"expected a list of frequency bins, got {type(v).__name__}")
-
-    def first(cb: _Check, b: dict, names: Tuple[str, ...], required: bool = True):
-        for n in names:
-            if n in b:
-                return cb.num(b, n)
-        if required:
-            cb.fail(names[0], "missing key" + (f" (or {', '.join(names[1:])})" if len(names) > 1 else ""))
-        return None
-
+        c.fail(None, f"expected a list of frequency bins, got {type(v).__name__}")
     bins = []
     for i, b in enumerate(v):
-        cb = cl.at(i)
+        cb = c.at(i)
         b = cb.obj(b)
-        bins.append(FreqBin(first(cb, b, ("lo", "count_lo")), first(cb, b, ("hi", "count_hi")),
-                            first(cb, b, ("count", "positions", "rows")), first(cb, b, norm_keys),
-                            first(cb, b, loss_keys, required=False)))
+        bins.append(FreqBin(cb.num(b, "count_lo"), cb.num(b, "count_hi"), cb.num(b, "positions"), cb.num(b, "norm"),
+                            cb.num(b, "loss") if with_loss else None))
     return bins
 
 
@@ -323,51 +317,40 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
     """Validate one analysis object (from `metalm analyze --out` or a line of analysis.jsonl)."""
     c = _Check(path, prefix)
     top = c.obj(raw)
+    check_format(c, top)
     granularity = c.string(top, "granularity")
     if granularity not in ("block", "sublayer"):
         c.fail("granularity", f"expected 'block' or 'sublayer', got '{granularity}'")
+    n_layers = c.integer(top, "n_layer")
+    if n_layers < 1:
+        c.fail("n_layer", f"expected at least 1, got {n_layers}")
+    with_freq = "frequency_bins" in top  # the analysis had a meta.json
     raw_steps = c.lst(top, "steps")
     raw_states = c.lst(top, "states")
     if not raw_steps:
         c.fail("steps", "empty list")
 
-    # Depth of 'final' needs the number of blocks: take it from every block site named.
-    names = []
-    for i, s in enumerate(raw_steps):
-        cs = c.at("steps").at(i)
-        s = cs.obj(s)
-        names += [cs.string(s, "from"), cs.string(s, "to")]
-    for i, s in enumerate(raw_states):
-        cs = c.at("states").at(i)
-        names.append(cs.string(cs.obj(s), "site"))
-    blocks = [p[0] for p in map(_site_parts, names) if p is not None]
-    n_layers = max(blocks) + 1 if blocks else 0
-    # At block granularity the last state is `final`, not blocks.<L-1>.resid_post,
-    # so the site names alone undercount by one: trust the model's own n_layer.
-    if isinstance(top.get("n_layer"), int) and top["n_layer"] > 0:
-        n_layers = top["n_layer"]
-
-    def depth_of(cs: _Check, key: str, site: str) -> float:
+    def depth_of(cs: _Check, o: dict, key: str) -> Tuple[str, float]:
+        site = cs.string(o, key)
         d = site_depth(site, n_layers)
         if d is None:
             cs.fail(key, f"unrecognised site name '{site}' (expected blocks.<l>.resid_pre|resid_mid|resid_post or final)")
-        return d
+        return site, d
 
     steps = []
     for i, s in enumerate(raw_steps):
         cs = c.at("steps").at(i)
-        fr, to = s["from"], s["to"]
-        d0, d1 = depth_of(cs, "from", fr), depth_of(cs, "to", to)
-        if to.endswith("resid_mid"):
-            kind = "attn"
-        elif fr.endswith("resid_mid"):
-            kind = "mlp"
-        else:
-            kind = "block"
+        s = cs.obj(s)
+        (fr, d0), (to, d1) = depth_of(cs, s, "from"), depth_of(cs, s, "to")
+        kind = cs.string(s, "kind")
+        if kind not in ("block", "attn", "mlp"):
+            cs.fail("kind", f"expected 'block', 'attn' or 'mlp', got '{kind}'")
         bp = cs.obj(cs.get(s, "by_position"), "by_position")
         cp = cs.at("by_position")
+        if with_freq:
+            _by_token(cs, s, "by_frequency")
         steps.append(Step(
-            from_site=fr, to_site=to, kind=kind, depth=(d0 + d1) / 2, layer=int(math.floor(d0)),
+            from_site=fr, to_site=to, kind=kind, depth=(d0 + d1) / 2, layer=cs.integer(s, "layer"),
             loss_before=cs.num(s, "loss_before"), loss_after=cs.num(s, "loss_after"),
             alignment=cs.stats(s, "alignment"),
             alignment_random_target=cs.stats(s, "alignment_random_target"),
@@ -375,31 +358,35 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
             norm_update=cs.stats(s, "norm_update"), norm_grad=cs.stats(s, "norm_grad"),
             first_order_decrease=cs.num(s, "first_order_decrease"),
             actual_decrease=cs.num(s, "actual_decrease"),
-            pos_alignment=cp.nums(bp, "alignment"), pos_loss_before=cp.nums(bp, "loss_before"),
-            by_freq=s.get("by_freq")))
+            pos_alignment=cp.nums(bp, "alignment"), pos_loss_before=cp.nums(bp, "loss_before")))
 
     states = []
     for i, s in enumerate(raw_states):
         cs = c.at("states").at(i)
-        site = s["site"]
-        lbp = cs.nums(s, "loss_by_position") if s.get("loss_by_position") is not None else None
+        s = cs.obj(s)
+        site, depth = depth_of(cs, s, "site")
+        rho, bins = math.nan, None
+        if with_freq:
+            cr, v = _by_token(cs, s, "norm_freq_spearman")
+            rho = cr._as_num(v, None)
+            cb, v = _by_token(cs, s, "norm_by_frequency")
+            bins = _freq_bins(cb, v, with_loss=True)
         states.append(State(
-            site=site, depth=depth_of(cs, "site", site), loss=cs.num(s, "loss"),
-            norm=cs.stats(s, "norm"), norm_by_position=cs.nums(s, "norm_by_position"),
-            norm_freq_spearman=_spearman(cs, s, ("norm_freq_spearman",)),
-            freq_bins=_freq_bins(cs, s, ("freq_bins", "norm_by_frequency")), loss_by_position=lbp))
+            site=site, depth=depth, loss=cs.num(s, "loss"), norm=cs.stats(s, "norm"),
+            norm_by_position=cs.nums(s, "norm_by_position"), loss_by_position=cs.nums(s, "loss_by_position"),
+            norm_freq_spearman=rho, freq_bins=bins))
 
     tables = {}
-    if top.get("tables") is not None:
-        ct = c.at("tables")
-        for name, t in ct.obj(top["tables"], None).items():
-            if not isinstance(t, dict):
-                continue  # scalar facts beside the tables, e.g. "tied": true
-            cn = ct.at(name)
-            t = cn.obj(t)
-            tables[name] = Table(name, cn.stats(t, "norm"),
-                                 _spearman(cn, t, ("spearman_vs_freq", "norm_freq_spearman")),
-                                 _freq_bins(cn, t, ("freq_bins", "by_frequency")))
+    ct = c.at("tables")
+    raw_tables = c.obj(c.get(top, "tables"), "tables")
+    for name in ("embedding", "unembedding"):
+        cn = ct.at(name)
+        t = cn.obj(ct.get(raw_tables, name))
+        rho, bins = math.nan, None
+        if with_freq:
+            rho = cn.num(t, "norm_freq_spearman")
+            bins = _freq_bins(cn.at("by_frequency"), cn.get(t, "by_frequency"), with_loss=False)
+        tables[name] = Table(name, cn.stats(t, "norm"), rho, bins)
 
     step_val = top.get("step")
     return Analysis(

@@ -130,7 +130,7 @@ def fig_norm_freq(a: Analysis) -> Figure:
     a1.set_xlabel("token count in the training corpus (bin centre, log scale)")
     a1.set_ylabel("binned mean norm / overall mean norm (ratio)")
     if drawn == 0:
-        skip_panel(a1, "no freq_bins in states or tables", "binned norms")
+        skip_panel(a1, "no frequency bins (analysed without a meta.json)", "binned norms")
     else:
         a1.set_xscale("log")
         a1.axhline(1.0, color="0.5", linewidth=0.6)
@@ -154,6 +154,6 @@ def fig_norm_freq(a: Analysis) -> Figure:
     a2.set_ylim(-1.05, 1.05)
     a2.set_xlabel("state along depth (tables at the ends)")
     a2.set_ylabel("Spearman ρ(norm, token count in corpus)")
-    a2.set_title("rank correlation per layer" + ("" if a.tables else " (no tables in file)"), fontsize=10)
+    a2.set_title("rank correlation per layer", fontsize=10)
     a2.grid(alpha=0.3, axis="y")
     return fig

@@ -4,6 +4,7 @@ Run: MPLBACKEND=Agg /usr/bin/python3 tests/python/test_plots.py   (cwd = repo ro
 """
 import contextlib
 import io
+import json
 import math
 import os
 import struct
@@ -126,8 +127,8 @@ class FigureFunctions(unittest.TestCase):
         self.assertIn("embed\ntable", ticks)
         self.assertIn("unembed\ntable", ticks)
 
-    def test_f5_without_optional_bins_and_tables_skips_with_note(self):
-        a = parse_analysis(fx.make_analysis(with_optional=False), "bare.json")
+    def test_f5_without_frequency_data_skips_with_note(self):
+        a = parse_analysis(fx.make_analysis(with_meta=False), "bare.json")
         fig = plots.fig_norm_freq(a)
         assert_labelled(self, fig)
         self.assertTrue(any("panel skipped" in t for t in texts(fig)))
@@ -174,22 +175,51 @@ class Validation(unittest.TestCase):
         a = parse_analysis(raw, "f.json")
         self.assertTrue(math.isnan(a.steps[0].alignment.std))
 
-    def test_analyzer_style_frequency_data_reads_like_the_issue_schema(self):
+    def test_frequency_data_is_read_by_the_current_token(self):
         raw = fx.make_analysis()
-        a = parse_analysis(raw, "issue.json")
-        b = parse_analysis(fx.to_analyzer_style(raw), "analyzer.json")
-        self.assertEqual([s.norm_freq_spearman for s in a.states], [s.norm_freq_spearman for s in b.states])
-        self.assertEqual(a.states[2].freq_bins, b.states[2].freq_bins)
-        self.assertEqual(a.tables["unembedding"], b.tables["unembedding"])
-        assert_labelled(self, plots.fig_norm_freq(b))
+        a = parse_analysis(raw, "f.json")
+        self.assertEqual([s.norm_freq_spearman for s in a.states],
+                         [s["norm_freq_spearman"]["current"] for s in raw["states"]])
+        bins = raw["states"][2]["norm_by_frequency"]["current"]
+        self.assertEqual([(b.lo, b.hi, b.count, b.norm_mean, b.loss_mean) for b in a.states[2].freq_bins],
+                         [(b["count_lo"], b["count_hi"], b["positions"], b["norm"], b["loss"]) for b in bins])
+        t = raw["tables"]["unembedding"]
+        self.assertEqual(a.tables["unembedding"].spearman_vs_freq, t["norm_freq_spearman"])
+        self.assertEqual([b.norm_mean for b in a.tables["unembedding"].freq_bins], [b["norm"] for b in t["by_frequency"]])
 
     def test_without_frequency_data_correlations_are_nan(self):
-        raw = fx.make_analysis(with_optional=False)
-        for s in raw["states"]:
-            del s["norm_freq_spearman"]
-        a = parse_analysis(raw, "f.json")
-        self.assertTrue(all(math.isnan(s.norm_freq_spearman) for s in a.states))
-        self.assertEqual(a.tables, {})
+        a = parse_analysis(fx.make_analysis(with_meta=False), "f.json")
+        self.assertTrue(all(math.isnan(s.norm_freq_spearman) and s.freq_bins is None for s in a.states))
+        self.assertEqual(sorted(a.tables), ["embedding", "unembedding"])
+        self.assertTrue(all(math.isnan(t.spearman_vs_freq) and t.freq_bins is None for t in a.tables.values()))
+
+    def test_frequency_data_is_required_when_the_analysis_had_a_meta_json(self):
+        raw = fx.make_analysis()
+        del raw["states"][1]["norm_freq_spearman"]
+        with self.assertRaisesRegex(InputError, r"states\[1\]\.norm_freq_spearman: missing key"):
+            parse_analysis(raw, "f.json")
+
+    def test_other_formats_and_versions_are_refused_in_one_line(self):
+        cases = {"no format": ("format", None), "another format": ("format", "metalm-checkpoint"),
+                 "version 2": ("version", 2), "version as text": ("version", "1"), "version true": ("version", True)}
+        for name, (key, value) in cases.items():
+            with self.subTest(case=name):
+                raw = fx.make_analysis()
+                if value is None:
+                    del raw[key]
+                else:
+                    raw[key] = value
+                with self.assertRaises(InputError) as cm:
+                    parse_analysis(raw, "old.json")
+                msg = str(cm.exception)
+                self.assertTrue(msg.startswith('old.json: not a "metalm-analysis" version 1 analysis ('), msg)
+                self.assertIn("metalm analyze", msg)
+                self.assertNotIn("\n", msg)
+        with self.assertRaisesRegex(InputError, r'^a\.jsonl: line 3: not a "metalm-analysis" version 1 analysis '
+                                                r'\("format": "metalm-analysis", "version": 2\)'):
+            raw = fx.make_analysis(step=5)
+            raw["version"] = 2
+            parse_analysis(raw, "a.jsonl", "line 3")
 
     def test_null_statistics_object_reads_as_nan(self):
         raw = fx.make_analysis()
@@ -198,10 +228,9 @@ class Validation(unittest.TestCase):
         self.assertTrue(math.isnan(a.steps[0].alignment_random_target.mean))
 
     def test_malformed_frequency_bin_names_its_path(self):
-        raw = fx.to_analyzer_style(fx.make_analysis())
+        raw = fx.make_analysis()
         del raw["states"][1]["norm_by_frequency"]["current"][3]["norm"]
-        with self.assertRaisesRegex(InputError, r"states\[1\]\.norm_by_frequency\.current\[3\]\.norm_mean: "
-                                                r"missing key \(or norm\)"):
+        with self.assertRaisesRegex(InputError, r"states\[1\]\.norm_by_frequency\.current\[3\]\.norm: missing key$"):
             parse_analysis(raw, "f.json")
 
     def test_sites_map_to_a_common_depth_axis(self):
@@ -214,10 +243,12 @@ class Validation(unittest.TestCase):
         self.assertEqual([x.depth for x in b.steps], [0.5, 1.5, 2.5])
 
     def test_unknown_site_name_is_rejected(self):
-        raw = fx.make_analysis()
-        raw["states"][1]["site"] = "blocks.one.resid_pre"
-        with self.assertRaisesRegex(InputError, r"states\[1\]\.site: unrecognised site name"):
-            parse_analysis(raw, "f.json")
+        for site in ("blocks.one.resid_pre", "blocks.1.hook_resid_pre", "ln_final.hook_normalized", "embed"):
+            with self.subTest(site=site):
+                raw = fx.make_analysis()
+                raw["states"][1]["site"] = site
+                with self.assertRaisesRegex(InputError, r"states\[1\]\.site: unrecognised site name"):
+                    parse_analysis(raw, "f.json")
 
     def test_position0_ratio(self):
         self.assertAlmostEqual(plots.position0_ratio([6.0, 1.0, 2.0, 3.0]), 3.0)
@@ -282,7 +313,8 @@ class PlotCli(unittest.TestCase):
     def test_checkpoint_labels_come_from_file_names_and_sort_by_step(self):
         p = self.fx.paths
         got = plot_cli.load_checkpoints([p["block"], p["block50"], f"init={p['untrained']}"])
-        self.assertEqual([label for label, _ in got], ["step 50", "step 100", "init"])
+        # The untrained file has no step<k> in its name; it sorts by its "step" key (0).
+        self.assertEqual([label for label, _ in got], ["init", "step 50", "step 100"])
 
     def test_missing_input_exits_1_with_one_line_naming_the_file(self):
         missing = os.path.join(self.fx.out, "nope.json")
@@ -293,6 +325,80 @@ class PlotCli(unittest.TestCase):
         self.assertEqual(r.stderr.strip().count("\n"), 0, r.stderr)
         self.assertIn(f"{missing}: file not found", r.stderr)
         self.assertFalse(os.path.exists(out))
+
+
+
+class RealOutput(unittest.TestCase):
+    """The fixtures against real metalm output, and every figure drawn from real output."""
+
+    @classmethod
+    def setUpClass(cls):
+        metalm = fx.metalm_bin()
+        if metalm is None:
+            raise unittest.SkipTest("no metalm binary (set METALM_BIN or build build/apps/metalm)")
+        cls.tmp = tempfile.TemporaryDirectory(prefix="metalm_real_")
+        cls.out = fx.real_layout(cls.tmp.name, metalm)
+        cls.adir = os.path.join(cls.out, "tiny", "analysis")
+        cls.jsonl = os.path.join(cls.out, "tiny", "run", "analysis.jsonl")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def read(self, name):
+        with open(os.path.join(self.adir, name)) as f:
+            return json.load(f)
+
+    def assert_same_keys(self, real, fixture):
+        a, b = fx.key_structure(real), fx.key_structure(fixture)
+        self.assertEqual(sorted(set(a) - set(b)), [], "keys metalm writes that the fixture lacks")
+        self.assertEqual(sorted(set(b) - set(a)), [], "keys of the fixture that metalm does not write")
+        for path in a:
+            if a[path] and b[path]:
+                self.assertEqual(a[path], b[path], path)
+
+    def test_fixture_has_exactly_the_keys_metalm_writes(self):
+        for g in ("block", "sublayer"):
+            with self.subTest(granularity=g):
+                self.assert_same_keys(self.read(f"step4_{g}.json"),
+                                      fx.make_analysis(n_layers=2, granularity=g, step=4, from_cli=True))
+        with open(self.jsonl) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual([line["step"] for line in lines], [0, 2, 4])
+        self.assert_same_keys(lines[0], fx.make_analysis(n_layers=2, step=2))
+
+    def test_metalm_writes_format_and_version(self):
+        for name in ("untrained_block.json", "step2_block.json", "step4_sublayer.json"):
+            j = self.read(name)
+            self.assertEqual((j["format"], j["version"]), ("metalm-analysis", 1), name)
+
+    def test_every_figure_draws_from_real_output(self):
+        p = {g: os.path.join(self.adir, f"step4_{g}.json") for g in ("block", "sublayer")}
+        untrained = os.path.join(self.adir, "untrained_block.json")
+        cases = {
+            "f1": ["f1", os.path.join(self.adir, "step2_block.json"), p["block"], "--untrained", untrained],
+            "f2": ["f2", "--block", p["block"], "--sublayer", p["sublayer"], "--untrained", untrained],
+            "f3": ["f3", "--block", p["block"], "--sublayer", p["sublayer"]],
+            "f4": ["f4", "--block", p["block"], "--sublayer", p["sublayer"]],
+            "f5": ["f5", p["block"]], "f6": ["f6", self.jsonl], "f7": ["f7", p["sublayer"]],
+            "f8": ["f8", os.path.join(self.out, "synthetic_icl.json")],
+            "train": ["train", os.path.join(self.out, "tiny", "run", "metrics.jsonl")]}
+        self.assertEqual(set(cases), set(plots.FIGURES))
+        for name, args in cases.items():
+            with self.subTest(figure=name):
+                assert_labelled(self, plot_cli.build(plot_cli.parser().parse_args(args + ["--out", "unused.png"])))
+
+    def test_real_values_are_read_where_metalm_put_them(self):
+        raw = self.read("step4_sublayer.json")
+        a = plots.load_analysis(os.path.join(self.adir, "step4_sublayer.json"))
+        self.assertEqual(a.n_layers, raw["n_layer"])
+        self.assertEqual([s.kind for s in a.steps], [s["kind"] for s in raw["steps"]])
+        self.assertEqual([s.layer for s in a.steps], [s["layer"] for s in raw["steps"]])
+        self.assertEqual(a.states[-1].site, "final")
+        self.assertEqual(a.states[-1].depth, raw["n_layer"])
+        self.assertEqual(a.states[1].norm_freq_spearman, raw["states"][1]["norm_freq_spearman"]["current"])
+        self.assertEqual(len(a.states[1].freq_bins), raw["frequency_bins"]["bins"])
+        self.assertEqual(len(a.steps[0].pos_alignment), raw["seq_len"])
 
 
 if __name__ == "__main__":

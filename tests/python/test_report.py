@@ -88,7 +88,7 @@ class FullReport(unittest.TestCase):
             self.assertTrue(row, st["site"])
             cells = [c.strip() for c in row[-1].strip("|").split("|")]
             self.assertEqual(cells[5], f"{ratio:.2f}")
-            self.assertEqual(cells[4], f"{st['norm_freq_spearman']:.3f}")
+            self.assertEqual(cells[4], f"{st['norm_freq_spearman']['current']:.3f}")
 
     def test_records_git_revision_and_commands(self):
         self.assertIn("`abc1234`", self.md)
@@ -98,6 +98,45 @@ class FullReport(unittest.TestCase):
     def test_leaves_no_temporary_files(self):
         leftovers = [n for n in os.listdir(self.out) if ".tmp." in n]
         self.assertEqual(leftovers, [])
+
+
+class RealReport(unittest.TestCase):
+    """The whole report from real metalm runs (fixtures.real_layout)."""
+
+    @classmethod
+    def setUpClass(cls):
+        metalm = fx.metalm_bin()
+        if metalm is None:
+            raise unittest.SkipTest("no metalm binary (set METALM_BIN or build build/apps/metalm)")
+        cls.tmp = tempfile.TemporaryDirectory(prefix="metalm_real_report_")
+        cls.out = fx.real_layout(cls.tmp.name, metalm)
+        cls.proc = run_report("--out", cls.out, "--settings", "tiny", "--git-rev", "abc1234")
+        path = os.path.join(cls.out, "report.md")
+        cls.md = read_text(path) if os.path.exists(path) else ""
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_exits_zero_with_every_figure(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        refs = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", self.md)
+        self.assertEqual(sorted(refs), sorted([f"figures/tiny_{f}.png" for f in ("train", "f1", "f2", "f3", "f4", "f5",
+                                                                                  "f6", "f7")] + ["figures/f8.png"]))
+        for rel in refs:
+            with self.subTest(figure=rel):
+                assert_valid_png(self, os.path.join(self.out, rel), min_kb=5)
+
+    def test_headline_numbers_are_the_real_files(self):
+        final = read_json(os.path.join(self.out, "tiny", "analysis", "step4_block.json"))
+        align = sum(s["alignment"]["mean"] for s in final["steps"]) / len(final["steps"])
+        row = [l for l in self.md.splitlines() if l.startswith("| tiny |")]
+        self.assertEqual(len(row), 1, self.md)
+        cells = [c.strip() for c in row[0].strip("|").split("|")]
+        self.assertEqual(cells[1], str(final["n_layer"]))
+        self.assertEqual(cells[2], "4")
+        self.assertEqual(cells[6], f"{align:.3f}")
+        self.assertEqual(cells[10], f"{final['tables']['embedding']['norm_freq_spearman']:.3f}")
 
 
 class Failures(unittest.TestCase):
@@ -154,6 +193,20 @@ class Failures(unittest.TestCase):
         del raw["steps"][1]["alignment_random_target"]
         fx.write_json(p, raw)
         self.fails_naming(p, "steps[1].alignment_random_target: missing key")
+
+    def test_analysis_of_another_version_is_refused(self):
+        p = os.path.join(self.adir, "step10_block.json")
+        raw = read_json(p)
+        raw["version"] = 2
+        fx.write_json(p, raw)
+        self.fails_naming(p, 'not a "metalm-analysis" version 1 analysis', '"version": 2')
+
+    def test_analysis_line_without_format_is_refused(self):
+        p = os.path.join(self.out, "tiny", "run", "analysis.jsonl")
+        rows = [json.loads(l) for l in read_text(p).splitlines()]
+        del rows[1]["format"]
+        fx.write_jsonl(p, rows)
+        self.fails_naming(p, 'line 2: not a "metalm-analysis" version 1 analysis (no "format", "version": 1)')
 
     def test_malformed_optional_file_is_not_skipped(self):
         p = os.path.join(self.out, "synthetic_icl.json")
