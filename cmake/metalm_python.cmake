@@ -30,6 +30,7 @@ function(metalm_find_python)
       return()
     endif()
   endif()
-  message(WARNING "No python3 with numpy and matplotlib found (tried PATH, /usr/bin, /usr/local/bin): "
-                  "the Python tests of scripts/ are not registered (set -DPython3_EXECUTABLE=...)")
+  message(WARNING "No python3 with numpy and matplotlib (Python3_EXECUTABLE='${Python3_EXECUTABLE}'; "
+                  "searched PATH, /usr/bin, /usr/local/bin): the Python tests of scripts/ are not registered; "
+                  "install python3-numpy and python3-matplotlib or set -DPython3_EXECUTABLE=...")
 endfunction()
