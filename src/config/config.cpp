@@ -37,6 +37,12 @@ void at_least(int64_t v, int64_t lo, const std::string& key) {
   require(v >= lo, key, str(v), "must be at least " + str(lo));
 }
 
+// Model sizes are bounded so that no product of two of them (a weight
+// matrix, an activation's batch x width) can overflow int64.
+void size_in_range(int64_t v, int64_t hi, const std::string& key) {
+  require(v >= 1 && v <= hi, key, str(v), "must be from 1 to " + str(hi));
+}
+
 void in_unit_interval(double v, const std::string& key) {
   require(v >= 0.0 && v < 1.0, key, str(v), "must be in [0, 1)");
 }
@@ -44,11 +50,12 @@ void in_unit_interval(double v, const std::string& key) {
 }  // namespace
 
 void resolve(ModelConfig& c) {
-  at_least(c.vocab_size, 1, "model.vocab_size");
-  at_least(c.context, 1, "model.context");
-  at_least(c.d_model, 1, "model.d_model");
-  at_least(c.n_layer, 1, "model.n_layer");
-  at_least(c.n_head, 1, "model.n_head");
+  constexpr int64_t kMaxDim = int64_t{1} << 24;
+  size_in_range(c.vocab_size, int64_t{1} << 32, "model.vocab_size");  // token files hold uint32 ids
+  size_in_range(c.context, kMaxDim, "model.context");
+  size_in_range(c.d_model, kMaxDim, "model.d_model");
+  size_in_range(c.n_layer, int64_t{1} << 16, "model.n_layer");
+  size_in_range(c.n_head, kMaxDim, "model.n_head");
   require(c.d_model % c.n_head == 0, "model.d_model", str(c.d_model),
           "must be divisible by model.n_head = " + str(c.n_head));
   if (c.position == PositionKind::Rope)
@@ -56,7 +63,8 @@ void resolve(ModelConfig& c) {
             "d_model / n_head must be even for rope (it is " + str(c.head_dim()) + ")");
   if (c.position == PositionKind::Sinusoidal)
     require(c.d_model % 2 == 0, "model.d_model", str(c.d_model), "must be even for sinusoidal positions");
-  at_least(c.d_mlp, 0, "model.d_mlp");
+  require(c.d_mlp >= 0 && c.d_mlp <= 4 * kMaxDim, "model.d_mlp", str(c.d_mlp),
+          "must be from 0 (4 x d_model) to " + str(4 * kMaxDim));
   if (c.d_mlp == 0) c.d_mlp = 4 * c.d_model;
   in_unit_interval(c.embd_dropout, "model.embd_dropout");
   in_unit_interval(c.attn_dropout, "model.attn_dropout");

@@ -115,6 +115,17 @@ TEST_F(HostileJson, OnlyRegularFilesAreRead) {
   EXPECT_TRUE(contains(error_of<IoError>([&] { read_json_file(dir.string()); }), "a directory, not a regular file"));
 }
 
+TEST_F(HostileJson, ModelSizesWhoseProductsCouldOverflowAreConfigErrors) {
+  // d_model = 2^62 made resolve() compute d_mlp = 4 * d_model in overflow.
+  const std::string d = error_of<ConfigError>([&] { load_run_config("", {"model.d_model=4611686018427387904"}); });
+  EXPECT_TRUE(contains(d, "model.d_model = 4611686018427387904: must be from 1 to 16777216")) << d;
+  const std::string v = error_of<ConfigError>([&] { load_run_config("", {"model.vocab_size=4294967297"}); });
+  EXPECT_TRUE(contains(v, "model.vocab_size = 4294967297: must be from 1 to 4294967296")) << v;
+  const std::string m = error_of<ConfigError>([&] { load_run_config("", {"model.d_mlp=-1"}); });
+  EXPECT_TRUE(contains(m, "model.d_mlp = -1")) << m;
+  EXPECT_EQ(load_run_config("", {"model.d_model=16", "model.n_head=2"}).model.d_mlp, 64);
+}
+
 TEST_F(HostileJson, ThreadsAboveTheCeilingNameTheKey) {
   const std::string msg = error_of<ConfigError>([&] { load_run_config("", {"train.threads=100000"}); });
   EXPECT_TRUE(contains(msg, "train.threads = 100000") && contains(msg, std::to_string(kMaxThreads))) << msg;

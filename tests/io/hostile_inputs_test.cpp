@@ -171,6 +171,13 @@ TEST(HostileHfConfig, NumberBeyondADoubleAndHugeValuesNameTheKeyBriefly) {
   const std::string msg = error_of<ConfigError>([&] { read_hf_gpt2(dir.str()); });
   EXPECT_TRUE(contains(msg, "config.json:1:") && contains(msg, "n_embd: number 1e999 is out of range")) << msg;
 
+  // Sizes whose products overflow int64 are refused before any shape is computed.
+  json huge = tiny_config();
+  huge["n_embd"] = int64_t{1} << 62;
+  huge["n_head"] = 1;
+  const std::string dims = error_of<ConfigError>([&] { hf_gpt2_model_config(huge, "config.json"); });
+  EXPECT_TRUE(contains(dims, "config.json") && contains(dims, "model.d_model = 4611686018427387904")) << dims;
+
   json c = tiny_config();
   c["n_layer"] = std::string(400000, '4');
   const std::string big = error_of<ConfigError>([&] { hf_gpt2_model_config(c, "config.json"); });
