@@ -29,7 +29,9 @@ Reading read(metalm::CausalTransformer& model, const at::Tensor& h, const at::Te
   return {loss, h.norm(2, {-1}).mean().item<double>()};
 }
 
-void print(const std::string& site, const Reading& r) { std::printf("%-22s %10.6f %10.4f\n", site.c_str(), r.loss, r.norm); }
+void print(const std::string& site, const Reading& r) {
+  std::printf("%-22s %10.6f %10.4f\n", site.c_str(), r.loss, r.norm);
+}
 
 }  // namespace
 
