@@ -85,7 +85,8 @@ function(metalm_test name)
   target_link_libraries(test_${name} PRIVATE ${libs} GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_${name} PRIVATE
     METALM_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-    METALM_BINARY_DIR="${PROJECT_BINARY_DIR}")
+    METALM_BINARY_DIR="${PROJECT_BINARY_DIR}"
+    METALM_PYTHON="$<$<BOOL:${METALM_PYTHON_FOUND}>:${Python3_EXECUTABLE}>")
   metalm_reuse_pch(test_${name} ${sources})
   # One ctest entry per suite binary: loading libtorch costs about a second,
   # too much to pay once per test case.

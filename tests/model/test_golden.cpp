@@ -4,8 +4,8 @@
 // 1e-4).
 //
 // The committed tests/golden/model_golden.safetensors makes this test run
-// anywhere. When /usr/bin/python3 can import torch (and METALM_GOLDEN_NO_PYTHON
-// is unset), the test first regenerates the file into the build directory,
+// anywhere. When the tests' python3 (METALM_PYTHON, found by CMake) can import
+// torch (and METALM_GOLDEN_NO_PYTHON is unset), the test first regenerates the file into the build directory,
 // checks it against the committed one (a stale committed file fails, with the
 // command to refresh it) and also tests the model against the fresh file.
 #include <gtest/gtest.h>
@@ -25,6 +25,7 @@ namespace {
 
 const std::string kCommitted = std::string(METALM_SOURCE_DIR) + "/tests/golden/model_golden.safetensors";
 const std::string kScript = std::string(METALM_SOURCE_DIR) + "/tests/golden/make_model_golden.py";
+const std::string kPython = METALM_PYTHON;  // "" when CMake found none
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -36,11 +37,11 @@ std::vector<std::string> split(const std::string& s, char sep) {
 // Path of a freshly generated golden file, or "" when python3-torch is absent.
 const std::string& regenerated_golden() {
   static const std::string path = [] {
-    if (std::getenv("METALM_GOLDEN_NO_PYTHON") != nullptr) return std::string();
-    if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return std::string();
+    if (std::getenv("METALM_GOLDEN_NO_PYTHON") != nullptr || kPython.empty()) return std::string();
+    if (std::system(("'" + kPython + "' -c 'import torch, numpy' >/dev/null 2>&1").c_str()) != 0) return std::string();
     const std::string out = std::string(METALM_BINARY_DIR) + "/model_golden_" + std::to_string(::getpid()) +
                             ".safetensors";
-    const std::string cmd = "/usr/bin/python3 '" + kScript + "' '" + out + "' >/dev/null";
+    const std::string cmd = "'" + kPython + "' '" + kScript + "' '" + out + "' >/dev/null";
     if (std::system(cmd.c_str()) != 0) return std::string("FAILED");
     return out;
   }();
@@ -85,15 +86,15 @@ TEST(Golden, FloatModelMatchesTheIndependentImplementation) { check_against(kCom
 
 TEST(Golden, RegeneratedReferenceAgreesWithTheCommittedOne) {
   const std::string& fresh = regenerated_golden();
-  if (fresh.empty()) GTEST_SKIP() << "/usr/bin/python3 with torch not available; using the committed golden file";
+  if (fresh.empty()) GTEST_SKIP() << "no python3 with torch (METALM_PYTHON); using the committed golden file";
   ASSERT_NE(fresh, "FAILED") << "running " << kScript << " failed";
   check_against(fresh, torch::kDouble, 1e-5);
   const SafeTensorsFile a = read_safetensors(kCommitted), b = read_safetensors(fresh);
-  EXPECT_EQ(a.metadata, b.metadata) << "refresh with: /usr/bin/python3 " << kScript;
-  ASSERT_EQ(a.tensors.size(), b.tensors.size()) << "refresh with: /usr/bin/python3 " << kScript;
+  EXPECT_EQ(a.metadata, b.metadata) << "refresh with: " << kPython << " " << kScript;
+  ASSERT_EQ(a.tensors.size(), b.tensors.size()) << "refresh with: " << kPython << " " << kScript;
   for (const auto& [key, t] : a.tensors)
     EXPECT_TRUE(b.tensors.count(key) && torch::allclose(t, b.tensors.at(key), 1e-6, 1e-6))
-        << key << " differs; refresh with: /usr/bin/python3 " << kScript;
+        << key << " differs; refresh with: " << kPython << " " << kScript;
   std::remove(fresh.c_str());
 }
 
