@@ -44,6 +44,7 @@
 #include "metalm/model/attention.hpp"
 #include "metalm/model/block.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/mlp.hpp"
 #include "metalm/model/norm.hpp"
 #include "metalm/model/parameter_count.hpp"

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "metalm/core/error.hpp"
+#include "metalm/model/device.hpp"
 
 namespace metalm {
 namespace {
@@ -38,21 +39,26 @@ double EvalResult::bits_per_byte(double bytes_per_token) const {
   return bytes_per_token > 0 ? loss / std::log(2.0) / bytes_per_token : std::nan("");
 }
 
-EvalResult evaluate_batches(CausalTransformer& model, const std::vector<Batch>& batches) {
+EvalResult evaluate_batches(CausalTransformer& model, const std::vector<Batch>& batches, Precision precision) {
   EvalMode mode(model);
   at::NoGradGuard no_grad;
   double sum = 0;
   int64_t count = 0;
+  const c10::Device device = model->device();
   for (const auto& b : batches) {
-    const auto logits = model->forward(b.inputs);  // [B, T, V]
-    sum += summed_ce(logits.reshape({-1, logits.size(-1)}), b.targets.reshape({-1}));
+    at::Tensor logits;  // [B, T, V]
+    {
+      AutocastScope autocast(precision, device);
+      logits = model->forward(b.inputs.to(device));
+    }
+    sum += summed_ce(logits.reshape({-1, logits.size(-1)}), b.targets.to(device).reshape({-1}));
     count += b.targets.numel();
   }
   return {count ? sum / static_cast<double>(count) : std::nan(""), count};
 }
 
 EvalResult evaluate_tokens(CausalTransformer& model, const std::vector<int64_t>& ids, int64_t stride,
-                           int64_t batch) {
+                           int64_t batch, Precision precision) {
   const int64_t context = model->config().context;
   const int64_t n = static_cast<int64_t>(ids.size());
   if (stride == 0) stride = context;
@@ -77,7 +83,8 @@ EvalResult evaluate_tokens(CausalTransformer& model, const std::vector<int64_t>&
 
   EvalMode mode(model);
   at::NoGradGuard no_grad;
-  const at::Tensor all = at::tensor(ids, at::kLong);  // [n]
+  const c10::Device device = model->device();
+  const at::Tensor all = at::tensor(ids, at::kLong).to(device);  // [n]
   double sum = 0;
   int64_t count = 0;
   // Windows of equal length run together; only the last one can be shorter.
@@ -92,7 +99,11 @@ EvalResult evaluate_tokens(CausalTransformer& model, const std::vector<int64_t>&
       targets.push_back(all.slice(0, windows[w].begin + 1, windows[w].end + 1));
       firsts.push_back(windows[w].first);
     }
-    const auto logits = model->forward(at::stack(inputs));  // [b, len, V]
+    at::Tensor logits;  // [b, len, V]
+    {
+      AutocastScope autocast(precision, device);
+      logits = model->forward(at::stack(inputs));
+    }
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       const int64_t first = firsts[i];
       sum += summed_ce(logits[static_cast<int64_t>(i)].slice(0, first), targets[i].slice(0, first));

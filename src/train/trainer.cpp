@@ -14,6 +14,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/core/hash.hpp"
 #include "metalm/core/threads.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/parameter_count.hpp"
 #include "metalm/train/checkpoint.hpp"
 #include "metalm/train/evaluate.hpp"
@@ -67,6 +68,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   const TrainConfig& tc = config_.train;
   if (options_.run_dir.empty()) throw ConfigError("no run directory given");
   const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
+  device_ = resolve_device(tc.device);
 
   // Rendezvous first: a broken launch fails before any file is touched.
   dist_ = std::make_unique<DistributedContext>(options_.launch, config_.dist);
@@ -125,6 +127,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     torch::manual_seed(static_cast<uint64_t>(tc.seed));
     model_ = CausalTransformer(config_.model);
   }
+  model_->to(device_);
   model_->train();
   params_ = model_->parameters();
   optimizer_ = make_optimizer(model_, tc);
@@ -157,9 +160,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
       logs_->analysis = std::make_unique<JsonlLog>((fs::path(options_.run_dir) / "analysis.jsonl").string(), keep);
   }
 
-  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} threads, data {}", config_.name,
-               count_parameters(*model_), tc.steps,
-               tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size(), threads, data_dir.string());
+  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} {} threads, {}, data {}", config_.name,
+               count_parameters(*model_), tc.steps, tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size(),
+               device_label(device_), threads, to_string(tc.precision), data_dir.string());
   spdlog::info("global batch: {} ranks x {} sequences x {} accumulation = {} sequences of {} tokens",
                dist_->world_size(), tc.batch_size, tc.grad_accum,
                dist_->world_size() * tc.batch_size * tc.grad_accum, tc.seq_len);
@@ -176,8 +179,14 @@ Trainer::StepResult Trainer::train_step() {
   double loss_sum = 0;
   for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
     const Batch batch = sampler_->next();
-    const auto logits = model_->forward(batch.inputs);  // [B, T, V]
-    const auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}));
+    at::Tensor logits;  // [B, T, V]
+    {
+      AutocastScope autocast(tc.precision, device_);
+      logits = model_->forward(batch.inputs.to(device_));
+    }
+    // The loss is reduced in fp32 whatever the matmuls ran in.
+    const auto loss = at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, logits.size(-1)}),
+                                             batch.targets.to(device_).reshape({-1}));
     const double value = loss.item<double>();
     if (!std::isfinite(value))
       throw NumericError(fmt::format("non-finite training loss ({}) at step {}; stopped without saving the "
@@ -195,12 +204,12 @@ Trainer::StepResult Trainer::train_step() {
     dist_->allreduce_sum(total);
     loss_sum = total[0] / static_cast<double>(dist_->world_size());
   }
-  const double norm = global_grad_norm(params_);
+  const double norm = optimizer_->grad_norm();
   if (!std::isfinite(norm))
     throw NumericError(fmt::format("non-finite gradient norm ({}) at step {}; stopped without saving the "
                                    "diverged state; last good checkpoint: {}",
                                    norm, step_ + 1, last_good_checkpoint()));
-  clip_gradients(params_, norm, tc.grad_clip);
+  optimizer_->clip(norm, tc.grad_clip);
   optimizer_->step();
   ++step_;
   return {loss_sum / static_cast<double>(tc.grad_accum), norm, lr};
@@ -228,6 +237,7 @@ TrainSummary Trainer::run() {
     interval_seconds += dt;
     ++interval_steps;
     summary.losses.push_back(r.loss);
+    summary.step_seconds.push_back(dt);
 
     if (step_ % std::max<int64_t>(1, tc.log_every) == 0 || step_ == end) {
       const double tps = static_cast<double>(interval_steps * tokens_per_step) / std::max(interval_seconds, 1e-9);
@@ -277,6 +287,7 @@ void Trainer::at_boundary(int64_t step, bool last) {
 }
 
 double Trainer::evaluate(int64_t step) {
+  const TrainConfig& tc = config_.train;
   const auto t0 = Clock::now();
   // Each rank scores its share of the fixed batches; summed losses and
   // token counts give exactly the single-process mean.
@@ -287,14 +298,14 @@ double Trainer::evaluate(int64_t step) {
       mine.push_back(eval_batches_[i]);
     std::vector<double> totals{0.0, 0.0};  // summed CE, scored tokens
     if (!mine.empty()) {
-      const EvalResult part = evaluate_batches(model_, mine);
+      const EvalResult part = evaluate_batches(model_, mine, tc.precision);
       totals = {part.loss * static_cast<double>(part.tokens), static_cast<double>(part.tokens)};
     }
     dist_->allreduce_sum(totals);
     r.tokens = static_cast<int64_t>(totals[1]);
     r.loss = totals[0] / totals[1];
   } else {
-    r = evaluate_batches(model_, eval_batches_);
+    r = evaluate_batches(model_, eval_batches_, tc.precision);
   }
   if (!std::isfinite(r.loss))
     throw NumericError(fmt::format("non-finite validation loss ({}) at step {}; last good checkpoint: {}", r.loss,

@@ -81,6 +81,8 @@ class CausalTransformerImpl : public torch::nn::Module {
   void to(torch::Device device, bool non_blocking = false) override;
 
   const ModelConfig& config() const { return cfg_; }
+  // Where the parameters live (every tensor the model makes goes there too).
+  c10::Device device() const { return wte->weight.device(); }
   torch::Tensor embedding_table();    // wte.weight [V, d]
   torch::Tensor unembedding_table();  // [V, d]: wte.weight when tied, else lm_head.weight
 
@@ -95,6 +97,7 @@ class CausalTransformerImpl : public torch::nn::Module {
   void init_parameters();
   void rebuild_position_tables();
   const torch::Tensor& causal_mask(const torch::Device& device);
+  const torch::Tensor& causal_bias(const torch::Device& device, c10::ScalarType dtype);
 
   ModelConfig cfg_;
   std::vector<Block> block_list_;  // typed handles to the modules in `blocks`
@@ -103,6 +106,8 @@ class CausalTransformerImpl : public torch::nn::Module {
   // bool [ctx, ctx], true above the diagonal. Not a registered buffer:
   // Module::to(dtype) would turn it into floats.
   torch::Tensor mask_;
+  // The mask as an additive bias in the parameters' dtype, made on first use.
+  torch::Tensor bias_;
 };
 TORCH_MODULE(CausalTransformer);
 

@@ -28,15 +28,18 @@ struct EvalResult {
   double bits_per_byte(double bytes_per_token) const;
 };
 
-// Mean CE over every position of every batch (inputs/targets [B, T]). Runs
-// in eval mode without autograd; the module's mode is restored.
-EvalResult evaluate_batches(CausalTransformer& model, const std::vector<Batch>& batches);
+// Mean CE over every position of every batch (inputs/targets [B, T], moved
+// to the model's device). Runs in eval mode without autograd; the module's
+// mode is restored. bf16 runs the forward pass under autocast; the loss is
+// reduced in fp32 either way.
+EvalResult evaluate_batches(CausalTransformer& model, const std::vector<Batch>& batches,
+                            Precision precision = Precision::Fp32);
 
 // Mean CE of ids[1..n-1] given their prefixes, by the window policy above.
 // ids: n >= 2 token ids in [0, vocab). stride: 1..context, 0 means context.
 // `batch` windows are run together. Throws ShapeError on a bad stride or
 // fewer than two ids.
 EvalResult evaluate_tokens(CausalTransformer& model, const std::vector<int64_t>& ids, int64_t stride = 0,
-                           int64_t batch = 16);
+                           int64_t batch = 16, Precision precision = Precision::Fp32);
 
 }  // namespace metalm

@@ -35,11 +35,9 @@
 #include "metalm/train/distributed.hpp"
 #include "metalm/train/sharded_sampler.hpp"
 
-namespace torch::optim {
-class AdamW;
-}
-
 namespace metalm {
+
+class FlatAdamW;
 
 class RunDirLock;
 
@@ -73,6 +71,7 @@ struct TrainerOptions {
 struct TrainSummary {
   int64_t start_step = 0, end_step = 0;
   std::vector<double> losses;  // training loss of each update of this call, in order
+  std::vector<double> step_seconds;  // wall time of each of those updates
   double last_val_loss = std::numeric_limits<double>::quiet_NaN();
   double best_val_loss = std::numeric_limits<double>::infinity();
   double tokens_per_s = 0;     // over the updates of this call, all ranks together
@@ -116,9 +115,10 @@ class Trainer {
   std::unique_ptr<DistributedContext> dist_;
   std::unique_ptr<ShardedWindowSampler> sampler_;
   std::vector<Batch> eval_batches_, analysis_batches_;
+  c10::Device device_{c10::kCPU};  // train.device, resolved
   CausalTransformer model_{nullptr};
   std::vector<at::Tensor> params_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<FlatAdamW> optimizer_;
   struct Logs;
   std::unique_ptr<Logs> logs_;
 
