@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
-#include <limits>
 
 #include "metalm/model/positions.hpp"
 
@@ -37,22 +36,31 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, const Att
     k = cache->k.narrow(2, 0, P + T);  // [B, H, P+T, hs]
     v = cache->v.narrow(2, 0, P + T);
   }
-  const torch::Tensor mask = ctx.causal_mask->narrow(0, P, T).narrow(1, 0, P + T);  // [T, P+T]
+  const int64_t S = P + T;  // keys: the cached prefix and this step's positions
+  const int64_t BH = B * n_head_;
 
-  torch::Tensor att;  // [B, H, T, P+T]
+  torch::Tensor att;  // [B*H, T, S]
   if (kind_ == AttentionKind::Softmax) {
-    att = at::matmul(q, k.transpose(-2, -1)).mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    att = at::softmax(att.masked_fill_(mask, -std::numeric_limits<double>::infinity()), -1);
+    // scale · q kᵀ + causal bias (0, or -inf above the diagonal) in one GEMM:
+    // neither the scale nor the mask costs a pass over the scores of its own.
+    const torch::Tensor bias = ctx.causal_bias->narrow(0, P, T).narrow(1, 0, S);  // [T, S]
+    att = at::baddbmm(bias, q.reshape({BH, T, head_dim_}), k.reshape({BH, S, head_dim_}).transpose(1, 2),
+                      /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    att = at::softmax(att, -1);
   } else {
     // 1 / (number of positions attended to) for queries at P .. P+T-1.
+    const torch::Tensor mask = ctx.causal_mask->narrow(0, P, T).narrow(1, 0, S);  // [T, S]
     const torch::Tensor inv_count =
         at::arange(P + 1, P + T + 1, x.options()).reciprocal_().unsqueeze(1);  // [T, 1]
-    att = at::matmul(q, k.transpose(-2, -1)).masked_fill_(mask, 0.0).mul_(inv_count);
+    att = at::bmm(q.reshape({BH, T, head_dim_}), k.reshape({BH, S, head_dim_}).transpose(1, 2))
+              .masked_fill_(mask, 0.0)
+              .mul_(inv_count);
   }
-  if (pattern != nullptr) *pattern = att;
+  if (pattern != nullptr) *pattern = att.view({B, n_head_, T, S});
   if (attn_dropout_ > 0.0 && is_training()) att = at::dropout(att, attn_dropout_, /*train=*/true);
-  // [B, H, T, hs] -> [B, T, H, hs] -> [B, T, d]
-  const torch::Tensor y = at::matmul(att, v).transpose(1, 2).reshape({B, T, d});
+  // [B*H, T, hs] -> [B, H, T, hs] -> [B, T, H, hs] -> [B, T, d]
+  const torch::Tensor y =
+      at::bmm(att, v.reshape({BH, S, head_dim_})).view({B, n_head_, T, head_dim_}).transpose(1, 2).reshape({B, T, d});
   return c_proj(y);
 }
 

@@ -99,6 +99,13 @@ const torch::Tensor& CausalTransformerImpl::causal_mask(const torch::Device& dev
   return mask_;
 }
 
+const torch::Tensor& CausalTransformerImpl::causal_bias(const torch::Device& device, c10::ScalarType dtype) {
+  if (!bias_.defined() || bias_.device() != device || bias_.scalar_type() != dtype)
+    bias_ = at::zeros({cfg_.context, cfg_.context}, at::TensorOptions().device(device).dtype(dtype))
+                .masked_fill_(causal_mask(device), -std::numeric_limits<double>::infinity());
+  return bias_;
+}
+
 torch::Tensor CausalTransformerImpl::run(const torch::Tensor& tokens, const TraceWriter* writer, KVCache* cache) {
   if (tokens.dim() != 2)
     throw ShapeError("CausalTransformer: tokens must be [batch, seq], got " + std::to_string(tokens.dim()) + " dims");
@@ -128,6 +135,7 @@ torch::Tensor CausalTransformerImpl::run(const torch::Tensor& tokens, const Trac
 
   AttentionContext ctx;
   ctx.causal_mask = &causal_mask(tokens.device());
+  ctx.causal_bias = &causal_bias(tokens.device(), x.scalar_type());
   if (cfg_.position == PositionKind::Rope) {
     ctx.rope_cos = &rope_cos_;
     ctx.rope_sin = &rope_sin_;

@@ -36,6 +36,7 @@ struct KVCache {
 // What every layer's attention shares during one forward pass.
 struct AttentionContext {
   const torch::Tensor* causal_mask = nullptr;  // bool [context, context], true above the diagonal
+  const torch::Tensor* causal_bias = nullptr;  // [context, context], -inf above the diagonal, else 0
   const torch::Tensor* rope_cos = nullptr;     // [context, hs] when position = rope
   const torch::Tensor* rope_sin = nullptr;
   int64_t offset = 0;  // absolute position of the first query (cached length)
