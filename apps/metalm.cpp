@@ -8,6 +8,8 @@
 #include <exception>
 #include <new>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "command.hpp"
 #include "metalm/core/error.hpp"
@@ -63,10 +65,31 @@ void humanize_range_checks(CLI::App& app) {
   for (CLI::App* sub : app.get_subcommands({})) humanize_range_checks(*sub);
 }
 
+// Whether the command line asks for tensor work: anything but --version,
+// --help and the commands that only read configs or text (they start in one
+// load of libtorch instead of two, and need neither the OpenMP policy nor the
+// allocator settings).
+bool does_tensor_work(int argc, char** argv) {
+  static const std::set<std::string> light{"config", "tokenize", "prepare", "tokenizer-train"};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" || a == "--log-level") {
+      ++i;  // the option's value
+      continue;
+    }
+    if (a.rfind("-", 0) == 0) continue;
+    return light.count(a) == 0;  // the subcommand
+  }
+  return false;  // --version, --help, or nothing
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  metalm::ensure_passive_omp_wait_policy(argv);
+  if (does_tensor_work(argc, argv)) {
+    metalm::ensure_passive_omp_wait_policy(argv);
+    metalm::keep_freed_memory();
+  }
   metalm::install_mapped_file_fault_handler();
 
   CLI::App app{"metalm: causal language models and the inner optimization of their forward pass"};

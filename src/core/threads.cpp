@@ -1,6 +1,7 @@
 #include "metalm/core/threads.hpp"
 
 #include <ATen/Parallel.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -34,6 +35,18 @@ void ensure_passive_omp_wait_policy(char** argv) {
   ::setenv("OMP_WAIT_POLICY", "passive", 1);
   ::execv("/proc/self/exe", argv);
   // execv only returns on failure; the program still works, just slower.
+}
+
+}  // namespace metalm
+
+namespace metalm {
+
+void keep_freed_memory() {
+  // Blocks below the mmap threshold come from the heap, and the heap is only
+  // trimmed when its free top exceeds the trim threshold. 32 MB is glibc's
+  // largest mmap threshold on 64-bit systems.
+  ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
 }
 
 }  // namespace metalm
