@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# metalm's training step against the same model in plain PyTorch
+# (scripts/bench_pytorch_model.py, Debian's python3-torch: the same libtorch),
+# side by side: the runs are interleaved (A B C D, A B C D, ...) so the
+# machine's drift hits every side alike, and medians are compared.
+#
+#   scripts/bench_vs_pytorch.sh [--rounds R] [--steps N] [--threads T] [--configs byte,wider] [--bin METALM]
+#
+# Configs: byte  = V257 L4 H4 d256 T256 B16;  wider = V257 L6 H6 d384 T256 B8.
+# Each side runs in fp32 and in bf16 (autocast), with the same threads and
+# OMP_WAIT_POLICY=passive. Printed per config: tokens/s of every side
+# (median of R rounds), metalm's best over PyTorch's best, and the achieved
+# model GFLOP/s beside the 1024x1024 matmul peak (fp32 and bf16) measured in
+# the same run. Needs data/brown-byte (scripts/quickstart.sh or metalm prepare).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3 steps=10 threads=2 configs=byte,wider bin=build/apps/metalm
+while (($#)); do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --configs) configs=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench_vs_pytorch: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+py=/usr/bin/python3
+[[ -x $bin ]] || { echo "bench_vs_pytorch: no metalm binary at $bin (scripts/build.sh)" >&2; exit 1; }
+[[ -f data/brown-byte/train.bin ]] || { echo "bench_vs_pytorch: data/brown-byte/train.bin missing (metalm prepare, see README)" >&2; exit 1; }
+$py -c 'import torch' 2>/dev/null || { echo "bench_vs_pytorch: $py has no torch (apt-get install python3-torch)" >&2; exit 1; }
+export OMP_WAIT_POLICY=passive
+
+# name: vocab layers heads d_model seq batch
+declare -A shape=([byte]="257 4 4 256 256 16" [wider]="257 6 6 384 256 8")
+results=$(mktemp); trap 'rm -f "$results"' EXIT
+
+for ((r = 1; r <= rounds; r++)); do
+  echo "round $r/$rounds" >&2
+  peak=$($py scripts/bench_pytorch_model.py --peak --threads "$threads")
+  echo "{\"config\":\"peak\",$(cut -c2- <<<"$peak")" >>"$results"
+  for c in ${configs//,/ }; do
+    [[ -n ${shape[$c]:-} ]] || { echo "bench_vs_pytorch: unknown config $c (byte, wider)" >&2; exit 2; }
+    read -r V L H D T B <<<"${shape[$c]}"
+    for p in fp32 bf16; do
+      out=$("$bin" --log-level warn --threads "$threads" bench train --config configs/tiny.json \
+        --set name="$c" --set data.dir=data/brown-byte --set model.vocab_size="$V" --set model.n_layer="$L" \
+        --set model.n_head="$H" --set model.d_model="$D" --set model.context="$T" --set train.batch_size="$B" \
+        --steps "$steps" --precision "$p")
+      echo "{\"config\":\"$c\",\"side\":\"metalm\",\"precision\":\"$p\",\"tokens_per_s\":$($py -c 'import json,sys; print(json.loads(sys.stdin.read())["tokens_per_s"])' <<<"$out")}" >>"$results"
+      out=$($py scripts/bench_pytorch_model.py --vocab "$V" --layers "$L" --heads "$H" --d-model "$D" --seq "$T" \
+        --batch "$B" --steps "$steps" --precision "$p" --threads "$threads")
+      echo "{\"config\":\"$c\",\"side\":\"pytorch\",\"precision\":\"$p\",\"tokens_per_s\":$($py -c 'import json,sys; print(json.loads(sys.stdin.read())["tokens_per_s"])' <<<"$out")}" >>"$results"
+    done
+  done
+done
+
+$py - "$results" "$configs" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+shapes = {"byte": (257, 4, 4, 256, 256, 16), "wider": (257, 6, 6, 384, 256, 8)}
+med = statistics.median
+peak32 = med(r["fp32_gflops"] for r in rows if r["config"] == "peak")
+peak16 = med(r["bf16_gflops"] for r in rows if r["config"] == "peak")
+print(f"matmul peak (1024x1024, median of {sum(r['config'] == 'peak' for r in rows)}): "
+      f"fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
+for c in sys.argv[2].split(","):
+    V, L, H, d, T, B = shapes[c]
+    # Model FLOPs per token: 6 x matmul parameters (forward + backward) plus
+    # attention's scores and weighted sums (12 T d per layer, causal mask not
+    # subtracted), the same count for both sides.
+    flops_per_token = 6 * (L * 12 * d * d + V * d) + 12 * L * T * d
+    print(f"\n{c}: V{V} L{L} H{H} d{d} T{T} B{B}, {flops_per_token * B * T / 1e9:.1f} GFLOP per step")
+    tps = {}
+    for side in ("metalm", "pytorch"):
+        for p in ("fp32", "bf16"):
+            v = [r["tokens_per_s"] for r in rows if r["config"] == c and r.get("side") == side and r["precision"] == p]
+            tps[side, p] = med(v)
+            print(f"  {side:8s} {p}  {med(v):8.0f} tokens/s  {med(v) * flops_per_token / 1e9:6.1f} GFLOP/s"
+                  f"  (runs: {', '.join(f'{x:.0f}' for x in v)})")
+    best_py = max(tps["pytorch", "fp32"], tps["pytorch", "bf16"])
+    best_m = max(tps["metalm", "fp32"], tps["metalm", "bf16"])
+    print(f"  metalm best / PyTorch best = {best_m / best_py:.2f}x")
+EOF
