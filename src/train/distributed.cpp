@@ -10,6 +10,9 @@
 #include <c10/util/Exception.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#ifdef USE_C10D_NCCL  // libtorch built with CUDA and NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <glog/logging.h>
@@ -116,13 +119,18 @@ DistLaunch dist_launch_from_env(const std::map<std::string, std::string>& given)
 
 struct DistributedContext::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;  // Gloo on the CPU, NCCL on CUDA
   int64_t checks = 0;  // sequence number of check_same calls
 };
 
-DistributedContext::DistributedContext(const DistLaunch& launch, const DistConfig& config)
-    : launch_(launch), config_(config) {
+DistributedContext::DistributedContext(const DistLaunch& launch, const DistConfig& config, c10::Device device)
+    : launch_(launch), config_(config), device_(device) {
   if (!distributed()) return;
+#ifndef USE_C10D_NCCL
+  if (device_.is_cuda())
+    throw ConfigError("data-parallel training on cuda needs libtorch's NCCL backend, and this libtorch was built "
+                      "without it (WORLD_SIZE = " + std::to_string(launch_.world_size) + ")");
+#endif
   impl_ = std::make_unique<Impl>();
   const std::string where = "MASTER_ADDR=" + launch_.master_addr + " MASTER_PORT=" +
                             std::to_string(launch_.master_port);
@@ -165,6 +173,21 @@ DistributedContext::DistributedContext(const DistLaunch& launch, const DistConfi
     throw IoError("rendezvous at " + where + " failed on rank " + std::to_string(rank()) + ": " + first_line(e));
   }
 
+#ifdef USE_C10D_NCCL
+  if (device_.is_cuda()) {
+    auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+    nccl_options->timeout = timeout;
+    try {
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, rank(), world_size(), nccl_options);
+    } catch (const std::exception& e) {
+      throw IoError("NCCL process group at " + where + " failed on rank " + std::to_string(rank()) + ": " +
+                    first_line(e));
+    }
+    spdlog::info("distributed: rank {} of {} (local rank {}), master {}:{}, NCCL", rank(), world_size(),
+                 launch_.local_rank, launch_.master_addr, launch_.master_port);
+    return;
+  }
+#endif
   auto gloo_options = c10d::ProcessGroupGloo::Options::create(timeout);
   try {
     // GLOO_SOCKET_IFNAME picks the network interface as in PyTorch; a
@@ -311,9 +334,34 @@ void DistributedContext::allreduce_gradients(const std::vector<at::Tensor>& para
 
 void DistributedContext::allreduce_sum(std::vector<double>& values) {
   if (!distributed() || values.empty()) return;
-  auto t = at::from_blob(values.data(), {static_cast<int64_t>(values.size())}, at::kDouble).clone();
+  // NCCL reduces device tensors only; Gloo takes them on the CPU.
+  auto t = at::from_blob(values.data(), {static_cast<int64_t>(values.size())}, at::kDouble).to(device_, true, true);
   allreduce_sum(t);
+  t = t.cpu();
   std::copy(t.data_ptr<double>(), t.data_ptr<double>() + t.numel(), values.begin());
+}
+
+void DistributedContext::allreduce_mean_flat(const at::Tensor& flat) {
+  if (!distributed()) return;
+  if (flat.dim() != 1 || !flat.is_contiguous())
+    throw ShapeError("allreduce_mean_flat: expected a contiguous 1-d tensor");
+  const auto start = Clock::now();
+  at::NoGradGuard no_grad;
+  // Slices of about bucket_mb, all in flight at once (Gloo's worker threads
+  // overlap them); no copy in or out.
+  const int64_t per = std::max<int64_t>(
+      1, static_cast<int64_t>(config_.bucket_mb * 1024.0 * 1024.0 / static_cast<double>(flat.element_size())));
+  std::vector<std::vector<at::Tensor>> inputs;
+  for (int64_t begin = 0; begin < flat.numel(); begin += per)
+    inputs.push_back({flat.narrow(0, begin, std::min(per, flat.numel() - begin))});
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  run("gradient allreduce", [&] {
+    for (auto& in : inputs) works.push_back(impl_->group->allreduce(in));
+    for (auto& w : works) w->wait();
+  });
+  flat.mul_(1.0 / static_cast<double>(world_size()));
+  allreduce_last_s_ = std::chrono::duration<double>(Clock::now() - start).count();
+  allreduce_total_s_ += allreduce_last_s_;
 }
 
 void DistributedContext::allreduce_sum(at::Tensor& tensor) {

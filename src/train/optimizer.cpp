@@ -132,13 +132,38 @@ void FlatAdamW::alias_state() {
   }
 }
 
-torch::Tensor FlatAdamW::step(LossClosure closure) {
+void FlatAdamW::adopt_replaced_gradients() {
   at::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (auto& group : param_groups()) {
+    for (auto& p : group.params()) {
+      const int64_t n = p.numel();
+      if (p.data_ptr() != params_.narrow(0, offset, n).data_ptr())
+        throw ShapeError("FlatAdamW: a parameter's data was replaced after the optimizer was made (Module::to, "
+                         "set_data or load into new tensors); make the optimizer afterwards");
+      at::Tensor slot = grads_.narrow(0, offset, n);
+      if (!p.grad().defined() || p.grad().data_ptr() != slot.data_ptr()) {
+        // zero_grad(set_to_none) or an assignment to .grad: take its values
+        // (zeros for none) and make the slice the gradient again.
+        if (p.grad().defined())
+          slot.copy_(p.grad().reshape({-1}));
+        else
+          slot.zero_();
+        p.mutable_grad() = alias_of(grads_, offset, p.sizes());
+      }
+      offset += n;
+    }
+  }
+}
+
+torch::Tensor FlatAdamW::step(LossClosure closure) {
   torch::Tensor loss;
   if (closure != nullptr) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  adopt_replaced_gradients();
+  at::NoGradGuard no_grad;
   ++steps_;
   for (size_t gi = 0; gi < param_groups().size(); ++gi) {
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(param_groups()[gi].options());
@@ -192,10 +217,14 @@ void FlatAdamW::load(torch::serialize::InputArchive& archive) {
 
 void FlatAdamW::zero_grad() { grads_.zero_(); }
 
-double FlatAdamW::grad_norm() const { return grads_.norm().item<double>(); }
+double FlatAdamW::grad_norm() {
+  adopt_replaced_gradients();
+  return grads_.norm().item<double>();
+}
 
 void FlatAdamW::clip(double norm, double max_norm) {
   if (max_norm <= 0.0 || !(norm > max_norm)) return;
+  adopt_replaced_gradients();
   // The 1e-6 as in torch.nn.utils.clip_grad_norm_, so results match PyTorch.
   grads_.mul_(max_norm / (norm + 1e-6));
 }

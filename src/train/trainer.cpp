@@ -71,7 +71,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   device_ = resolve_device(tc.device);
 
   // Rendezvous first: a broken launch fails before any file is touched.
-  dist_ = std::make_unique<DistributedContext>(options_.launch, config_.dist);
+  dist_ = std::make_unique<DistributedContext>(options_.launch, config_.dist, device_);
   dist_->check_same("the resolved config", to_json(config_).dump());
   // One process per run directory, for the whole run; rank 0 owns it.
   if (dist_->is_main()) lock_ = std::make_unique<RunDirLock>(options_.run_dir);
@@ -198,7 +198,7 @@ Trainer::StepResult Trainer::train_step() {
   }
   // One communication per optimizer step, however many micro-batches: the
   // ranks' mean gradients average to the gradient of the global batch.
-  dist_->allreduce_gradients(params_);
+  dist_->allreduce_mean_flat(optimizer_->flat_grads());
   if (dist_->distributed()) {
     std::vector<double> total{loss_sum};
     dist_->allreduce_sum(total);

@@ -1,10 +1,15 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/serialize/archive.h>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <sstream>
 
+#include "metalm/core/error.hpp"
 #include "metalm/train/optimizer.hpp"
 
 namespace metalm {
@@ -103,6 +108,157 @@ TEST(GradientClipping, NonFiniteGradientGivesNonFiniteNorm) {
   auto a = at::zeros({2}).requires_grad_(true);
   a.mutable_grad() = at::tensor({1.0f, std::nanf("")});
   EXPECT_FALSE(std::isfinite(global_grad_norm({a})));
+}
+
+
+// The same parameter groups as make_optimizer, for torch's own AdamW.
+std::unique_ptr<torch::optim::AdamW> torch_adamw(CausalTransformer& model, const TrainConfig& tc) {
+  std::vector<at::Tensor> decay, other;
+  for (const auto& p : model->named_parameters())
+    (decays_parameter(p.key(), p.value().dim(), tc) ? decay : other).push_back(p.value());
+  auto opts = [&](double wd) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(tc.lr);
+    o->betas(std::make_tuple(tc.beta1, tc.beta2)).eps(tc.adam_eps).weight_decay(wd);
+    return o;
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, opts(tc.weight_decay));
+  groups.emplace_back(other, opts(0.0));
+  return std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(tc.lr));
+}
+
+// Two copies of one model: equal weights, separate tensors.
+std::pair<CausalTransformer, CausalTransformer> twin_models() {
+  torch::manual_seed(3);
+  CausalTransformer a(small_model(true));
+  torch::manual_seed(3);
+  CausalTransformer b(small_model(true));
+  return {a, b};
+}
+
+// Seeded gradients of step `s`, the same for both twins.
+void set_gradients(CausalTransformer& model, int s) {
+  at::NoGradGuard no_grad;
+  int i = 0;
+  for (auto& p : model->parameters()) {
+    const at::Tensor g = at::randn(p.sizes(), at::detail::createCPUGenerator(100 * s + i++));
+    if (p.grad().defined())
+      p.mutable_grad().copy_(g);
+    else
+      p.mutable_grad() = g;
+  }
+}
+
+void expect_same_parameters(CausalTransformer& a, CausalTransformer& b, double rtol) {
+  auto pb = b->named_parameters();
+  for (const auto& p : a->named_parameters())
+    EXPECT_TRUE(at::allclose(p.value(), pb[p.key()], rtol, 1e-7)) << p.key();
+}
+
+// The fused flat update is torch's AdamW: same weights after several steps
+// with changing learning rates, decay on the decay group only.
+TEST(FlatAdamW, FollowsTorchAdamWStepForStep) {
+  auto [a, b] = twin_models();
+  TrainConfig tc;
+  tc.lr = 0.05;
+  tc.weight_decay = 0.3;
+  auto flat = make_optimizer(a, tc);
+  auto ref = torch_adamw(b, tc);
+  for (int s = 0; s < 6; ++s) {
+    set_learning_rate(*flat, 0.05 / (1 + s));
+    set_learning_rate(*ref, 0.05 / (1 + s));
+    set_gradients(a, s);
+    set_gradients(b, s);
+    flat->step();
+    ref->step();
+  }
+  expect_same_parameters(a, b, 1e-5);
+}
+
+// Every parameter and gradient is a slice of the flat buffers, so a backward
+// pass fills flat_grads() and the norm of it is the global gradient norm.
+TEST(FlatAdamW, ParametersAndGradientsAreSlicesOfTheFlatBuffers) {
+  torch::manual_seed(0);
+  CausalTransformer model(small_model(true));
+  auto opt = make_optimizer(model, TrainConfig{});
+  const auto tokens = at::randint(0, 11, {2, 8}, at::kLong);
+  model->forward(tokens).pow(2).mean().backward();
+  std::vector<at::Tensor> grads;
+  for (auto& group : opt->param_groups())
+    for (auto& p : group.params()) grads.push_back(p.grad().reshape({-1}));
+  EXPECT_TRUE(at::equal(at::cat(grads), opt->flat_grads()));
+  EXPECT_GT(opt->flat_grads().abs().sum().item<double>(), 0.0);
+  EXPECT_NEAR(opt->grad_norm(), global_grad_norm(model->parameters()), 1e-5 * opt->grad_norm());
+  opt->zero_grad();
+  EXPECT_EQ(global_grad_norm(model->parameters()), 0.0);
+}
+
+TEST(FlatAdamW, ClipScalesTheGradientsToTheLimit) {
+  torch::manual_seed(0);
+  CausalTransformer model(small_model(true));
+  auto opt = make_optimizer(model, TrainConfig{});
+  set_gradients(model, 1);
+  const double norm = opt->grad_norm();
+  ASSERT_GT(norm, 1.0);
+  opt->clip(norm, 1.0);
+  EXPECT_NEAR(opt->grad_norm(), 1.0, 1e-5);
+  opt->clip(opt->grad_norm(), 10.0);  // under the limit: unchanged
+  EXPECT_NEAR(opt->grad_norm(), 1.0, 1e-5);
+}
+
+// A .grad replaced by the caller (set_gradients assigns new tensors on the
+// first call) is the one the update uses.
+TEST(FlatAdamW, AGradientAssignedByTheCallerIsUsed) {
+  auto [a, b] = twin_models();
+  TrainConfig tc;
+  auto flat = make_optimizer(a, tc);
+  auto ref = torch_adamw(b, tc);
+  for (auto& p : a->parameters()) p.mutable_grad() = at::Tensor();  // set to none
+  set_gradients(a, 0);                                             // then assigned
+  set_gradients(b, 0);
+  flat->step();
+  ref->step();
+  expect_same_parameters(a, b, 1e-5);
+}
+
+// An archive saved by torch's own AdamW restores into the flat buffers: the
+// next step is the same as torch's.
+TEST(FlatAdamW, LoadsAnArchiveOfTorchAdamW) {
+  auto [a, b] = twin_models();
+  TrainConfig tc;
+  tc.lr = 0.02;
+  auto ref = torch_adamw(b, tc);
+  for (int s = 0; s < 3; ++s) {
+    set_gradients(b, s);
+    ref->step();
+  }
+  torch::serialize::OutputArchive out;
+  ref->save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  {
+    at::NoGradGuard no_grad;
+    auto pb = b->named_parameters();
+    for (auto& p : a->named_parameters()) p.value().copy_(pb[p.key()]);
+  }
+  auto flat = make_optimizer(a, tc);
+  torch::serialize::InputArchive in;
+  std::istringstream read(bytes.str());
+  in.load_from(read);
+  flat->load(in);
+  set_gradients(a, 3);
+  set_gradients(b, 3);
+  flat->step();
+  ref->step();
+  expect_same_parameters(a, b, 1e-5);
+}
+
+TEST(FlatAdamW, RefusesParametersReplacedAfterItWasMade) {
+  torch::manual_seed(0);
+  CausalTransformer model(small_model(true));
+  auto opt = make_optimizer(model, TrainConfig{});
+  model->to(at::kDouble);
+  EXPECT_THROW(opt->step(), ShapeError);
 }
 
 }  // namespace

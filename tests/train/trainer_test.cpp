@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 
 #include <filesystem>
 #include <fstream>
@@ -94,8 +95,7 @@ TEST_F(TrainerTest, WritesMetricsConfigBestAndFinalCheckpoint) {
 
 // 2N steps straight vs N, resume, N: identical losses, metrics and weights
 // (one thread, dropout on so the generator state matters).
-TEST_F(TrainerTest, ResumedRunMatchesUninterruptedRun) {
-  auto cfg = config();
+void expect_resume_matches_uninterrupted(RunConfig cfg, const test::TempDir& tmp) {
   cfg.model.resid_dropout = 0.1;
   cfg.model.attn_dropout = 0.1;
   cfg.train.grad_accum = 2;
@@ -121,6 +121,38 @@ TEST_F(TrainerTest, ResumedRunMatchesUninterruptedRun) {
   auto pa = straight.model()->named_parameters(), pb = resumed.model()->named_parameters();
   for (const auto& p : pa) EXPECT_TRUE(at::equal(p.value(), pb[p.key()])) << p.key();
   EXPECT_FALSE(fs::exists(tmp / "b/checkpoints/step_00000025.tmp-99"));
+}
+
+TEST_F(TrainerTest, ResumedRunMatchesUninterruptedRun) { expect_resume_matches_uninterrupted(config(), tmp); }
+
+// The same in bf16: autocast's casts are deterministic, and the fp32 master
+// weights and moments restore exactly.
+TEST_F(TrainerTest, ResumedBf16RunMatchesUninterruptedBf16Run) {
+  auto cfg = config();
+  cfg.train.precision = Precision::Bf16;
+  expect_resume_matches_uninterrupted(cfg, tmp);
+}
+
+// bf16 matmuls train the model about as well (the losses differ from fp32's
+// by rounding, so they are compared loosely) and keep fp32 weights.
+TEST_F(TrainerTest, Bf16TrainsLikeFp32WithFp32Weights) {
+  auto cfg = config();
+  const auto fp32 = Trainer(cfg, options(tmp / "fp32")).run();
+  cfg.train.precision = Precision::Bf16;
+  Trainer bf16(cfg, options(tmp / "bf16"));
+  const auto s = bf16.run();
+  EXPECT_NE(s.losses, fp32.losses);
+  EXPECT_NEAR(s.last_val_loss, fp32.last_val_loss, 0.05);
+  for (const auto& p : bf16.model()->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
+  EXPECT_EQ(load_checkpoint(tmp / "bf16").model->parameters()[0].scalar_type(), at::kFloat);
+}
+
+TEST_F(TrainerTest, CudaOnALibtorchWithoutCudaIsAConfigError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "this libtorch has CUDA";
+  auto cfg = config();
+  cfg.train.device = DeviceKind::Cuda;
+  EXPECT_THROW(Trainer(cfg, options(tmp / "cuda")), ConfigError);
+  EXPECT_FALSE(fs::exists(tmp / "cuda"));
 }
 
 TEST_F(TrainerTest, RefusesARunDirectoryWithCheckpointsUnlessResuming) {

@@ -59,8 +59,11 @@ class DistributedContext {
   // connects and the Gloo group forms its full mesh, each waiting at most
   // config.timeout_s. Fails fast (IoError naming MASTER_ADDR/MASTER_PORT)
   // when the port is taken or the master is unreachable within the timeout.
-  // A world of one does nothing.
-  DistributedContext(const DistLaunch& launch, const DistConfig& config);
+  // A world of one does nothing. `device` is where the collectives' tensors
+  // live: the CPU uses Gloo, CUDA uses NCCL (a ConfigError where this
+  // libtorch has no NCCL).
+  DistributedContext(const DistLaunch& launch, const DistConfig& config,
+                     c10::Device device = c10::Device(c10::kCPU));
   ~DistributedContext();
   DistributedContext(const DistributedContext&) = delete;
   DistributedContext& operator=(const DistributedContext&) = delete;
@@ -82,6 +85,10 @@ class DistributedContext {
   // A parameter without a gradient on this rank contributes zeros and gets the
   // average. Call once per optimizer step, after the last micro-batch.
   void allreduce_gradients(const std::vector<at::Tensor>& params);
+  // The same average over one contiguous 1-d buffer that holds every
+  // gradient (FlatAdamW::flat_grads()): reduced in place, in slices of about
+  // bucket_mb, without packing.
+  void allreduce_mean_flat(const at::Tensor& flat);
 
   // Sums `values` over ranks, in place (float64), e.g. evaluation loss sums
   // and token counts, so every rank gets the single-process totals.
@@ -96,7 +103,7 @@ class DistributedContext {
   // Returns once every rank has called it.
   void barrier();
 
-  // Wall time spent in allreduce_gradients: cumulative and for the last call.
+  // Wall time spent averaging gradients: cumulative and for the last call.
   double allreduce_seconds_total() const { return allreduce_total_s_; }
   double allreduce_seconds_last() const { return allreduce_last_s_; }
   // Buckets used by the last allreduce_gradients call.
@@ -113,6 +120,7 @@ class DistributedContext {
 
   DistLaunch launch_;
   DistConfig config_;
+  c10::Device device_;
   std::unique_ptr<Impl> impl_;
   std::vector<Bucket> buckets_;
   std::vector<int64_t> bucket_signature_;  // numels of the params the buckets were built for

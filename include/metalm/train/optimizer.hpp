@@ -36,9 +36,10 @@ ParamGroupNames param_group_names(CausalTransformer& model, const TrainConfig& c
 // one pass each instead of one small op per parameter (the update is one
 // fused loop on the CPU).
 //
-// Construct it after the model is on its device and before the parameters'
-// data is replaced (Module::to, load_weights into new tensors): those would
-// break the aliasing. Loading a saved state (load(), load_optimizer_state)
+// Construct it after the model is on its device; replacing a parameter's
+// data afterwards (Module::to, set_data) breaks the aliasing and step()
+// refuses it. A .grad the caller assigns is copied into the flat buffer
+// before it is used. Loading a saved state (load(), load_optimizer_state)
 // copies it into the flat buffers, so archives of a plain torch AdamW load too.
 class FlatAdamW : public torch::optim::AdamW {
  public:
@@ -53,7 +54,7 @@ class FlatAdamW : public torch::optim::AdamW {
   void zero_grad();
   // sqrt(sum of squared gradient entries) over every parameter, reduced in
   // fp32; NaN/inf when a gradient is not finite.
-  double grad_norm() const;
+  double grad_norm();
   // Scales the gradients by max_norm / (norm + 1e-6) when norm > max_norm
   // (max_norm <= 0: never), as torch.nn.utils.clip_grad_norm_ does.
   void clip(double norm, double max_norm);
@@ -63,6 +64,9 @@ class FlatAdamW : public torch::optim::AdamW {
 
  private:
   void alias_state();  // points every parameter's AdamW state at its moment slices
+  // A .grad the caller replaced (or set to none) is copied into its slice,
+  // which becomes the .grad again; a replaced parameter is a ShapeError.
+  void adopt_replaced_gradients();
 
   torch::Tensor params_, grads_, exp_avg_, exp_avg_sq_;  // [n] each
   struct Segment {
