@@ -17,6 +17,7 @@
 #include "metalm/core/file.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/tokenizer.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/weights.hpp"
 #include "metalm/train/checkpoint.hpp"
 
@@ -94,6 +95,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     std::string checkpoint, data, ids, text, meta, out, csv, granularity;
     int64_t batches = 0, batch_size = 0, seq_len = 0, chunk = 0, freq_bins = 0, seed = -1;
     bool control_untrained = false, allow_nonfinite = false, force = false;
+    std::string device = "auto";
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("analyze", "measure how much each layer's update is a gradient step on the next-token loss");
@@ -130,6 +132,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
   cmd->add_option("--out", o->out, "output JSON file")->type_name("FILE.json")->required();
   cmd->add_option("--csv", o->csv, "also write steps.csv, states.csv, by_position.csv here")->type_name("DIR");
   cmd->add_flag("--force", o->force, "replace an existing --out file and --csv directory");
+  add_device_option(*cmd, o->device);
 
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty() && o->text.empty())
@@ -137,7 +140,9 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     check_output_path(o->out, OutputKind::File, o->force, "--out");
     if (!o->csv.empty()) check_output_path(o->csv, OutputKind::Directory, o->force, "--csv");
     set_threads(global.threads);
+    const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
+    ck.model->to(device);  // the analysis itself always runs in fp32
     const RunConfig& cfg = ck.config;
     const AnalysisConfig& ac = cfg.analysis;
     const int64_t n_batches = o->batches ? o->batches : ac.batches;

@@ -10,6 +10,7 @@
 #include "bench.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/model/causal_transformer.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/parameter_count.hpp"
 
 namespace metalm::cli {
@@ -88,9 +89,20 @@ void print_row(const char* label, const Timing& t, double tokens_per_step, const
   std::printf("\n");
 }
 
-int run_model_bench(int iters, const std::string& only, const GlobalOptions& global) {
+struct ModelBenchOptions {
+  int iters = 5;
+  std::string only;
+  std::string device = "auto", precision = "fp32";
+};
+
+int run_model_bench(const ModelBenchOptions& o, const GlobalOptions& global) {
   const int threads = set_threads(global.threads);
-  std::printf("metalm bench model: %d intra-op thread(s), %d timed iterations per figure\n", threads, iters);
+  const int iters = o.iters;
+  const std::string& only = o.only;
+  const c10::Device device = resolve_device(device_kind(o.device), "--device");
+  const Precision precision = precision_kind(o.precision);
+  std::printf("metalm bench model: %d intra-op thread(s) on %s, %s, %d timed iterations per figure\n", threads,
+              device.str().c_str(), o.precision.c_str(), iters);
   const ModelCase cases[] = {{"a", 4, 4, 256, 256, 16}, {"b", 6, 6, 384, 256, 8}};
   for (const auto& mc : cases) {
     if (!only.empty() && only != mc.label) continue;
@@ -102,9 +114,10 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
     cfg.n_head = mc.n_head;
     torch::manual_seed(0);
     CausalTransformer model(cfg);
+    model->to(device);
     const int64_t n_params = count_parameters(*model);
-    const torch::Tensor tokens = torch::randint(cfg.vocab_size, {mc.batch, mc.seq}, torch::kLong);
-    const torch::Tensor targets = torch::randint(cfg.vocab_size, {mc.batch * mc.seq}, torch::kLong);
+    const torch::Tensor tokens = torch::randint(cfg.vocab_size, {mc.batch, mc.seq}, torch::kLong).to(device);
+    const torch::Tensor targets = torch::randint(cfg.vocab_size, {mc.batch * mc.seq}, torch::kLong).to(device);
     const double tokens_per_step = static_cast<double>(mc.batch * mc.seq);
     const CaptureRequest resid = CaptureRequest::residual_stream();
 
@@ -112,6 +125,7 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
       torch::NoGradGuard no_grad;
       Trace trace;
       const Stopwatch watch;
+      AutocastScope autocast(precision, device);
       torch::Tensor logits = capture ? model->forward(tokens, resid, trace) : model->forward(tokens);
       return watch.elapsed();
     };
@@ -120,8 +134,12 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
       keep.keep_graph = true;
       Trace trace;
       const Stopwatch watch;
-      torch::Tensor logits = capture ? model->forward(tokens, keep, trace) : model->forward(tokens);
-      torch::nn::functional::cross_entropy(logits.view({-1, cfg.vocab_size}), targets).backward();
+      torch::Tensor logits;
+      {
+        AutocastScope autocast(precision, device);
+        logits = capture ? model->forward(tokens, keep, trace) : model->forward(tokens);
+      }
+      torch::nn::functional::cross_entropy(logits.to(torch::kFloat).view({-1, cfg.vocab_size}), targets).backward();
       const Seconds s = watch.elapsed();
       model->zero_grad();
       return s;
@@ -151,14 +169,15 @@ int run_model_bench(int iters, const std::string& only, const GlobalOptions& glo
 const BenchRegistration model_bench{
     "model", "forward and forward+backward tokens/s of two small models; cost of residual-stream capture",
     [](CLI::App& cmd, const GlobalOptions& global) {
-      auto iters = std::make_shared<int>(5);
-      auto only = std::make_shared<std::string>();
-      cmd.add_option("--iters", *iters, "timed iterations per figure")->type_name("N")->check(CLI::PositiveNumber)
+      auto o = std::make_shared<ModelBenchOptions>();
+      cmd.add_option("--iters", o->iters, "timed iterations per figure")->type_name("N")->check(int_range(1, 1 << 20))
           ->capture_default_str();
-      cmd.add_option("--only", *only, "run only model a (4 layers, d 256) or b (6 layers, d 384)")
+      cmd.add_option("--only", o->only, "run only model a (4 layers, d 256) or b (6 layers, d 384)")
           ->type_name("a|b")
           ->check(CLI::IsMember({"a", "b"}));
-      return std::function<int()>([iters, only, &global]() { return run_model_bench(*iters, *only, global); });
+      add_device_option(cmd, o->device);
+      add_precision_option(cmd, o->precision);
+      return std::function<int()>([o, &global]() { return run_model_bench(*o, global); });
     }};
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include "bench.hpp"
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/core/threads.hpp"
+#include "metalm/model/device.hpp"
+#include "metalm/train/optimizer.hpp"
 
 namespace metalm::cli {
 namespace {
@@ -38,6 +40,7 @@ struct Settings {
   int64_t layers = 4, heads = 4, d_model = 256, vocab = 256, seq = 256, batch = 16;
   int iters = 3;
   std::string granularity = "block";
+  std::string device = "auto", precision = "fp32";  // of the model and of its training step
 };
 
 int run(const Settings& s, const GlobalOptions& global) {
@@ -48,21 +51,32 @@ int run(const Settings& s, const GlobalOptions& global) {
   cfg.d_model = s.d_model;
   cfg.n_layer = s.layers;
   cfg.n_head = s.heads;
+  const c10::Device device = resolve_device(device_kind(s.device), "--device");
+  const Precision precision = precision_kind(s.precision);
   torch::manual_seed(0);
   CausalTransformer model(cfg);
-  const at::Tensor tokens = torch::randint(cfg.vocab_size, {s.batch, s.seq + 1}, torch::kLong);
+  model->to(device);
+  const at::Tensor tokens = torch::randint(cfg.vocab_size, {s.batch, s.seq + 1}, torch::kLong).to(device);
   const Batch batch{tokens.narrow(1, 0, s.seq).contiguous(), tokens.narrow(1, 1, s.seq).contiguous()};
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  TrainConfig tc;
+  tc.lr = 1e-4;
+  const auto opt = make_optimizer(model, tc);
   AnalysisConfig ao;
   ao.granularity = s.granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
 
   auto train_step = [&] {
     model->train();
     const auto t0 = Clock::now();
-    opt.zero_grad();
-    const at::Tensor logits = model->forward(batch.inputs);
-    at::cross_entropy_loss(logits.reshape({-1, cfg.vocab_size}), batch.targets.reshape({-1})).backward();
-    opt.step();
+    opt->zero_grad();
+    at::Tensor logits;
+    {
+      AutocastScope autocast(precision, device);
+      logits = model->forward(batch.inputs);
+    }
+    at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, cfg.vocab_size}), batch.targets.reshape({-1}))
+        .backward();
+    opt->clip(opt->grad_norm(), 1.0);
+    opt->step();
     return seconds_since(t0);
   };
   auto analysis = [&] {
@@ -95,12 +109,13 @@ int run(const Settings& s, const GlobalOptions& global) {
     parts(t_capture, t_analyse);
   }
   const double n = s.iters;
-  std::printf("metalm bench analysis: %d intra-op thread(s), %d timed iterations\n", threads, s.iters);
+  std::printf("metalm bench analysis: %d intra-op thread(s) on %s, %d timed iterations\n", threads,
+              device.str().c_str(), s.iters);
   std::printf("model: %lld layers, %lld heads, d %lld, vocab %lld; batch %lld x %lld tokens; %s granularity\n",
               static_cast<long long>(s.layers), static_cast<long long>(s.heads), static_cast<long long>(s.d_model),
               static_cast<long long>(s.vocab), static_cast<long long>(s.batch), static_cast<long long>(s.seq),
               s.granularity.c_str());
-  std::printf("  training step (fwd+bwd+AdamW)   %8.1f ms\n", 1e3 * t_train / n);
+  std::printf("  training step (fwd+bwd+AdamW)   %8.1f ms in %s\n", 1e3 * t_train / n, s.precision.c_str());
   std::printf("  analysis of the batch           %8.1f ms   = %.2f x a training step\n", 1e3 * t_analysis / n,
               t_analysis / t_train);
   std::printf("    capture forward               %8.1f ms\n", 1e3 * t_capture / n);
@@ -115,15 +130,17 @@ const BenchRegistration analysis_bench{
     "analysis", "cost of analysing a batch vs one training step on the same tokens; peak memory",
     [](CLI::App& cmd, const GlobalOptions& global) {
       auto s = std::make_shared<Settings>();
-      cmd.add_option("--layers", s->layers, "blocks")->type_name("L")->check(CLI::PositiveNumber)->capture_default_str();
-      cmd.add_option("--heads", s->heads, "attention heads")->type_name("H")->check(CLI::PositiveNumber)->capture_default_str();
-      cmd.add_option("--d-model", s->d_model, "residual width")->type_name("D")->check(CLI::PositiveNumber)->capture_default_str();
-      cmd.add_option("--vocab", s->vocab, "vocabulary size")->type_name("V")->check(CLI::PositiveNumber)->capture_default_str();
-      cmd.add_option("--seq", s->seq, "tokens per sequence")->type_name("T")->check(CLI::PositiveNumber)->capture_default_str();
-      cmd.add_option("--batch", s->batch, "sequences")->type_name("B")->check(CLI::PositiveNumber)->capture_default_str();
-      cmd.add_option("--iters", s->iters, "timed iterations")->type_name("N")->check(CLI::PositiveNumber)->capture_default_str();
+      cmd.add_option("--layers", s->layers, "blocks")->type_name("L")->check(int_range(1, 1 << 16))->capture_default_str();
+      cmd.add_option("--heads", s->heads, "attention heads")->type_name("H")->check(int_range(1, 1 << 16))->capture_default_str();
+      cmd.add_option("--d-model", s->d_model, "residual width")->type_name("D")->check(int_range(1, 1 << 16))->capture_default_str();
+      cmd.add_option("--vocab", s->vocab, "vocabulary size")->type_name("V")->check(int_range(2, 1 << 20))->capture_default_str();
+      cmd.add_option("--seq", s->seq, "tokens per sequence")->type_name("T")->check(int_range(1, kMaxTokens))->capture_default_str();
+      cmd.add_option("--batch", s->batch, "sequences")->type_name("B")->check(int_range(1, kMaxBatch))->capture_default_str();
+      cmd.add_option("--iters", s->iters, "timed iterations")->type_name("N")->check(int_range(1, 1 << 20))->capture_default_str();
       cmd.add_option("--granularity", s->granularity, "block | sublayer")->type_name("G")
           ->check(CLI::IsMember({"block", "sublayer"}))->capture_default_str();
+      add_device_option(cmd, s->device);
+      add_precision_option(cmd, s->precision);
       return std::function<int()>([s, &global]() { return run(*s, global); });
     }};
 

@@ -11,6 +11,7 @@
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/data/tokenizer.hpp"
 #include "metalm/train/checkpoint.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/weights.hpp"
 #include "metalm/train/evaluate.hpp"
 
@@ -22,6 +23,7 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
     std::string checkpoint, data, ids, text;
     int64_t stride = 0, batch = 16;
     bool allow_nonfinite = false;
+    std::string device = "auto", precision = "fp32";
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -47,12 +49,16 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
       ->capture_default_str();
   cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
                 "load weights holding NaN or Inf (forensics; refused by default)");
+  add_device_option(*cmd, o->device);
+  add_precision_option(*cmd, o->precision);
 
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty() && o->text.empty())
       throw ConfigError("eval needs one of --data FILE.bin, --ids FILE, --text FILE");
     set_threads(global.threads);
+    const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
+    ckpt.model->to(device);
     const int64_t vocab = ckpt.config.model.vocab_size;
     std::vector<int64_t> tokens;
     if (!o->data.empty()) {
@@ -76,7 +82,7 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
       const std::string& input = !o->data.empty() ? o->data : !o->ids.empty() ? o->ids : o->text;
       throw FormatError(input + ": " + std::to_string(tokens.size()) + " token(s); eval needs at least 2");
     }
-    const EvalResult r = evaluate_tokens(ckpt.model, tokens, o->stride, o->batch);
+    const EvalResult r = evaluate_tokens(ckpt.model, tokens, o->stride, o->batch, precision_kind(o->precision));
     // JSON has no NaN: printing null with exit code 0 would pass for a result.
     if (!std::isfinite(r.loss))
       throw NumericError("eval: the loss is " + std::string(std::isnan(r.loss) ? "nan" : "inf") + " over " +

@@ -6,6 +6,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/tokenizer.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/weights.hpp"
 #include "metalm/train/checkpoint.hpp"
 
@@ -19,6 +20,7 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
     double temperature = 1.0;
     uint64_t seed = 1337;
     bool allow_nonfinite = false;
+    std::string device = "auto", precision = "fp32";
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "print the prompt and a sampled continuation");
@@ -42,10 +44,14 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
   cmd->add_option("--seed", o->seed, "seed of the sampler")->type_name("S")->capture_default_str();
   cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
                 "load weights holding NaN or Inf (forensics; refused by default)");
+  add_device_option(*cmd, o->device);
+  add_precision_option(*cmd, o->precision);
 
   return std::function<int()>([o, &global]() {
     set_threads(global.threads);
+    const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ckpt = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
+    ckpt.model->to(device);
     if (ckpt.state.tokenizer.empty())
       throw ConfigError(ckpt.path + " records no tokenizer, so text cannot be generated");
     const auto tok = make_tokenizer(ckpt.state.tokenizer);
@@ -55,8 +61,12 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
     std::vector<int64_t> prompt = tok->encode(o->prompt);
     const bool empty_prompt = prompt.empty();
     if (empty_prompt) prompt.push_back(tok->eot_id());
-    const auto out = ckpt.model->generate(at::tensor(prompt, at::kLong), o->max_new_tokens, o->temperature,
-                                          o->top_k, o->seed);  // [T + max_new_tokens]
+    at::Tensor out;  // [T + max_new_tokens]
+    {
+      AutocastScope autocast(precision_kind(o->precision), device);
+      out = ckpt.model->generate(at::tensor(prompt, at::kLong).to(device), o->max_new_tokens, o->temperature,
+                                 o->top_k, o->seed).cpu();
+    }
     const auto* p = out.data_ptr<int64_t>();
     std::vector<int64_t> ids(p + (empty_prompt ? 1 : 0), p + out.numel());
     std::cout << tok->decode(ids) << "\n";

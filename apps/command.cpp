@@ -29,6 +29,28 @@ void add_config_options(CLI::App& cmd, std::string& config_path, std::vector<std
       ->allow_extra_args(false);
 }
 
+void add_device_option(CLI::App& cmd, std::string& device) {
+  cmd.add_option("--device", device, "where the model runs: auto (cuda when available, else cpu) | cpu | cuda")
+      ->type_name("D")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+}
+
+void add_precision_option(CLI::App& cmd, std::string& precision) {
+  cmd.add_option("--precision", precision, "fp32 | bf16 (the forward pass's matmuls under autocast in bfloat16)")
+      ->type_name("P")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+}
+
+DeviceKind device_kind(const std::string& device) {
+  return device == "cpu" ? DeviceKind::Cpu : device == "cuda" ? DeviceKind::Cuda : DeviceKind::Auto;
+}
+
+Precision precision_kind(const std::string& precision) {
+  return precision == "bf16" ? Precision::Bf16 : Precision::Fp32;
+}
+
 std::string with_commas(int64_t n) {
   std::string digits = std::to_string(n < 0 ? -(n + 1) + uint64_t{1} : static_cast<uint64_t>(n));
   for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<std::size_t>(i), ",");

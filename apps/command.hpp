@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "metalm/config/config.hpp"
+
 namespace metalm::cli {
 
 // Options shared by every subcommand (set on the top-level app).
@@ -57,5 +59,13 @@ CLI::Validator real_range(double min, double max);
 
 // 65536 -> "65,536".
 std::string with_commas(int64_t n);
+
+// --device auto|cpu|cuda (where the model runs; auto: cuda when available)
+// and --precision fp32|bf16 (bf16: the matmuls of the forward pass under
+// autocast) of the commands that run a model.
+void add_device_option(CLI::App& cmd, std::string& device);
+void add_precision_option(CLI::App& cmd, std::string& precision);
+DeviceKind device_kind(const std::string& device);  // a value add_device_option accepted
+Precision precision_kind(const std::string& precision);
 
 }  // namespace metalm::cli

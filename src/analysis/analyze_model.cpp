@@ -8,6 +8,7 @@
 #include "metalm/analysis/report.hpp"
 #include "metalm/analysis/summary.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/model/device.hpp"
 
 namespace metalm {
 namespace {
@@ -59,6 +60,7 @@ std::vector<std::string> trajectory_names(int64_t n_layer, Granularity granulari
 }
 
 ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& inputs, Granularity granularity) {
+  FullPrecisionScope exact;  // the states in the model's own precision, whatever the caller's autocast
   const bool sublayer = granularity == Granularity::Sublayer;
   CaptureRequest request;
   request.sites = {Site::ResidPre, Site::ResidPost};
@@ -77,24 +79,32 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
 BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis) {
   if (batch.inputs.sizes() != batch.targets.sizes())
     throw ShapeError("analyze_model: batch " + std::to_string(index) + " inputs and targets differ in shape");
-  ModelTrajectory mt = capture_trajectory(model, batch.inputs, analysis.granularity);
+  // Analysis is exact arithmetic in the parameters' dtype (fp32, or float64
+  // where a test asks), even inside a bf16 training step's autocast.
+  FullPrecisionScope exact;
+  const c10::Device device = model->device();
+  const at::Tensor inputs = batch.inputs.to(device), targets = batch.targets.to(device);
+  ModelTrajectory mt = capture_trajectory(model, inputs, analysis.granularity);
   BatchAnalysis out;
   {
     // The model's own loss on the analysed positions, from its real logits.
     at::NoGradGuard no_grad;
     const at::Tensor logp = at::log_softmax(mt.logits.to(at::kDouble), -1);                          // [B, T, V]
-    const at::Tensor valid = batch.targets.ge(0);                                                      // [B, T]
-    const at::Tensor nll = -logp.gather(-1, batch.targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // [B, T]
+    const at::Tensor valid = targets.ge(0);                                                      // [B, T]
+    const at::Tensor nll = -logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // [B, T]
     out.nll_sum = nll.masked_select(valid).sum().item<double>();
   }
-  const LensObjective objective = make_lens_objective(model, batch.targets);
+  const LensObjective objective = make_lens_objective(model, targets);
   AnalysisConfig per_batch = analysis;
   // A different wrong token per batch, reproducibly (modulo 2^64, like the seed itself).
   per_batch.seed = static_cast<int64_t>(static_cast<uint64_t>(analysis.seed) + index);
   out.trajectory = analyze_trajectory(mt.states, mt.names, objective, per_batch);
   Trajectory& tr = out.trajectory;
-  tr.current_token = batch.inputs.reshape({-1}).index_select(0, tr.rows);
-  tr.target_token = batch.targets.reshape({-1}).index_select(0, tr.rows);
+  tr.current_token = inputs.reshape({-1}).index_select(0, tr.rows).cpu();
+  tr.target_token = targets.reshape({-1}).index_select(0, tr.rows).cpu();
+  // Aggregation runs on the CPU (the per-position records are there already).
+  tr.rows = tr.rows.cpu();
+  tr.positions = tr.positions.cpu();
   return out;
 }
 

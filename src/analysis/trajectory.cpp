@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "metalm/core/error.hpp"
+#include "metalm/model/device.hpp"
 
 namespace metalm {
 namespace {
@@ -33,6 +34,7 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
     throw ShapeError("analyze_trajectory: " + std::to_string(states.size()) + " states but " +
                      std::to_string(names.size()) + " names");
   if (config.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(config.chunk));
+  FullPrecisionScope exact;  // the objective's gradients in the states' dtype, whatever the caller's autocast
   const at::Tensor& s0 = states[0];
   if (s0.dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");
   for (size_t k = 1; k < states.size(); ++k)
@@ -92,7 +94,12 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
       StateRecord& rec = tr.states[k];
       put(rec.loss, begin, cur.loss);
       put(rec.norm, begin, cur.h.norm(2, {1}));
-      if (!last) put(rec.norm_grad, begin, cur.grad.norm(2, {1}));
+      if (!last) {
+        const at::Tensor ng = cur.grad.norm(2, {1});
+        put(rec.norm_grad, begin, ng);
+        put(rec.cos_state_grad, begin, row_cos((cur.h * cur.grad).sum(1), cur.h.norm(2, {1}), ng));
+        put(rec.cos_ones_grad, begin, cur.grad.sum(1) / (std::sqrt(static_cast<double>(tr.width)) * ng));
+      }
 
       if (k > 0) {
         StepRecord& st = tr.steps[k - 1];
@@ -113,6 +120,16 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
         const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);  // ⟨Δ, −g'⟩
         put(st.alignment_random, begin, row_cos(dotr, nd, ngr));
         put(st.step_size_random, begin, dotr / ngr.pow(2));
+        // The norm identity: ‖s_{k+1}‖² − ‖s_k‖² = 2⟨s_k, Δ⟩ + ‖Δ‖², both
+        // parts kept; a gradient step of the measured η would add η²‖g‖².
+        const at::Tensor nb = prev.h.norm(2, {1});               // ‖s_k‖
+        const at::Tensor radial = (prev.h * delta).sum(1);       // ⟨s_k, Δ⟩
+        put(st.cos_state_grad, begin, row_cos((prev.h * prev.grad).sum(1), nb, ng));
+        put(st.radial_update, begin, radial / nb);
+        put(st.norm_sq_growth, begin, cur.h.pow(2).sum(1) - prev.h.pow(2).sum(1));
+        put(st.norm_sq_growth_radial, begin, 2.0 * radial);
+        put(st.norm_sq_growth_update, begin, delta.pow(2).sum(1));
+        put(st.norm_sq_growth_gradient_step, begin, dot.pow(2) / ng.pow(2));
       }
       prev = std::move(cur);
     }

@@ -227,7 +227,10 @@ torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64
         const torch::Tensor kth = std::get<0>(logits.topk(top_k, -1)).narrow(-1, top_k - 1, 1);  // [B, 1]
         logits = logits.masked_fill(logits < kth, -std::numeric_limits<double>::infinity());
       }
-      next = at::multinomial(at::softmax(logits.to(at::kDouble), -1), 1, /*replacement=*/false, gen);
+      // Drawn on the CPU with the private generator, so a seed gives the same
+      // text on every device.
+      next = at::multinomial(at::softmax(logits.to(at::kCPU, at::kDouble), -1), 1, /*replacement=*/false, gen)
+                 .to(seq.device());
     }
     seq = at::cat({seq, next}, 1);
     next_input = next;
