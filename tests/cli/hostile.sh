@@ -21,6 +21,16 @@ check train 0 '' -- m train --config "$src/configs/tiny.json" --set "data.dir=$t
   --set train.eval_every=0 --set analysis.every=0 --run-dir "$tmp/run"
 printf '1 2 3 4 5 6 7 8 9 10\n' >"$tmp/ids.txt"
 
+# ---- devices: this libtorch has no CUDA, so asking for it is a usage error -------
+check train_cuda 2 'train.device = cuda: this libtorch has no usable CUDA' -- m train --config "$src/configs/tiny.json" \
+  --set "data.dir=$tmp/data" --set train.steps=1 --set train.device=cuda --run-dir "$tmp/run_cuda"
+check eval_cuda 2 'no usable CUDA' -- m eval --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --device cuda
+check generate_cuda 2 'no usable CUDA' -- m generate --checkpoint "$tmp/run" --device cuda
+check analyze_cuda 2 'no usable CUDA' -- m analyze --checkpoint "$tmp/run" --data "$tmp/data/val.bin" --out "$tmp/a.json" --device cuda
+check bench_cuda 2 'no usable CUDA' -- m bench train --config "$src/configs/tiny.json" --device cuda --steps 1
+check eval_bf16 0 '"loss"' -- m eval --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --precision bf16 --device cpu
+check eval_bad_precision 2 'precision' -- m eval --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --precision fp8
+
 # ---- token files ---------------------------------------------------------------
 # count = 2^62 + 1 ids of 4 bytes: 32 + count * 4 wraps to 36, this file's size.
 py - "$tmp" <<'PY'
