@@ -87,6 +87,8 @@ def make_analysis(n_layers: int = 3, granularity: str = "block", positions: int 
         s = {"index": k, "site": site, "loss": losses[k], "loss_summary": stats(rng, losses[k], 0.5),
              "norm": stats(rng, norms[k], 0.2 * norms[k]),
              "norm_grad": stats(rng, 0.3, 0.05) if k + 1 < n else None,
+             "cos_state_grad": stats(rng, 0.0, 1e-6) if k + 1 < n else None,
+             "cos_ones_grad": stats(rng, 0.0, 1e-6) if k + 1 < n else None,
              "norm_by_position": [norms[k] * (6.0 if p == 0 else 1.0 + 0.05 * rng.random()) for p in range(positions)],
              "loss_by_position": [losses[k] + 0.3 * (p == 0) for p in range(positions)]}
         if with_meta:
@@ -106,6 +108,10 @@ def make_analysis(n_layers: int = 3, granularity: str = "block", positions: int 
         else:
             layer, kind = k // 2, ("attn" if k % 2 == 0 else "mlp")
         update = norms[k + 1] - norms[k] + 1.0
+        # The norm identity: growth = 2<s, Δ> + ‖Δ‖²; a gradient step explains part of ‖Δ‖².
+        growth = norms[k + 1] ** 2 - norms[k] ** 2
+        growth_radial = growth - update ** 2
+        grad_growth = (0.1 + 0.3 * trained) * update ** 2
         means = {"alignment": align, "alignment_random_target": 0.02 + 0.1 * trained, "step_size": 0.5 + 0.2 * k,
                  "loss_before": losses[k], "loss_after": losses[k + 1], "norm_before": norms[k], "norm_update": update}
         curves = {key: [m * (0.2 if p == 0 else 1.0) for p in range(positions)] for key, m in means.items()}
@@ -120,6 +126,13 @@ def make_analysis(n_layers: int = 3, granularity: str = "block", positions: int 
               "norm_update": stats(rng, update, 0.5),
               "norm_grad": stats(rng, 0.3, 0.05),
               "relative_update": stats(rng, update / norms[k], 0.05),
+              "cos_state_grad": stats(rng, 0.0, 1e-6),
+              "radial_update": stats(rng, growth_radial / (2 * norms[k]), 0.1),
+              "norm_sq_growth": growth, "norm_sq_growth_summary": stats(rng, growth, 0.2 * growth),
+              "norm_sq_growth_radial": growth_radial, "norm_sq_growth_radial_summary": stats(rng, growth_radial, 1.0),
+              "norm_sq_growth_update": update ** 2, "norm_sq_growth_update_summary": stats(rng, update ** 2, 1.0),
+              "norm_sq_growth_gradient_step": grad_growth,
+              "norm_sq_growth_gradient_step_summary": stats(rng, grad_growth, 0.5),
               "first_order_decrease": 1.3 * decrease + 0.01, "actual_decrease": decrease,
               "fraction_decreased": 0.5 + 0.4 * trained,
               "position_0": masked(means, batch_size, 0.2),

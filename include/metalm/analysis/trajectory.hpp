@@ -24,6 +24,8 @@ struct StateRecord {
   at::Tensor loss;
   at::Tensor norm;
   at::Tensor norm_grad;
+  at::Tensor cos_state_grad;  // the norm identity (docs/design.md 5.4)
+  at::Tensor cos_ones_grad;
 };
 
 // One inner step s_k -> s_{k+1} at the analysed positions. Tensors are [N]
@@ -41,6 +43,13 @@ struct StepRecord {
   at::Tensor norm_before;
   at::Tensor norm_update;
   at::Tensor norm_grad;
+  // The norm identity (docs/design.md 5.3): how the update changes ‖s‖².
+  at::Tensor cos_state_grad;
+  at::Tensor radial_update;
+  at::Tensor norm_sq_growth;
+  at::Tensor norm_sq_growth_radial;
+  at::Tensor norm_sq_growth_update;
+  at::Tensor norm_sq_growth_gradient_step;
 };
 
 // How a per-position statistic is aggregated into the analysis JSON
@@ -84,6 +93,10 @@ inline constexpr Statistic<StateRecord> kStateStatistics[] = {
     {"loss", &StateRecord::loss, kMean | kSummary | kPositional, Presence::Always, "ℓ_t(s_k), the lens loss"},
     {"norm", &StateRecord::norm, kSummary | kPositional | kFreqSpearman, Presence::Always, "‖s_k‖"},
     {"norm_grad", &StateRecord::norm_grad, kSummary, Presence::BeforeLast, "‖g‖"},
+    // ≈ 0 when the final norm is scale-invariant (LayerNorm, RMSNorm; up to eps).
+    {"cos_state_grad", &StateRecord::cos_state_grad, kSummary, Presence::BeforeLast, "cos(s_k, g)"},
+    // ≈ 0 when the final norm is a LayerNorm (it removes the mean; up to eps).
+    {"cos_ones_grad", &StateRecord::cos_ones_grad, kSummary, Presence::BeforeLast, "cos(1, g) = Σ_i g_i / (√d ‖g‖)"},
 };
 
 // The per-position statistics of a step s_k -> s_{k+1} (Δ = s_{k+1} − s_k,
@@ -101,6 +114,17 @@ inline constexpr Statistic<StepRecord> kStepStatistics[] = {
     {"norm_before", &StepRecord::norm_before, kSummary | kPositional, Presence::Always, "‖s_k‖"},
     {"norm_update", &StepRecord::norm_update, kSummary | kPositional, Presence::Always, "‖Δ‖"},
     {"norm_grad", &StepRecord::norm_grad, kSummary, Presence::Always, "‖g‖"},
+    {"cos_state_grad", &StepRecord::cos_state_grad, kSummary, Presence::Always, "cos(s_k, g)"},
+    {"radial_update", &StepRecord::radial_update, kSummary, Presence::Always, "⟨Δ, s_k⟩ / ‖s_k‖"},
+    // ‖s_{k+1}‖² − ‖s_k‖² = 2⟨s_k, Δ⟩ + ‖Δ‖², each part kept: the means add up.
+    {"norm_sq_growth", &StepRecord::norm_sq_growth, kMean | kSummary, Presence::Always, "‖s_{k+1}‖² − ‖s_k‖²"},
+    {"norm_sq_growth_radial", &StepRecord::norm_sq_growth_radial, kMean | kSummary, Presence::Always,
+     "2⟨s_k, Δ⟩"},
+    {"norm_sq_growth_update", &StepRecord::norm_sq_growth_update, kMean | kSummary, Presence::Always, "‖Δ‖²"},
+    // The growth a pure gradient step of the measured η gives: η²‖g‖²
+    // (= ‖Δ‖² cos²(Δ, −g), the squared length of Δ's part along g).
+    {"norm_sq_growth_gradient_step", &StepRecord::norm_sq_growth_gradient_step, kMean | kSummary, Presence::Always,
+     "η² ‖g‖² = ⟨Δ, −g⟩² / ‖g‖²"},
 };
 
 // Statistics of a step computed from the others when the JSON is written
