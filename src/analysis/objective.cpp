@@ -6,6 +6,7 @@
 #include <string>
 
 #include "metalm/core/error.hpp"
+#include "metalm/core/hash.hpp"
 
 namespace metalm {
 namespace {
@@ -66,10 +67,19 @@ at::Tensor LensObjective::loss(const at::Tensor& h, const at::Tensor& rows) cons
 at::Tensor LensObjective::valid() const { return targets_.ge(0); }
 
 std::unique_ptr<Objective> LensObjective::with_random_targets(uint64_t seed) const {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  // A uniform draw among the V-1 wrong ids: shift the true id by 1..V-1.
-  at::Tensor shift = at::randint(1, vocab_size_, targets_.sizes(), gen, at::TensorOptions(at::kLong));
-  at::Tensor random = (targets_ + shift).remainder(vocab_size_);
+  // A uniform draw among the V-1 wrong ids: shift the true id by 1..V-1. The
+  // shift of sequence i, position t is a pure function of (seed, i, t),
+  //   u = 1 + mix(seed, i, t) mod (V - 1)      (mix: metalm/core/hash.hpp)
+  // so anyone can recompute it (tests/golden/make_analysis_golden.py does)
+  // without replaying a generator's stream. The modulo bias is below
+  // V / 2^64, far beneath any count a test or a run can see.
+  const int64_t B = targets_.size(0), T = targets_.size(1);
+  const auto wrong = static_cast<uint64_t>(vocab_size_ - 1);
+  at::Tensor shift = at::empty({B, T}, at::TensorOptions(at::kLong));
+  int64_t* u = shift.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t t = 0; t < T; ++t) u[i * T + t] = 1 + static_cast<int64_t>(mix(seed, i, t) % wrong);
+  at::Tensor random = (targets_ + shift.to(targets_.device())).remainder(vocab_size_);
   random = at::where(targets_.ge(0), random, targets_);  // keep "no target" marks
   return std::make_unique<LensObjective>(logits_fn_, random, vocab_size_);
 }

@@ -76,6 +76,23 @@ TEST(LensObjective, RandomTargetsAreSeededInRangeAndNeverTheTrueToken) {
   EXPECT_EQ(std::get<0>(at::_unique(t1.masked_select(valid))).numel(), V);
 }
 
+// The documented counter rule (docs/design.md 5.5): the wrong token of
+// sequence i, position t is (y + 1 + mix(seed, i, t) mod (V - 1)) mod V. The
+// expected ids come from the Python recipe in metalm/core/hash.hpp (seed 9,
+// V = 7, every true target 0, so the id is the shift itself); a rule that
+// depended on a generator's stream, or on the batch shape, would differ.
+TEST(LensObjective, RandomTargetsFollowTheCounterRuleOfSeedSequenceAndPosition) {
+  const int64_t V = 7;
+  LensObjective obj(testing::RandomLens(4, V, 1).fn(), at::zeros({2, 4}, at::TensorOptions(at::kLong)), V);
+  const auto r = obj.with_random_targets(9);
+  const at::Tensor expected = at::tensor({6, 6, 5, 5, 6, 5, 4, 6}, at::TensorOptions(at::kLong)).reshape({2, 4});
+  EXPECT_TRUE(at::equal(dynamic_cast<LensObjective&>(*r).targets(), expected));
+  // Position (i, t) keeps its draw in a longer batch.
+  LensObjective wider(testing::RandomLens(4, V, 1).fn(), at::zeros({3, 6}, at::TensorOptions(at::kLong)), V);
+  const auto rw = wider.with_random_targets(9);
+  EXPECT_TRUE(at::equal(dynamic_cast<LensObjective&>(*rw).targets().narrow(0, 0, 2).narrow(1, 0, 4), expected));
+}
+
 TEST(LensObjective, RejectsLogitsOfTheWrongWidth) {
   const at::Tensor targets = at::zeros({1, 2}, at::TensorOptions(at::kLong));
   LensObjective obj(testing::RandomLens(4, 3, 1).fn(), targets, 5);
