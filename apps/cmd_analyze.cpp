@@ -92,7 +92,7 @@ std::optional<DatasetMeta> find_meta(const std::string& explicit_path, const std
 
 const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOptions& global) {
   struct Options {
-    std::string checkpoint, data, ids, text, meta, out, csv, granularity;
+    std::string checkpoint, data, ids, text, meta, out, csv, granularity, lens;
     int64_t batches = 0, batch_size = 0, seq_len = 0, chunk = 0, freq_bins = 0, seed = -1;
     bool control_untrained = false, allow_nonfinite = false, force = false;
     std::string device = "auto";
@@ -125,6 +125,8 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
       ->check(int_range(0));
   cmd->add_option("--meta", o->meta, "dataset dir or meta.json with the training token counts "
                                      "(default: beside --data, else the run's data.dir)")->type_name("PATH");
+  cmd->add_option("--lens", o->lens, "logit | tuned:LENS.safetensors (from `metalm lens-train`); "
+                                     "default: analysis.lens")->type_name("LENS");
   cmd->add_flag("--control-untrained", o->control_untrained,
                 "also analyse a freshly initialised model of the same config (key control_untrained)");
   cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
@@ -153,6 +155,13 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     if (o->chunk) opts.chunk = o->chunk;
     if (o->freq_bins) opts.freq_bins = o->freq_bins;
     if (o->seed >= 0) opts.seed = o->seed;
+    if (!o->lens.empty()) {
+      opts.lens = o->lens;
+      if (opts.lens != "logit" && opts.tuned_lens_path().empty())
+        throw ConfigError("analyze: --lens " + o->lens + ": expected logit or tuned:LENS.safetensors");
+    }
+    // A bad lens file fails here, before any batch is read or analysed.
+    if (const std::string path = opts.tuned_lens_path(); !path.empty()) load_tuned_lens(path, cfg.model);
     // The config's values are checked like the options', before anything is allocated.
     check_sizes(n_batches, batch_size, seq_len, opts);
 
@@ -180,8 +189,9 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     const std::optional<DatasetMeta> meta = find_meta(o->meta, o->data, cfg.data.dir);
     if (!meta) spdlog::warn("analyze: no meta.json found; frequency aggregates are left out (use --meta)");
 
-    spdlog::info("analyze: {} (step {}), {} batch(es) of {} x {} tokens, {} granularity", ck.path, ck.state.step,
-                 batches.size(), batches[0].inputs.size(0), batches[0].inputs.size(1), to_string(opts.granularity));
+    spdlog::info("analyze: {} (step {}), {} batch(es) of {} x {} tokens, {} granularity, {} lens", ck.path,
+                 ck.state.step, batches.size(), batches[0].inputs.size(0), batches[0].inputs.size(1),
+                 to_string(opts.granularity), opts.lens);
     nlohmann::json result = analyze_model(ck.model, batches, opts, meta ? &*meta : nullptr);
     result["checkpoint"] = ck.path;
     result["step"] = ck.state.step;

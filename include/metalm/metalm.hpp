@@ -60,6 +60,7 @@
 #include "metalm/analysis/report.hpp"
 #include "metalm/analysis/summary.hpp"
 #include "metalm/analysis/trajectory.hpp"
+#include "metalm/analysis/tuned_lens.hpp"
 
 // train: the outer loop and its parts
 #include "metalm/train/checkpoint.hpp"
@@ -67,6 +68,7 @@
 #include "metalm/train/evaluate.hpp"
 #include "metalm/train/hf_import.hpp"
 #include "metalm/train/jsonl_log.hpp"
+#include "metalm/train/lens_train.hpp"
 #include "metalm/train/lr_schedule.hpp"
 #include "metalm/train/optimizer.hpp"
 #include "metalm/train/retention.hpp"

@@ -140,6 +140,10 @@ class _Check:
         c = self.at(key)
         return np.array([c._as_num(x, i) for i, x in enumerate(v)], dtype=float)
 
+    def opt_stats(self, o: dict, key: str) -> Optional["Stats"]:
+        """A summary that files of an older metalm lack: None when absent, all NaN when null."""
+        return self.stats(o, key) if key in o else None
+
     def stats(self, o: dict, key: str) -> "Stats":
         v = self.get(o, key)
         if v is None:  # present but not computed (e.g. a control switched off): all NaN
@@ -196,6 +200,13 @@ class Step:
     actual_decrease: float
     pos_alignment: np.ndarray  # [positions]
     pos_loss_before: np.ndarray  # [positions]
+    # The norm identity (design.md 5.3); NaN in files written before metalm had them.
+    cos_state_grad: Optional[Stats] = None
+    radial_update: Optional[Stats] = None
+    norm_sq_growth: float = math.nan                # mean ‖s_{k+1}‖² − ‖s_k‖²
+    norm_sq_growth_radial: float = math.nan         # mean 2<s_k, Δ>
+    norm_sq_growth_update: float = math.nan         # mean ‖Δ‖²
+    norm_sq_growth_gradient_step: float = math.nan  # mean η²‖g‖²
 
     @property
     def label(self) -> str:
@@ -212,6 +223,8 @@ class State:
     loss_by_position: np.ndarray   # [positions]
     norm_freq_spearman: float      # with the current token's training count; NaN without meta.json
     freq_bins: Optional[List[FreqBin]] = None  # by the current token; None without meta.json
+    cos_state_grad: Optional[Stats] = None  # cos(s_k, g); None for the last state and in older files
+    cos_ones_grad: Optional[Stats] = None   # cos(1, g)
 
     @property
     def label(self) -> str:
@@ -313,6 +326,12 @@ def _freq_bins(c: _Check, v, with_loss: bool) -> List[FreqBin]:
     return bins
 
 
+def opt_mean(c: _Check, o: dict, key: str) -> float:
+    """A mean that files of an older metalm lack: NaN when absent (or null)."""
+    v = c.opt_num(o, key)
+    return math.nan if v is None else v
+
+
 def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
     """Validate one analysis object (from `metalm analyze --out` or a line of analysis.jsonl)."""
     c = _Check(path, prefix)
@@ -358,7 +377,12 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
             norm_update=cs.stats(s, "norm_update"), norm_grad=cs.stats(s, "norm_grad"),
             first_order_decrease=cs.num(s, "first_order_decrease"),
             actual_decrease=cs.num(s, "actual_decrease"),
-            pos_alignment=cp.nums(bp, "alignment"), pos_loss_before=cp.nums(bp, "loss_before")))
+            pos_alignment=cp.nums(bp, "alignment"), pos_loss_before=cp.nums(bp, "loss_before"),
+            cos_state_grad=cs.opt_stats(s, "cos_state_grad"), radial_update=cs.opt_stats(s, "radial_update"),
+            norm_sq_growth=opt_mean(cs, s, "norm_sq_growth"),
+            norm_sq_growth_radial=opt_mean(cs, s, "norm_sq_growth_radial"),
+            norm_sq_growth_update=opt_mean(cs, s, "norm_sq_growth_update"),
+            norm_sq_growth_gradient_step=opt_mean(cs, s, "norm_sq_growth_gradient_step")))
 
     states = []
     for i, s in enumerate(raw_states):
@@ -374,7 +398,8 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
         states.append(State(
             site=site, depth=depth, loss=cs.num(s, "loss"), norm=cs.stats(s, "norm"),
             norm_by_position=cs.nums(s, "norm_by_position"), loss_by_position=cs.nums(s, "loss_by_position"),
-            norm_freq_spearman=rho, freq_bins=bins))
+            norm_freq_spearman=rho, freq_bins=bins,
+            cos_state_grad=cs.opt_stats(s, "cos_state_grad"), cos_ones_grad=cs.opt_stats(s, "cos_ones_grad")))
 
     tables = {}
     ct = c.at("tables")

@@ -76,7 +76,8 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
   return out;
 }
 
-BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis) {
+BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis,
+                            std::shared_ptr<const TunedLens> lens) {
   if (batch.inputs.sizes() != batch.targets.sizes())
     throw ShapeError("analyze_model: batch " + std::to_string(index) + " inputs and targets differ in shape");
   // Analysis is exact arithmetic in the parameters' dtype (fp32, or float64
@@ -94,7 +95,14 @@ BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t
     const at::Tensor nll = -logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // [B, T]
     out.nll_sum = nll.masked_select(valid).sum().item<double>();
   }
-  const LensObjective objective = make_lens_objective(model, targets);
+  const LensObjective logit = make_lens_objective(model, targets);
+  std::unique_ptr<TunedLensObjective> tuned;
+  if (lens) {
+    CausalTransformer handle = model;  // shares the module
+    tuned = std::make_unique<TunedLensObjective>([handle](const at::Tensor& h) mutable { return handle->lens_logits(h); },
+                                                 targets, model->config().vocab_size, lens, mt.names);
+  }
+  const Objective& objective = tuned ? static_cast<const Objective&>(*tuned) : logit;
   AnalysisConfig per_batch = analysis;
   // A different wrong token per batch, reproducibly (modulo 2^64, like the seed itself).
   per_batch.seed = static_cast<int64_t>(static_cast<uint64_t>(analysis.seed) + index);
@@ -224,6 +232,7 @@ json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batc
   j["vocab_size"] = cfg.vocab_size;
   j["seed"] = static_cast<uint64_t>(analysis.seed);
   j["chance_alignment"] = 1.0 / std::sqrt(static_cast<double>(cfg.d_model));
+  j["lens"] = analysis.lens;
   j["final_loss"] = number(final_count ? final_loss_sum / static_cast<double>(final_count) : NAN);
   json steps = steps_to_json(all, bins_ptr);
   for (size_t k = 0; k < steps.size(); ++k) label_step(steps[k], k, analysis.granularity);
@@ -253,17 +262,20 @@ json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& b
   if (meta && static_cast<int64_t>(meta->train_counts.size()) > cfg.vocab_size)
     throw ShapeError("analyze_model: meta.json counts " + std::to_string(meta->train_counts.size()) +
                      " token ids but the model's vocab_size is " + std::to_string(cfg.vocab_size));
+  std::shared_ptr<const TunedLens> lens;
+  if (const std::string path = analysis.tuned_lens_path(); !path.empty())
+    lens = std::make_shared<const TunedLens>(load_tuned_lens(path, cfg));
   EvalModeScope eval(model);
   std::vector<BatchAnalysis> parts(batches.size());
   if (world == 1) {
-    for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, analysis);
+    for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, analysis, lens);
     return summarize_analysis(model, batches, parts, analysis, meta);
   }
   std::vector<int64_t> offsets{0};
   for (const auto& batch : batches) offsets.push_back(offsets.back() + packed_numel(cfg, batch, analysis));
   at::Tensor buffer = at::zeros({offsets.back()}, at::kDouble);
   for (size_t b = static_cast<size_t>(rank); b < batches.size(); b += static_cast<size_t>(world))
-    buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]).copy_(pack(analyze_batch(model, batches[b], b, analysis)));
+    buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]).copy_(pack(analyze_batch(model, batches[b], b, analysis, lens)));
   sum(buffer);
   for (size_t b = 0; b < batches.size(); ++b)
     parts[b] = unpack(buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]), cfg, batches[b], analysis);

@@ -25,6 +25,21 @@ void put(at::Tensor& out, int64_t begin, const at::Tensor& values) {
   out.narrow(0, begin, values.size(0)).copy_(values);
 }
 
+// State k's loss of an objective as an objective of its own, for loss_and_grad.
+class StateView final : public Objective {
+ public:
+  StateView(const Objective& o, size_t k) : o_(o), k_(k) {}
+  at::Tensor loss(const at::Tensor& h, const at::Tensor& rows) const override { return o_.state_loss(k_, h, rows); }
+  at::Tensor valid() const override { return o_.valid(); }
+  std::unique_ptr<Objective> with_random_targets(uint64_t) const override {
+    throw ShapeError("StateView: take the random targets of the objective it views");
+  }
+
+ private:
+  const Objective& o_;
+  size_t k_;
+};
+
 }  // namespace
 
 Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
@@ -83,13 +98,18 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
       const bool last = (k == K);
       const at::Tensor h = flat[k].index_select(0, rows);  // [n, d]
       ChunkState cur;
-      LossAndGrad lg = loss_and_grad(objective, h, rows, !last);
+      LossAndGrad lg = loss_and_grad(StateView(objective, k), h, rows, !last);
+      // Step k−1 is read through state k−1's loss, also after the step.
+      at::Tensor loss_after;
+      if (k > 0 && objective.reads_states_apart())
+        loss_after = loss_and_grad(StateView(objective, k - 1), h, rows, false).loss.to(at::kDouble);
       at::NoGradGuard no_grad;
       cur.h = h.to(at::kDouble);
       cur.loss = lg.loss.to(at::kDouble);
+      if (!loss_after.defined()) loss_after = cur.loss;
       if (!last) {
         cur.grad = lg.grad.to(at::kDouble);
-        cur.grad_rnd = loss_and_grad(*control, h, rows, true).grad.to(at::kDouble);
+        cur.grad_rnd = loss_and_grad(StateView(*control, k), h, rows, true).grad.to(at::kDouble);
       }
       StateRecord& rec = tr.states[k];
       put(rec.loss, begin, cur.loss);
@@ -108,11 +128,11 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
         const at::Tensor ng = prev.grad.norm(2, {1});          // ‖g‖
         const at::Tensor dot = -(delta * prev.grad).sum(1);    // ⟨Δ, −g⟩
         put(st.loss_before, begin, prev.loss);
-        put(st.loss_after, begin, cur.loss);
+        put(st.loss_after, begin, loss_after);
         put(st.alignment, begin, row_cos(dot, nd, ng));
         put(st.step_size, begin, dot / ng.pow(2));
         put(st.first_order_decrease, begin, dot);
-        put(st.actual_decrease, begin, prev.loss - cur.loss);
+        put(st.actual_decrease, begin, prev.loss - loss_after);
         put(st.norm_before, begin, prev.h.norm(2, {1}));
         put(st.norm_update, begin, nd);
         put(st.norm_grad, begin, ng);

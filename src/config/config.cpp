@@ -112,6 +112,8 @@ void resolve(RunConfig& c) {
   at_least(a.batch_size, 1, "analysis.batch_size");
   at_least(a.chunk, 1, "analysis.chunk");
   at_least(a.freq_bins, 1, "analysis.freq_bins");
+  require(a.lens == "logit" || !a.tuned_lens_path().empty(), "analysis.lens", a.lens,
+          "must be logit or tuned:PATH (a file written by metalm lens-train)");
 
   const DistConfig& d = c.dist;
   require(d.timeout_s > 0, "dist.timeout_s", str(d.timeout_s), "must be positive");

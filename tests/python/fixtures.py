@@ -152,7 +152,7 @@ def make_analysis(n_layers: int = 3, granularity: str = "block", positions: int 
 
     out = {"format": "metalm-analysis", "version": 1, "tokens": tokens, "batches": 1, "batch_size": batch_size,
            "seq_len": positions, "granularity": granularity, "d_model": d_model, "n_layer": n_layers,
-           "vocab_size": vocab_size, "seed": 1234, "chance_alignment": 1 / math.sqrt(d_model),
+           "vocab_size": vocab_size, "seed": 1234, "lens": "logit", "chance_alignment": 1 / math.sqrt(d_model),
            "final_loss": losses[-1], "steps": steps, "states": states,
            "tables": {"embedding": table(1.0, -0.4, -0.08), "unembedding": table(1.2, 0.5, 0.1), "tied": False}}
     if with_meta:

@@ -175,6 +175,28 @@ class Validation(unittest.TestCase):
         a = parse_analysis(raw, "f.json")
         self.assertTrue(math.isnan(a.steps[0].alignment.std))
 
+    def test_norm_identity_fields_are_read_and_optional(self):
+        raw = fx.make_analysis()
+        a = parse_analysis(raw, "f.json")
+        st, rs = a.steps[1], raw["steps"][1]
+        self.assertEqual(st.cos_state_grad.mean, rs["cos_state_grad"]["mean"])
+        self.assertEqual(st.radial_update.q90, rs["radial_update"]["q90"])
+        for key in ("norm_sq_growth", "norm_sq_growth_radial", "norm_sq_growth_update",
+                    "norm_sq_growth_gradient_step"):
+            self.assertEqual(getattr(st, key), rs[key], key)
+        self.assertEqual(a.states[0].cos_ones_grad.median, raw["states"][0]["cos_ones_grad"]["median"])
+        self.assertTrue(math.isnan(a.states[-1].cos_state_grad.mean))  # null for the last state
+        # A version-1 file of an older metalm has none of them: they read as missing, not as an error.
+        for s in raw["steps"]:
+            for key in [k for k in s if k.startswith(("cos_", "radial_", "norm_sq_"))]:
+                del s[key]
+        for s in raw["states"]:
+            del s["cos_state_grad"], s["cos_ones_grad"]
+        old = parse_analysis(raw, "f.json")
+        self.assertIsNone(old.steps[0].cos_state_grad)
+        self.assertIsNone(old.states[0].cos_ones_grad)
+        self.assertTrue(math.isnan(old.steps[0].norm_sq_growth))
+
     def test_frequency_data_is_read_by_the_current_token(self):
         raw = fx.make_analysis()
         a = parse_analysis(raw, "f.json")
@@ -399,6 +421,9 @@ class RealOutput(unittest.TestCase):
         self.assertEqual(a.states[1].norm_freq_spearman, raw["states"][1]["norm_freq_spearman"]["current"])
         self.assertEqual(len(a.states[1].freq_bins), raw["frequency_bins"]["bins"])
         self.assertEqual(len(a.steps[0].pos_alignment), raw["seq_len"])
+        self.assertEqual(a.steps[1].norm_sq_growth, raw["steps"][1]["norm_sq_growth"])
+        self.assertEqual(a.steps[1].cos_state_grad.mean, raw["steps"][1]["cos_state_grad"]["mean"])
+        self.assertEqual(a.states[0].cos_ones_grad.mean, raw["states"][0]["cos_ones_grad"]["mean"])
 
 
 if __name__ == "__main__":

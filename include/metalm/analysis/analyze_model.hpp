@@ -10,11 +10,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "metalm/analysis/objective.hpp"
 #include "metalm/analysis/trajectory.hpp"
+#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/config/config.hpp"
 #include "metalm/data/dataset_meta.hpp"
 #include "metalm/data/token_dataset.hpp"
@@ -52,7 +54,8 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
 std::vector<std::string> trajectory_names(int64_t n_layer, Granularity granularity);
 
 // Analyses `batches` (in eval mode; the model's mode is restored) and returns
-// the analysis JSON. `meta` (nullable) supplies the training-corpus token
+// the analysis JSON. analysis.lens = "tuned:PATH" reads every state through
+// that tuned lens (loaded once per call; docs/design.md 5.2). `meta` (nullable) supplies the training-corpus token
 // counts for the frequency aggregates and correlations.
 nlohmann::json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches,
                              const AnalysisConfig& analysis, const DatasetMeta* meta);
@@ -66,7 +69,10 @@ struct BatchAnalysis {
 // Analyses batch `index` of a list (its random-target control is seeded by
 // analysis.seed + index, so a batch gets the same control wherever it runs).
 // The model must be in the mode it is analysed in (analyze_model: eval).
-BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis);
+// `lens` (nullable) reads the states through a tuned lens instead of the
+// logit lens (analyze_model loads it from analysis.lens).
+BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis,
+                            std::shared_ptr<const TunedLens> lens = nullptr);
 
 // Aggregates the analyses of `batches` (parts[b] of batches[b]) into the
 // analysis JSON.

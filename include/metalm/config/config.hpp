@@ -141,6 +141,10 @@ struct AnalysisConfig {
   int64_t chunk = 2048;
   int64_t freq_bins = 8;
   int64_t seed = 1234;
+  std::string lens = "logit";  // "logit" or "tuned:PATH" (a file of `metalm lens-train`)
+
+  // The tuned-lens file of lens = "tuned:PATH" ("" for the logit lens).
+  std::string tuned_lens_path() const { return lens.rfind("tuned:", 0) == 0 ? lens.substr(6) : std::string(); }
 
   template <class Self, class V>
   static void fields(Self& c, V&& v) {
@@ -151,6 +155,7 @@ struct AnalysisConfig {
     v("chunk", c.chunk, "positions per autograd chunk (bounds memory)");
     v("freq_bins", c.freq_bins, "log-spaced token-frequency bins");
     v("seed", c.seed, "seed of the random-target control");
+    v("lens", c.lens, "logit (the model's own final norm and unembedding) | tuned:PATH (a tuned lens from `metalm lens-train`)");
   }
 };
 

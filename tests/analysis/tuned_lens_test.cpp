@@ -1,0 +1,227 @@
+// The tuned lens as an inner objective: identity translators are the logit
+// lens exactly; state k (and step k, before and after) is read through
+// translator k; a lens file that does not fit the model is refused in one line.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/utils.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "metalm/analysis/analyze_model.hpp"
+#include "metalm/analysis/tuned_lens.hpp"
+#include "metalm/core/error.hpp"
+#include "metalm/io/safetensors.hpp"
+
+namespace metalm {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t B = 3, T = 8, V = 13, D = 16;
+
+ModelConfig tiny_model() {
+  ModelConfig c;
+  c.vocab_size = V;
+  c.context = T;
+  c.d_model = D;
+  c.n_layer = 2;
+  c.n_head = 2;
+  resolve(c);
+  return c;
+}
+
+Batch random_batch(uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  const at::Tensor seq = at::randint(0, V, {B, T + 1}, gen, at::TensorOptions(at::kLong));
+  return {seq.narrow(1, 0, T).contiguous(), seq.narrow(1, 1, T).contiguous()};
+}
+
+struct TempFile {
+  std::string path = (fs::temp_directory_path() / ("metalm-lens-" + std::to_string(::getpid()) + "-" +
+                                                    std::to_string(counter()++) + ".safetensors"))
+                         .string();
+  ~TempFile() {
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
+
+// A lens whose translators are visibly not the identity.
+TunedLens perturbed_lens(uint64_t seed) {
+  TunedLens lens = TunedLens::identity(2, D);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  for (auto& [site, t] : lens.translators) {
+    t.weight = t.weight + 0.3 * at::normal(0.0, 1.0, {D, D}, gen, at::TensorOptions(at::kFloat));
+    t.bias = 0.5 * at::normal(0.0, 1.0, {D}, gen, at::TensorOptions(at::kFloat));
+  }
+  return lens;
+}
+
+TEST(TunedLens, SitesAreTheResidualStatesButFinal) {
+  EXPECT_EQ(TunedLens::sites(2), (std::vector<std::string>{"blocks.0.resid_pre", "blocks.0.resid_mid",
+                                                           "blocks.0.resid_post", "blocks.1.resid_mid"}));
+  // Every state of either granularity's trajectory but `final` has a translator.
+  const TunedLens lens = TunedLens::identity(3, 4);
+  for (auto g : {Granularity::Block, Granularity::Sublayer}) {
+    const auto names = trajectory_names(3, g);
+    for (size_t k = 0; k + 1 < names.size(); ++k) EXPECT_TRUE(lens.translators.count(names[k])) << names[k];
+    EXPECT_EQ(names.back(), "final");
+  }
+}
+
+TEST(TunedLens, IdentityTranslatorsReproduceTheLogitLensAnalysisExactly) {
+  torch::manual_seed(3);
+  CausalTransformer model(tiny_model());
+  const TempFile file;
+  save_tuned_lens(file.path, TunedLens::identity(2, D), model->config());
+  const std::vector<Batch> batches{random_batch(1), random_batch(2)};
+  for (auto g : {Granularity::Block, Granularity::Sublayer}) {
+    AnalysisConfig logit;
+    logit.granularity = g;
+    AnalysisConfig tuned = logit;
+    tuned.lens = "tuned:" + file.path;
+    nlohmann::json a = analyze_model(model, batches, logit, nullptr);
+    nlohmann::json b = analyze_model(model, batches, tuned, nullptr);
+    EXPECT_EQ(a["lens"], "logit");
+    EXPECT_EQ(b["lens"], tuned.lens);
+    a.erase("lens");
+    b.erase("lens");
+    EXPECT_EQ(a.dump(), b.dump()) << to_string(g);  // every number bit for bit
+  }
+}
+
+TEST(TunedLens, StateAndStepKAreReadThroughTranslatorK) {
+  torch::manual_seed(4);
+  CausalTransformer model(tiny_model());
+  model->eval();
+  auto lens = std::make_shared<const TunedLens>(perturbed_lens(9));
+  const Batch batch = random_batch(5);
+  AnalysisConfig c;
+  c.granularity = Granularity::Sublayer;
+  const BatchAnalysis part = analyze_batch(model, batch, 0, c, lens);
+  const Trajectory& tr = part.trajectory;
+  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, c.granularity);
+  at::NoGradGuard no_grad;
+  const at::Tensor y = batch.targets.reshape({-1}).index_select(0, tr.rows);
+  // ℓ through an explicit A h + b, in double, independent of TunedLens::translate.
+  auto ce = [&](const std::string& site, const at::Tensor& state) {
+    at::Tensor h = state.reshape({-1, D}).index_select(0, tr.rows);
+    if (site != "final") {
+      const Translator& t = lens->translators.at(site);
+      h = at::matmul(h.to(at::kDouble), t.weight.to(at::kDouble).t()) + t.bias.to(at::kDouble);
+    }
+    const at::Tensor logits = model->lens_logits(h.to(at::kFloat)).to(at::kDouble);
+    return -at::log_softmax(logits, 1).gather(1, y.unsqueeze(1)).squeeze(1);
+  };
+  for (size_t k = 0; k < mt.states.size(); ++k) {
+    EXPECT_TRUE(at::allclose(tr.states[k].loss, ce(mt.names[k], mt.states[k]), 1e-4, 1e-5)) << mt.names[k];
+    if (k + 1 == mt.states.size()) continue;
+    const StepRecord& st = tr.steps[k];
+    EXPECT_TRUE(at::equal(st.loss_before, tr.states[k].loss)) << k;
+    // After the step, still translator k: s_{k+1} read as state k would be.
+    EXPECT_TRUE(at::allclose(st.loss_after, ce(mt.names[k], mt.states[k + 1]), 1e-4, 1e-5)) << k;
+    EXPECT_FALSE(at::allclose(st.loss_after, tr.states[k + 1].loss, 1e-3, 1e-3)) << k;
+    EXPECT_TRUE(at::allclose(st.actual_decrease, st.loss_before - st.loss_after, 1e-12, 1e-12)) << k;
+  }
+  // The last state is the model's own readout: its loss is the model's loss.
+  EXPECT_NEAR(tr.states.back().loss.sum().item<double>(), part.nll_sum, 1e-3);
+}
+
+TEST(TunedLens, GradientIsTakenThroughTheTranslator) {
+  // g = Aᵀ ∇_u ℓ at u = A s + b: compare with the logit lens's gradient at u.
+  torch::manual_seed(6);
+  CausalTransformer model(tiny_model());
+  model->eval();
+  CausalTransformer handle = model;
+  auto lens = std::make_shared<const TunedLens>(perturbed_lens(10));
+  const Batch batch = random_batch(7);
+  const LogitsFn fn = [handle](const at::Tensor& h) mutable { return handle->lens_logits(h); };
+  const std::vector<std::string> names = trajectory_names(2, Granularity::Block);
+  const TunedLensObjective tuned(fn, batch.targets, V, lens, names);
+  const LensObjective logit(fn, batch.targets, V);
+  at::Generator gen = at::detail::createCPUGenerator(8);
+  const at::Tensor s = at::normal(0.0, 1.0, {B * T, D}, gen, at::TensorOptions(at::kFloat));
+  const at::Tensor rows = at::arange(B * T, at::TensorOptions(at::kLong));
+  const Translator& t = lens->translators.at(names[1]);
+  const at::Tensor u = at::matmul(s, t.weight.t()) + t.bias;
+  struct View final : Objective {
+    const Objective& o;
+    size_t k;
+    View(const Objective& o, size_t k) : o(o), k(k) {}
+    at::Tensor loss(const at::Tensor& h, const at::Tensor& r) const override { return o.state_loss(k, h, r); }
+    at::Tensor valid() const override { return o.valid(); }
+    std::unique_ptr<Objective> with_random_targets(uint64_t) const override { return nullptr; }
+  };
+  const at::Tensor g = loss_and_grad(View(tuned, 1), s, rows).grad;
+  const at::Tensor gu = loss_and_grad(logit, u, rows).grad;
+  EXPECT_TRUE(at::allclose(g, at::matmul(gu, t.weight), 1e-4, 1e-6));
+  // The random-target control keeps the translators.
+  const auto control = tuned.with_random_targets(3);
+  const auto logit_control = logit.with_random_targets(3);
+  EXPECT_TRUE(at::allclose(control->state_loss(1, s, rows), logit_control->loss(u, rows), 1e-5, 1e-6));
+}
+
+TEST(TunedLens, FileRoundTripsAndBadFilesAreRefusedInOneLine) {
+  const ModelConfig cfg = tiny_model();
+  const TunedLens lens = perturbed_lens(11);
+  const TempFile file;
+  save_tuned_lens(file.path, lens, cfg, {{"checkpoint", "ck"}});
+  const TunedLens back = load_tuned_lens(file.path, cfg);
+  ASSERT_EQ(back.translators.size(), lens.translators.size());
+  for (const auto& [site, t] : lens.translators) {
+    EXPECT_TRUE(at::equal(back.translators.at(site).weight, t.weight)) << site;
+    EXPECT_TRUE(at::equal(back.translators.at(site).bias, t.bias)) << site;
+  }
+  auto refused = [&](const std::string& path, const ModelConfig& model, const std::string& needle) {
+    try {
+      load_tuned_lens(path, model);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const FormatError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+      EXPECT_EQ(what.rfind(path, 0), 0u) << what;  // names the file first
+    }
+  };
+  ModelConfig wider = cfg;
+  wider.d_model = 32;
+  refused(file.path, wider, "d_model 32");
+  ModelConfig deeper = cfg;
+  deeper.n_layer = 3;
+  refused(file.path, deeper, "no translator for site 'blocks.1.resid_post'");
+  ModelConfig shallower = cfg;
+  shallower.n_layer = 1;
+  refused(file.path, shallower, "is not the translator of a residual site");
+
+  std::map<std::string, torch::Tensor> tensors = read_safetensors(file.path).tensors;
+  const TempFile nan_file, plain_file;
+  auto with_nan = tensors;
+  with_nan["translators.blocks.0.resid_mid.bias"] = with_nan["translators.blocks.0.resid_mid.bias"].clone();
+  with_nan["translators.blocks.0.resid_mid.bias"][3] = NAN;
+  write_safetensors(nan_file.path, with_nan, {{"format", kTunedLensFormat}, {"version", "1"}});
+  refused(nan_file.path, cfg, "holds NaN or Inf");
+  write_safetensors(plain_file.path, tensors);  // no metadata: model weights, say
+  refused(plain_file.path, cfg, "not a metalm tuned lens");
+  EXPECT_THROW(load_tuned_lens(file.path + ".missing", cfg), IoError);
+}
+
+TEST(TunedLens, ConfigKeyTakesLogitOrTunedPath) {
+  RunConfig c;
+  c.analysis.lens = "tuned:/x/lens.safetensors";
+  resolve(c);
+  EXPECT_EQ(c.analysis.tuned_lens_path(), "/x/lens.safetensors");
+  for (const char* bad : {"tuned:", "tuned", "logits", ""}) {
+    RunConfig r;
+    r.analysis.lens = bad;
+    EXPECT_THROW(resolve(r), ConfigError) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace metalm
