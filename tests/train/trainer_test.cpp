@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "metalm/analysis/analyze_model.hpp"
 #include "metalm/config/json.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/train/checkpoint.hpp"
 #include "metalm/train/retention.hpp"
@@ -145,6 +147,49 @@ TEST_F(TrainerTest, Bf16TrainsLikeFp32WithFp32Weights) {
   EXPECT_NEAR(s.last_val_loss, fp32.last_val_loss, 0.05);
   for (const auto& p : bf16.model()->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
   EXPECT_EQ(load_checkpoint(tmp / "bf16").model->parameters()[0].scalar_type(), at::kFloat);
+}
+
+// The analyzer computes in the parameters' fp32 whatever precision the model
+// trains in: in a bf16 run, the analysis line the trainer writes (its default
+// hook, called between bf16 steps) equals analyze_model on the saved
+// checkpoint, run as a separate fp32 program would, and equals it again when
+// the caller has bf16 autocast switched on.
+TEST_F(TrainerTest, AnalysisOfABf16RunIsTheFp32AnalysisOfItsCheckpoint) {
+  auto cfg = config();
+  cfg.train.precision = Precision::Bf16;
+  cfg.analysis.every = cfg.train.steps;
+  cfg.analysis.batches = 2;
+  cfg.analysis.batch_size = 2;
+  auto o = options(tmp / "run");
+  std::vector<Batch> analysed;
+  const AnalysisFn trainer_default = o.analysis;
+  o.analysis = [&](CausalTransformer& model, const std::vector<Batch>& batches, const RunConfig& c,
+                   const DatasetMeta& meta, DistributedContext& dist) {
+    analysed = batches;
+    return trainer_default(model, batches, c, meta, dist);
+  };
+  Trainer(cfg, o).run();
+  const auto lines = read_lines(tmp / "run/analysis.jsonl");
+  ASSERT_EQ(lines.size(), 2u);  // steps 0 and 40
+  ASSERT_EQ(analysed.size(), 2u);
+
+  LoadedCheckpoint ckpt = load_checkpoint(tmp / "run");
+  ASSERT_EQ(ckpt.state.step, cfg.train.steps);
+  for (const auto& p : ckpt.model->parameters()) ASSERT_EQ(p.scalar_type(), at::kFloat);
+  const DatasetMeta meta = read_dataset_meta(tmp / "data");
+  nlohmann::json fp32 = analyze_model(ckpt.model, analysed, cfg.analysis, &meta);
+  nlohmann::json under_bf16;
+  {
+    AutocastScope bf16(Precision::Bf16, c10::Device(c10::kCPU));
+    under_bf16 = analyze_model(ckpt.model, analysed, cfg.analysis, &meta);
+  }
+  EXPECT_EQ(under_bf16, fp32);
+  nlohmann::json logged = lines[1];
+  logged.erase("step");
+  EXPECT_EQ(logged, fp32);
+  // Not vacuous: the statistics are there and finite.
+  ASSERT_TRUE(fp32.contains("steps"));
+  EXPECT_FALSE(fp32["steps"].empty());
 }
 
 TEST_F(TrainerTest, CudaOnALibtorchWithoutCudaIsAConfigError) {
