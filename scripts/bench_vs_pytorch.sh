@@ -4,26 +4,30 @@
 # side by side: the runs are interleaved (A B C D, A B C D, ...) so the
 # machine's drift hits every side alike, and medians are compared.
 #
-#   scripts/bench_vs_pytorch.sh [--rounds R] [--steps N] [--threads T] [--configs byte,wider] [--bin METALM]
+#   scripts/bench_vs_pytorch.sh [--rounds R] [--steps N] [--threads T] [--configs byte,wider]
+#                               [--precisions fp32,bf16] [--bin METALM]
 #
 # Configs: byte  = V257 L4 H4 d256 T256 B16;  wider = V257 L6 H6 d384 T256 B8.
 # Each side runs in fp32 and in bf16 (autocast), with the same threads and
-# OMP_WAIT_POLICY=passive. Printed per config: tokens/s of every side
+# OMP_WAIT_POLICY=passive. bf16 is left out by default on a CPU without
+# native bf16 matmuls (no avx512_bf16 or amx_bf16 in /proc/cpuinfo: oneDNN
+# then emulates them, 10-25x slower than fp32); --precisions forces a list. Printed per config: tokens/s of every side
 # (median of R rounds), metalm's best over PyTorch's best, and the achieved
 # model GFLOP/s beside the 1024x1024 matmul peak (fp32 and bf16) measured in
 # the same run. Needs data/brown-byte (scripts/quickstart.sh or metalm prepare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3 steps=10 threads=2 configs=byte,wider bin=build/apps/metalm
+rounds=3 steps=10 threads=2 configs=byte,wider bin=build/apps/metalm precisions=
 while (($#)); do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
+    --precisions) precisions=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench_vs_pytorch: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,6 +36,17 @@ py=/usr/bin/python3
 [[ -f data/brown-byte/train.bin ]] || { echo "bench_vs_pytorch: data/brown-byte/train.bin missing (metalm prepare, see README)" >&2; exit 1; }
 $py -c 'import torch' 2>/dev/null || { echo "bench_vs_pytorch: $py has no torch (apt-get install python3-torch)" >&2; exit 1; }
 export OMP_WAIT_POLICY=passive
+if [[ -z $precisions ]]; then
+  if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+    precisions=fp32,bf16
+  else
+    precisions=fp32
+    echo "bench_vs_pytorch: this CPU has no native bf16 matmul (no avx512_bf16/amx_bf16): fp32 only (--precisions fp32,bf16 to run bf16 anyway)" >&2
+  fi
+fi
+for p in ${precisions//,/ }; do
+  [[ $p == fp32 || $p == bf16 ]] || { echo "bench_vs_pytorch: unknown precision $p (fp32, bf16)" >&2; exit 2; }
+done
 
 # name: vocab layers heads d_model seq batch
 declare -A shape=([byte]="257 4 4 256 256 16" [wider]="257 6 6 384 256 8")
@@ -44,7 +59,7 @@ for ((r = 1; r <= rounds; r++)); do
   for c in ${configs//,/ }; do
     [[ -n ${shape[$c]:-} ]] || { echo "bench_vs_pytorch: unknown config $c (byte, wider)" >&2; exit 2; }
     read -r V L H D T B <<<"${shape[$c]}"
-    for p in fp32 bf16; do
+    for p in ${precisions//,/ }; do
       out=$("$bin" --log-level warn --threads "$threads" bench train --config configs/tiny.json \
         --set name="$c" --set data.dir=data/brown-byte --set model.vocab_size="$V" --set model.n_layer="$L" \
         --set model.n_head="$H" --set model.d_model="$D" --set model.context="$T" --set train.batch_size="$B" \
@@ -57,7 +72,7 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
-$py - "$results" "$configs" <<'EOF'
+$py - "$results" "$configs" "$precisions" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 shapes = {"byte": (257, 4, 4, 256, 256, 16), "wider": (257, 6, 6, 384, 256, 8)}
@@ -75,12 +90,12 @@ for c in sys.argv[2].split(","):
     print(f"\n{c}: V{V} L{L} H{H} d{d} T{T} B{B}, {flops_per_token * B * T / 1e9:.1f} GFLOP per step")
     tps = {}
     for side in ("metalm", "pytorch"):
-        for p in ("fp32", "bf16"):
+        for p in sys.argv[3].split(","):
             v = [r["tokens_per_s"] for r in rows if r["config"] == c and r.get("side") == side and r["precision"] == p]
             tps[side, p] = med(v)
             print(f"  {side:8s} {p}  {med(v):8.0f} tokens/s  {med(v) * flops_per_token / 1e9:6.1f} GFLOP/s"
                   f"  (runs: {', '.join(f'{x:.0f}' for x in v)})")
-    best_py = max(tps["pytorch", "fp32"], tps["pytorch", "bf16"])
-    best_m = max(tps["metalm", "fp32"], tps["metalm", "bf16"])
-    print(f"  metalm best / PyTorch best = {best_m / best_py:.2f}x")
+    best_py = max(v for (side, _), v in tps.items() if side == "pytorch")
+    best_m = max(v for (side, _), v in tps.items() if side == "metalm")
+    print(f"  metalm best / PyTorch best = {best_m / best_py:.2f}x ({sys.argv[3]})")
 EOF
