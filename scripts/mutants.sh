@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Mutation check of the analysis tests: applies, one at a time, single-line
+# faults ("mutants") to src/analysis and to the capture path of src/model in a
+# scratch copy of the tree, rebuilds it incrementally, runs the test suites that
+# can see the fault, and prints whether each mutant was killed (a test failed)
+# or survived, then the score. A tool, not part of CI.
+#
+#   scripts/mutants.sh                    every mutant
+#   scripts/mutants.sh --only 3,17        some of them (numbers of --list)
+#   scripts/mutants.sh --list             the mutants, without running anything
+#   scripts/mutants.sh --out FILE         also write the table to FILE
+#   scripts/mutants.sh --scratch DIR      scratch directory (default /tmp/metalm-mutants)
+#   scripts/mutants.sh --worktree         copy the working tree (without build/,
+#                                         data/ and .git/) instead of the last
+#                                         commit (git archive HEAD)
+#
+# The scratch tree is DIR/src, its build DIR/build (configured once, Release,
+# without the apps: the CLI is not on the analysis path); each mutant is a
+# rebuild of what the one changed file touches plus the suites' test binaries.
+# Tests run: the `analysis` suite for every mutant, and the `model` suite too
+# for mutants in src/model, with METALM_GOLDEN_NO_PYTHON=1 (the golden tests
+# compare with the committed files and skip regenerating them: a mutant of the
+# C++ cannot change what the Python writes). Not run: the `train` suite (its
+# analysis tests only see the trainer's use of analyze_model, minutes per run)
+# and the CLI and example tests (they need the apps and an installed package,
+# and they check formats, not the analysis values).
+#
+# Every build+test of a mutant holds /tmp/metalm-cpu.lock (with -j2) for that
+# mutant only, so other work on the machine interleaves. A mutant whose code no
+# longer occurs exactly once (the source moved on) is reported "missing"; one
+# that does not compile "invalid"; neither is counted in the score.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+scratch=/tmp/metalm-mutants
+only=""
+out=""
+list=0
+worktree=0
+lock=/tmp/metalm-cpu.lock
+while (($#)); do
+  case "$1" in
+    --only) only="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --scratch) scratch="$2"; shift 2 ;;
+    --list) list=1; shift ;;
+    --worktree) worktree=1; shift ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "mutants.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# kind <TAB> file <TAB> original code (must occur exactly once) <TAB> mutated code
+mutants() {
+  cat <<'EOF'
+wrong state	src/analysis/trajectory.cpp	put(st.norm_before, begin, prev.h.norm(2, {1}));	put(st.norm_before, begin, cur.h.norm(2, {1}));
+wrong state	src/analysis/trajectory.cpp	const at::Tensor h = flat[k].index_select(0, rows);	const at::Tensor h = flat[std::min(k + 1, K)].index_select(0, rows);
+wrong state	src/analysis/trajectory.cpp	put(st.loss_before, begin, prev.loss);	put(st.loss_before, begin, cur.loss);
+wrong state	src/analysis/trajectory.cpp	if (!loss_after.defined()) loss_after = cur.loss;	if (!loss_after.defined()) loss_after = prev.loss;
+swapped sign	src/analysis/trajectory.cpp	put(st.actual_decrease, begin, prev.loss - loss_after);	put(st.actual_decrease, begin, loss_after - prev.loss);
+wrong state	src/analysis/trajectory.cpp	const at::Tensor ng = prev.grad.norm(2, {1});	const at::Tensor ng = prev.h.norm(2, {1});
+swapped sign	src/analysis/trajectory.cpp	const at::Tensor dot = -(delta * prev.grad).sum(1);	const at::Tensor dot = (delta * prev.grad).sum(1);
+swapped sign	src/analysis/trajectory.cpp	put(st.first_order_decrease, begin, dot);	put(st.first_order_decrease, begin, -dot);
+wrong normalisation	src/analysis/trajectory.cpp	put(st.step_size, begin, dot / ng.pow(2));	put(st.step_size, begin, dot / ng);
+wrong normalisation	src/analysis/trajectory.cpp	put(st.alignment, begin, row_cos(dot, nd, ng));	put(st.alignment, begin, row_cos(dot, nd, nd));
+wrong normalisation	src/analysis/trajectory.cpp	put(st.step_size_random, begin, dotr / ngr.pow(2));	put(st.step_size_random, begin, dotr / ng.pow(2));
+wrong normalisation	src/analysis/trajectory.cpp	put(st.radial_update, begin, radial / nb);	put(st.radial_update, begin, radial / nd);
+wrong statistic	src/analysis/trajectory.cpp	put(st.norm_update, begin, nd);	put(st.norm_update, begin, ng);
+wrong statistic	src/analysis/trajectory.cpp	put(rec.norm, begin, cur.h.norm(2, {1}));	put(rec.norm, begin, cur.h.norm(1, {1}));
+control equals true value	src/analysis/trajectory.cpp	const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);	const at::Tensor dotr = -(delta * prev.grad).sum(1);
+chunk boundary	src/analysis/trajectory.cpp	for (int64_t begin = 0; begin < n; begin += config.chunk) {	for (int64_t begin = 0; begin < n; begin += config.chunk + 1) {
+chunk boundary	src/analysis/trajectory.cpp	const int64_t len = std::min(config.chunk, n - begin);	const int64_t len = std::min(config.chunk, n - begin - 1);
+off-by-one position	src/analysis/trajectory.cpp	tr.positions = tr.rows.remainder(tr.length);	tr.positions = tr.rows.remainder(tr.length - 1);
+off-by-one position	src/analysis/trajectory.cpp	offset += p.batch * p.length;	offset += p.batch * (p.length - 1);
+off-by-one position	src/analysis/report.cpp	const at::Tensor pos0 = tr.positions.eq(0);	const at::Tensor pos0 = tr.positions.eq(1);
+off-by-one position	src/analysis/report.cpp	const at::Tensor rest = tr.positions.gt(0);	const at::Tensor rest = tr.positions.ge(0);
+wrong token	src/analysis/report.cpp	t.defined() ? number(frequency_spearman(t, *tokens, *bins)) : json(nullptr);	t.defined() ? number(frequency_spearman(t, tr.target_token, *bins)) : json(nullptr);
+wrong token	src/analysis/report.cpp	j["by_frequency"]["current"] = frequency_groups(positional, tr.current_token, *bins);	j["by_frequency"]["current"] = frequency_groups(positional, tr.target_token, *bins);
+wrong token	src/analysis/report.cpp	j["by_frequency"] = frequency_groups({{"norm", norms}}, ids, *bins);	j["by_frequency"] = frequency_groups({{"norm", norms}}, ids + 1, *bins);
+wrong token	src/analysis/analyze_model.cpp	tr.current_token = inputs.reshape({-1}).index_select(0, tr.rows).cpu();	tr.current_token = targets.reshape({-1}).index_select(0, tr.rows).cpu();
+wrong token	src/analysis/objective.cpp	at::Tensor target = flat_targets_.index_select(0, rows).clamp_min(0).unsqueeze(1);	at::Tensor target = flat_targets_.index_select(0, rows.flip(0)).clamp_min(0).unsqueeze(1);
+wrong normalisation	src/analysis/objective.cpp	return -at::log_softmax(logits, 1).gather(1, target).squeeze(1);	return -at::log_softmax(logits, 0).gather(1, target).squeeze(1);
+wrong normalisation	src/analysis/report.cpp	const at::Tensor norms = table.detach().to(at::kDouble).norm(2, {1});	const at::Tensor norms = table.detach().to(at::kDouble).norm(1, {1});
+bin edge	src/analysis/report.cpp	json g{{"bin", i}, {"count_lo", bins.lower(i)}, {"count_hi", bins.upper(i)}, {"positions", n[static_cast<size_t>(i)]}};	json g{{"bin", i}, {"count_lo", bins.lower(i)}, {"count_hi", bins.lower(i + 1) + 1}, {"positions", n[static_cast<size_t>(i)]}};
+quantile level	src/analysis/summary.cpp	s.q10 = quantile_sorted(v, 0.1);	s.q10 = quantile_sorted(v, 0.2);
+quantile level	src/analysis/summary.cpp	s.q90 = quantile_sorted(v, 0.9);	s.q90 = quantile_sorted(v, 0.8);
+quantile level	src/analysis/summary.cpp	const size_t hi = std::min(lo + 1, sorted.size() - 1);	const size_t hi = std::min(lo, sorted.size() - 1);
+population vs sample std	src/analysis/summary.cpp	s.std = std::sqrt(ss / n);	s.std = std::sqrt(ss / (n - 1));
+wrong statistic	src/analysis/summary.cpp	if (std::isfinite(x)) v.push_back(x);	v.push_back(x);
+wrong statistic	src/analysis/summary.cpp	if (k < 0 || k >= groups || !std::isfinite(v[i])) continue;	if (k < 0 || k >= groups) continue;
+wrong statistic	src/analysis/summary.cpp	const double rank = 0.5 * static_cast<double>(i + j) + 1.0;  // average of ranks i+1..j+1	const double rank = static_cast<double>(i) + 1.0;
+wrong normalisation	src/analysis/summary.cpp	return sab / std::sqrt(saa * sbb);	return sab / std::sqrt(saa * saa);
+bin edge	src/analysis/summary.cpp	return std::clamp<int64_t>(static_cast<int64_t>(std::floor(x * static_cast<double>(bins_))), 0, bins_ - 1);	return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(x * static_cast<double>(bins_))), 0, bins_ - 1);
+bin edge	src/analysis/summary.cpp	if (log_max_ <= 0 || count <= 0) return 0;	if (log_max_ <= 0 || count <= 1) return 0;
+bin edge	src/analysis/summary.cpp	return std::exp(log_max_ * static_cast<double>(bin) / static_cast<double>(bins_)) - 1.0;	return std::exp(log_max_ * static_cast<double>(bin) / static_cast<double>(bins_));
+control equals true value	src/analysis/analyze_model.cpp	per_batch.seed = static_cast<int64_t>(static_cast<uint64_t>(analysis.seed) + index);	per_batch.seed = static_cast<int64_t>(static_cast<uint64_t>(analysis.seed));
+control equals true value	src/analysis/objective.cpp	random = at::where(targets_.ge(0), random, targets_);  // keep "no target" marks	random = at::where(targets_.ge(0), targets_, targets_);
+wrong token	src/analysis/objective.cpp	for (int64_t t = 0; t < T; ++t) u[i * T + t] = 1 + static_cast<int64_t>(mix(seed, i, t) % wrong);	for (int64_t t = 0; t < T; ++t) u[i * T + t] = 1 + static_cast<int64_t>(mix(seed, t, i) % wrong);
+wrong statistic	src/analysis/analyze_model.cpp	const at::Tensor valid = targets.ge(0);                                                      // [B, T]	const at::Tensor valid = targets.ge(-1);
+wrong state	src/analysis/analyze_model.cpp	names.push_back(l + 1 == n_layer ? site_name(Site::Final) : site_name(Site::ResidPost, l));	names.push_back(site_name(Site::ResidPost, l));
+wrong state	src/model/trace.cpp	if (sublayer) states.push_back(at(Site::ResidMid, l));	if (sublayer) states.push_back(at(Site::ResidPre, l));
+wrong state	src/model/block.cpp	writer->put(Site::ResidMid, layer, mid);	writer->put(Site::ResidMid, layer, x);
+wrong normalisation	src/model/causal_transformer.cpp	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(final_norm(h)); }	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(h); }
+EOF
+}
+
+mapfile -t rows < <(mutants)
+selected() {  # mutant number -> whether to run it
+  [[ -z "$only" ]] && return 0
+  [[ ",$only," == *",$1,"* ]]
+}
+
+if ((list)); then
+  for i in "${!rows[@]}"; do
+    IFS=$'\t' read -r kind file orig mut <<<"${rows[$i]}"
+    printf '%3d  %-26s %s\n       - %s\n       + %s\n' "$((i + 1))" "$kind" "$file" "$orig" "$mut"
+  done
+  exit 0
+fi
+
+src="$scratch/src"
+build="$scratch/build"
+head="$scratch/head"
+mkdir -p "$scratch"
+
+# The scratch tree: only files whose content changed are copied (with a new
+# mtime), so a second run of the script rebuilds little.
+echo "mutants.sh: copying the $( ((worktree)) && echo "working tree" || echo "last commit" ) to $src" >&2
+rm -rf "$head" && mkdir -p "$head"
+if ((worktree)); then
+  tar -C "$repo" --exclude='./build*' --exclude=./data --exclude=./runs --exclude=./.git -cf - . | tar -x -C "$head"
+else
+  git -C "$repo" archive HEAD | tar -x -C "$head"
+fi
+mkdir -p "$src"
+python3 - "$head" "$src" <<'PY'
+import filecmp, os, shutil, sys
+head, src = sys.argv[1:3]
+for root, dirs, files in os.walk(head):
+    rel = os.path.relpath(root, head)
+    os.makedirs(os.path.join(src, rel), exist_ok=True)
+    for f in files:
+        a, b = os.path.join(root, f), os.path.join(src, rel, f)
+        if not os.path.exists(b) or not filecmp.cmp(a, b, shallow=False):
+            shutil.copy2(a, b)
+            os.utime(b)  # newer than any object built from the old content
+for root, dirs, files in os.walk(src, topdown=False):
+    rel = os.path.relpath(root, src)
+    for f in files:
+        if not os.path.exists(os.path.join(head, rel, f)):
+            os.remove(os.path.join(root, f))
+    if not os.path.exists(os.path.join(head, rel)):
+        os.rmdir(root)
+PY
+
+if [[ ! -f "$build/CMakeCache.txt" ]]; then
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMETALM_BUILD_APPS=OFF >"$scratch/configure.log" 2>&1 ||
+    { echo "mutants.sh: configuring failed, see $scratch/configure.log" >&2; exit 1; }
+fi
+
+# Builds the suites' binaries and runs the suites of `regex`; 0 when all pass.
+# 2 when the build fails.
+build_and_test() {
+  local regex="$1" log="$2"
+  flock "$lock" bash -c '
+    cmake --build "$1" -j2 --target test_analysis test_model >"$2" 2>&1 || exit 2
+    env OMP_WAIT_POLICY=passive METALM_GOLDEN_NO_PYTHON=1 \
+      ctest --test-dir "$1" -R "$3" --timeout 600 --output-on-failure >>"$2" 2>&1 || exit 1
+  ' _ "$build" "$log" "$regex"
+}
+
+echo "mutants.sh: baseline (no mutant)" >&2
+if ! build_and_test '^(analysis|model)$' "$scratch/baseline.log"; then
+  echo "mutants.sh: the unmutated tree fails its tests, see $scratch/baseline.log" >&2
+  exit 1
+fi
+
+# Replaces the one occurrence of $2 by $3 in file $1; 3 when it does not occur exactly once.
+apply() {
+  python3 - "$@" <<'PY'
+import sys
+path, orig, mut = sys.argv[1:4]
+text = open(path).read()
+if text.count(orig) != 1:
+    sys.exit(3)
+open(path, "w").write(text.replace(orig, mut))
+PY
+}
+
+table=()
+killed=0 survived=0
+for i in "${!rows[@]}"; do
+  n=$((i + 1))
+  selected "$n" || continue
+  IFS=$'\t' read -r kind file orig mut <<<"${rows[$i]}"
+  line=$(grep -nF -- "$orig" "$src/$file" | head -1 | cut -d: -f1 || true)
+  regex='^analysis$'
+  [[ "$file" == src/model/* ]] && regex='^(analysis|model)$'
+  log="$scratch/mutant_$n.log"
+  start=$(date +%s)
+  if apply "$src/$file" "$orig" "$mut"; then
+    if build_and_test "$regex" "$log"; then
+      result=survived; survived=$((survived + 1))
+    else
+      rc=$?
+      if ((rc == 2)); then result=invalid; else result=killed; killed=$((killed + 1)); fi
+    fi
+    cp "$head/$file" "$src/$file"  # restored (a new mtime: rebuilt with the next mutant)
+  else
+    result=missing
+  fi
+  row=$(printf '%3d  %-8s %-26s %s:%s  (%ds)' "$n" "$result" "$kind" "$file" "${line:-?}" "$(($(date +%s) - start))")
+  echo "$row"
+  table+=("$row")
+done
+
+total=$((killed + survived))
+score="n/a"
+((total > 0)) && score=$(awk -v k=$killed -v t=$total 'BEGIN { printf "%.1f%%", 100 * k / t }')
+summary="killed $killed of $total mutants ($score); survived $survived"
+echo "$summary"
+if [[ -n "$out" ]]; then
+  { echo "# scripts/mutants.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$repo" rev-parse --short HEAD)"
+    printf '%s\n' "${table[@]}"
+    echo "$summary"; } >"$out"
+fi
+((survived == 0))
