@@ -60,5 +60,27 @@ TEST(GroupMeans, AveragesPerGroupAndLeavesEmptyGroupsNaN) {
   EXPECT_EQ(group_counts(g, 3), (std::vector<int64_t>{2, 0, 2}));
 }
 
+// A NaN (a 0/0 statistic) is left out of its group's mean, not propagated:
+// the group keeps the mean of its finite values, and a group of NaNs only is NaN.
+TEST(GroupMeans, LeaveNonFiniteValuesOutOfTheirGroup) {
+  const at::Tensor v = at::tensor({1.0, NAN, 3.0, NAN});
+  const at::Tensor g = at::tensor({0, 0, 0, 1}, at::TensorOptions(at::kLong));
+  const std::vector<double> m = group_means(v, g, 2);
+  EXPECT_DOUBLE_EQ(m[0], 2.0);
+  EXPECT_TRUE(std::isnan(m[1]));
+  EXPECT_EQ(group_counts(g, 2), (std::vector<int64_t>{3, 1}));  // counts are of positions, NaN or not
+}
+
+// A count of 1 is seen: with enough bins it leaves bin 0 (n ln 2 / ln(M+1) =
+// 8 * 0.693 / 4.615 = 1.2 -> bin 1 for M = 100), which only unseen tokens and
+// counts below the first edge share.
+TEST(FrequencyBins, ACountOfOneIsNotUnseen) {
+  FrequencyBins bins({0, 1, 100}, 8);
+  EXPECT_EQ(bins.bin_of_token(0), 0);
+  EXPECT_EQ(bins.bin_of_token(1), 1);
+  EXPECT_EQ(bins.bin_of_token(2), 7);
+  EXPECT_NEAR(bins.lower(1), std::pow(101.0, 1.0 / 8.0) - 1.0, 1e-12);
+}
+
 }  // namespace
 }  // namespace metalm
