@@ -12,6 +12,7 @@ Usage (run with Debian's /usr/bin/python3; see docs/figures.md for how to read e
   plot.py f6 RUN_DIR/analysis.jsonl --out PNG                statistics per layer vs outer training step
   plot.py f7 FILE --out PNG                                  layer x position maps of inner loss, alignment
   plot.py f8 SYNTHETIC_ICL.json --out PNG                    linear-attention ICL: alignment, recovered η vs N
+  plot.py f9 FILE [--untrained FILE] --out PNG               norm growth per step and its parts; |cos(s, ∇ℓ)|
   plot.py train RUN_DIR/metrics.jsonl --out PNG              training loss and validation bits/byte
 
 FILE is an analysis JSON written by `metalm analyze --out FILE`. A missing or malformed input
@@ -76,6 +77,8 @@ def build(args) -> "plots.style.Figure":
         return plots.fig_position_heatmaps(plots.load_analysis(args.file))
     if f == "f8":
         return plots.fig_synthetic_icl(plots.load_synthetic_icl(args.file))
+    if f == "f9":
+        return plots.fig_norm_identity(plots.load_analysis(args.file), _opt(args.untrained))
     if f == "train":
         return plots.fig_training(plots.load_metrics(args.file))
     raise AssertionError(f)
@@ -107,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
                               ("f8", "SYNTHETIC_ICL_JSON", "constructed linear-attention setting"),
                               ("train", "METRICS_JSONL", "training curve")):
         add(name, help_).add_argument("file", metavar=meta)
+    s = add("f9", "norm growth per step and its parts; the norm identity")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--untrained", metavar="FILE", help="analysis of the untrained model (second panel)")
     return p
 
 

@@ -13,6 +13,7 @@ Expected layout (written by scripts/reproduce.sh through `metalm train` / `metal
   OUT/<setting>/analysis/step<K>_sublayer.json    optional  attention vs MLP steps (F2-F4, F7 use K final)
   OUT/<setting>/analysis/untrained_block.json     required  the untrained control
   OUT/<setting>/analysis/untrained_sublayer.json  optional
+  OUT/<setting>/analysis/tuned_step<K>_{block,sublayer}.json  optional  the final K through a tuned lens
   OUT/synthetic_icl.json                          optional  `metalm synthetic-icl` output (F8)
   OUT/commands.txt                                optional  the exact commands run, one per line
 
@@ -20,7 +21,7 @@ A <setting> is any subdirectory of OUT holding run/ or analysis/ (or those named
 Every file present is validated; a missing required file, invalid JSON, an analysis that is not
 "format": "metalm-analysis", "version": 1 (docs/analysis-schema.md) or a missing required key
 stops the build with exit status 1 and one line `report.py: error: FILE: what is wrong`,
-before anything is written. Outputs: OUT/figures/<setting>_{train,f1..f7}.png, OUT/figures/f8.png
+before anything is written. Outputs: OUT/figures/<setting>_{train,f1..f7,f9}.png, OUT/figures/f8.png
 and OUT/report.md (written to a temporary name, then renamed).
 """
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Setting:
     sublayer: Optional[Analysis] = None                # at the final checkpoint
     untrained_sublayer: Optional[Analysis] = None
     evolution: Optional[List[Analysis]] = None
+    tuned: Optional[Analysis] = None                   # the final checkpoint through its tuned lens
+    tuned_sublayer: Optional[Analysis] = None
     missing_optional: List[str] = field(default_factory=list)
 
     @property
@@ -108,6 +111,13 @@ def load_setting(out: str, name: str) -> Setting:
         if os.path.exists(p):
             plots.load_analysis(p)
     s.evolution = optional(os.path.join(root, "run", "analysis.jsonl"), plots.load_analysis_jsonl)
+    # Through a tuned lens (`metalm lens-train`, `analyze --lens`): optional, not listed as missing.
+    for g in ("block", "sublayer"):
+        p = os.path.join(adir, f"tuned_step{s.final_step}_{g}.json")
+        if os.path.exists(p):
+            a = plots.load_analysis(p)
+            _check_same_depth(a, untrained)
+            setattr(s, "tuned" if g == "block" else "tuned_sublayer", a)
     return s
 
 
@@ -214,6 +224,45 @@ def icl_rows(runs: List[IclRun]) -> List[List[str]]:
              fmt(p.loss_before, 4), fmt(p.loss_after, 4)] for r in runs for p in r.points]
 
 
+def identity_rows(settings: List[Setting]) -> List[List[str]]:
+    """The norm identity per setting (design.md 5.3): how orthogonal the gradient is to the state,
+    and the share of the measured norm growth a pure gradient step of the measured η explains."""
+    rows = []
+    for s in settings:
+        a, u = s.sublayer or s.final, s.untrained_sublayer if s.sublayer else s.untrained
+        rows.append([f"`{s.name}`", "sublayer" if s.sublayer else "block",
+                     fmt(plots.max_abs_cos_state_grad(a), 6), fmt(plots.max_abs_cos_state_grad(u), 6) if u else "–",
+                     fmt(sum(x.norm_sq_growth for x in a.steps), 1),
+                     fmt(100 * plots.growth_share(a), 1), fmt(100 * plots.growth_share(u), 1) if u else "–"])
+    return rows
+
+
+IDENTITY_HEADER = ["setting", "steps", "max |cos(s, ∇ℓ)| (q10/q90 over states)", "untrained",
+                   "Σ_k mean growth of ‖s‖²", "% explained by η²‖∇ℓ‖²", "untrained %"]
+
+
+def lens_rows(logit: Analysis, tuned: Analysis) -> List[List[str]]:
+    """The same steps read through the logit lens and through the tuned lens."""
+    t = {(x.from_site, x.to_site): x for x in tuned.steps}
+    rows = []
+    for x in logit.steps:
+        y = t.get((x.from_site, x.to_site))
+        if y is None:
+            continue
+        rows.append([x.label, f"{fmt(x.loss_before)} → {fmt(x.loss_after)}", f"{fmt(y.loss_before)} → {fmt(y.loss_after)}",
+                     fmt(x.alignment.mean), fmt(y.alignment.mean), fmt(y.alignment_random_target.mean),
+                     f"±{fmt(logit.chance_alignment)}"])
+    return rows
+
+
+LENS_HEADER = ["step", "logit lens: loss before → after", "tuned lens: loss before → after",
+               "alignment (logit lens)", "alignment (tuned lens)", "random-target (tuned lens)", "chance"]
+
+
+def has_identity(a: Analysis) -> bool:
+    return any(math.isfinite(x.norm_sq_growth) for x in a.steps)
+
+
 ICL_HEADER = ["true η", "d_x", "N", "alignment mean", "alignment [q10, q90]", "recovered η (median)",
               "loss before", "loss after"]
 
@@ -234,6 +283,9 @@ def draw_setting(s: Setting, fig_dir: str) -> Dict[str, str]:
     }
     if s.evolution:
         figs["f6"] = P.fig_evolution(s.evolution)
+    if has_identity(s.final):
+        figs["f9"] = P.fig_norm_identity(s.sublayer or s.final,
+                                         s.untrained_sublayer if s.sublayer else s.untrained)
     names = {}
     for fid, fig in figs.items():
         names[fid] = f"{s.name}_{fid}.png"
@@ -258,6 +310,8 @@ def captions(s: Setting) -> Dict[str, str]:
         "f6": "Alignment, step size, norms and inner loss per layer versus outer training step "
               "(from run/analysis.jsonl).",
         "f7": f"Layer × position maps of the inner loss and alignment at step {k} (position 0 outlined).",
+        "f9": f"Norm growth ‖s_(k+1)‖² − ‖s_k‖² per step beside its radial part 2⟨s_k, Δ⟩, its update part ‖Δ‖² "
+              f"and the η²‖∇ℓ‖² of a pure gradient step, at step {k} and untrained; |cos(s_k, ∇ℓ)| per state.",
     }
 
 
@@ -320,12 +374,20 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
         md += ["Alignment columns are means over tokens and blocks at the final checkpoint; "
                "a layer behaves like a gradient step on *this* context's loss when its alignment clearly "
                "exceeds both the random-target control and the chance band.", ""]
+        with_identity = [s for s in settings if has_identity(s.final)]
+        if with_identity:
+            md += ["### The norm identity", "",
+                   "A LayerNorm or RMSNorm final norm makes the lens loss scale-invariant, so its gradient is "
+                   "orthogonal to the state (cos(s, ∇ℓ) ≈ 0, up to the norm's eps) and a pure gradient step "
+                   "can only grow ‖s‖², by η²‖∇ℓ‖² (docs/design.md 5.3). The share is "
+                   "Σ_k mean η²‖∇ℓ‖² / Σ_k mean (‖s_(k+1)‖² − ‖s_k‖²) at the final checkpoint.", ""]
+            md += table(IDENTITY_HEADER, identity_rows(with_identity))
         for s in settings:
             md += [f"## Setting `{s.name}`", ""]
             if s.missing_optional:
                 md += ["Optional inputs not provided: " + ", ".join(f"`{p}`" for p in s.missing_optional) + ".", ""]
             caps = captions(s)
-            for fid in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7"):
+            for fid in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f9"):
                 if fid in drawn[s.name]:
                     number = "Training" if fid == "train" else fid.upper()
                     md += figure_md(f"figures/{drawn[s.name][fid]}", f"{number} ({s.name})", caps[fid])
@@ -334,6 +396,13 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
             if s.sublayer is not None:
                 md += [f"### Inner steps at step {s.final_step} (sublayer granularity)", ""]
                 md += table(STEPS_HEADER, steps_rows(s.sublayer, s.untrained_sublayer))
+            for logit, tuned, g in ((s.final, s.tuned, "block"), (s.sublayer, s.tuned_sublayer, "sublayer")):
+                if logit is not None and tuned is not None:
+                    md += [f"### Logit lens vs tuned lens at step {s.final_step} ({g} granularity)", "",
+                           "The same updates read through the model's own readout and through a tuned lens "
+                           "(an affine translator per state, `metalm lens-train`); step k is read through "
+                           "translator k before and after (docs/design.md 5.2).", ""]
+                    md += table(LENS_HEADER, lens_rows(logit, tuned))
             md += [f"### States and token tables at step {s.final_step}", "",
                    "Position-0 norm ratio = mean norm at position 0 / mean norm at the other positions.", ""]
             md += table(STATES_HEADER, states_rows(s.final, s.untrained))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates every figure of the meta-learning study from scratch: trains the
 # settings in configs/paper/ on the Brown corpus, analyses the checkpoints kept
-# across outer training (step 0 is the untrained control), runs the constructed
+# across outer training (step 0 is the untrained control), trains a tuned lens
+# for each final checkpoint and analyses it through both lenses, runs the constructed
 # linear-attention setting, plots, and writes OUT/report.md.
 # Re-running skips finished stages; an interrupted training run resumes.
 #   scripts/reproduce.sh [--quick] [--out DIR] [--settings depth4,rope,...]
@@ -17,7 +18,7 @@ while (($#)); do
     --quick) quick=1; shift ;;
     --out) out=$2; shift 2 ;;
     --settings) settings=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "reproduce: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -96,6 +97,20 @@ for name in "${names[@]}"; do
     done
   done
   # The report reads the final checkpoint as step<last>; step 0 is the control.
+  # A tuned lens for the final checkpoint (trained on the training split, its
+  # last 10% held out), and the final analyses read through it.
+  final=$dir/run/checkpoints/$(printf 'step_%08d' "$last")
+  if [[ ! -f $dir/lens.safetensors ]]; then
+    say "training a tuned lens for $name step $last"
+    run "$bin" lens-train --checkpoint "$final" --data "$data/train.bin" --out "$dir/lens.safetensors"
+  fi
+  for g in block sublayer; do
+    target=$dir/analysis/tuned_step${last}_$g.json
+    [[ -f $target ]] && continue
+    say "analysing $name step $last ($g) through the tuned lens"
+    run "$bin" analyze --checkpoint "$final" --data "$data/val.bin" --meta "$data" \
+      --batches "$batches" --granularity "$g" --lens "tuned:$dir/lens.safetensors" --out "$target"
+  done
 done
 
 # ---- figures and report -----------------------------------------------------------

@@ -144,6 +144,25 @@ class FigureFunctions(unittest.TestCase):
     def test_f7_position_heatmaps(self):
         self.check(plots.fig_position_heatmaps(self.fx.sublayer), legend=False)
 
+    def test_f9_norm_identity_shows_the_parts_and_the_share(self):
+        fig = plots.fig_norm_identity(self.fx.block, self.fx.untrained)
+        self.check(fig)
+        a1 = fig.axes[0]
+        self.assertEqual(len(a1.lines), 5)  # four parts and the zero line
+        measured = a1.lines[0].get_ydata()
+        radial, update = a1.lines[1].get_ydata(), a1.lines[2].get_ydata()
+        for m, r, u in zip(measured, radial, update):
+            self.assertAlmostEqual(m, r + u, places=9)  # the fixture obeys the identity
+        share = plots.growth_share(self.fx.block)
+        self.assertIn(f"{share:.1%}", a1.get_title())
+        self.assertEqual(share, sum(s.norm_sq_growth_gradient_step for s in self.fx.block.steps)
+                         / sum(s.norm_sq_growth for s in self.fx.block.steps))
+        self.assertEqual(fig.axes[2].get_yscale(), "log")
+
+    def test_f9_without_untrained_skips_the_panel(self):
+        fig = plots.fig_norm_identity(self.fx.block)
+        self.assertIn("panel skipped", " ".join(t.get_text() for t in fig.axes[1].texts))
+
     def test_f8_synthetic_icl_uses_log_x_and_true_eta(self):
         fig = plots.fig_synthetic_icl(plots.load_synthetic_icl(self.fx.paths["icl"]))
         self.check(fig)
@@ -316,7 +335,8 @@ class PlotCli(unittest.TestCase):
             "f3": ["f3", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f4": ["f4", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f5": ["f5", p["block"]], "f6": ["f6", p["jsonl"]], "f7": ["f7", p["sublayer"]],
-            "f8": ["f8", p["icl"]], "train": ["train", p["metrics"]]}
+            "f8": ["f8", p["icl"]], "f9": ["f9", p["block"], "--untrained", p["untrained"]],
+            "train": ["train", p["metrics"]]}
         self.assertEqual(set(cases), set(plots.FIGURES))
         for name, args in cases.items():
             with self.subTest(figure=name):
@@ -404,6 +424,7 @@ class RealOutput(unittest.TestCase):
             "f4": ["f4", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f5": ["f5", p["block"]], "f6": ["f6", self.jsonl], "f7": ["f7", p["sublayer"]],
             "f8": ["f8", os.path.join(self.out, "synthetic_icl.json")],
+            "f9": ["f9", p["sublayer"], "--untrained", untrained],
             "train": ["train", os.path.join(self.out, "tiny", "run", "metrics.jsonl")]}
         self.assertEqual(set(cases), set(plots.FIGURES))
         for name, args in cases.items():

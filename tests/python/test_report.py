@@ -43,6 +43,11 @@ class FullReport(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="metalm_report_")
         cls.out = fx.write_layout(cls.tmp.name, ckpt_steps=(50, 100))
+        tuned = fx.make_analysis(3, "block", trained=0.5, seed=77, step=100, from_cli=True)
+        tuned["lens"] = "tuned:lens.safetensors"
+        cls.tuned = tuned
+        with open(os.path.join(cls.out, "tiny", "analysis", "tuned_step100_block.json"), "w") as f:
+            json.dump(tuned, f)
         cls.proc = run_report("--out", cls.out, "--title", "Test report", "--git-rev", "abc1234")
         path = os.path.join(cls.out, "report.md")
         cls.md = read_text(path) if os.path.exists(path) else ""
@@ -58,7 +63,7 @@ class FullReport(unittest.TestCase):
     def test_every_referenced_figure_is_a_valid_png_with_a_caption(self):
         refs = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", self.md)
         self.assertEqual(sorted(r[1] for r in refs),
-                         sorted([f"figures/tiny_{f}.png" for f in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7")]
+                         sorted([f"figures/tiny_{f}.png" for f in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f9")]
                                 + ["figures/f8.png"]))
         for number, rel in refs:
             with self.subTest(figure=rel):
@@ -78,6 +83,40 @@ class FullReport(unittest.TestCase):
         self.assertEqual(cells[6], f"{align:.3f}")
         self.assertEqual(cells[7], f"{control:.3f}")
         self.assertEqual(cells[9], f"±{final['chance_alignment']:.3f}")
+
+    def test_tuned_lens_table_sets_both_lenses_side_by_side(self):
+        self.assertIn("### Logit lens vs tuned lens at step 100 (block granularity)", self.md)
+        self.assertNotIn("(sublayer granularity)\n\nThe same updates", self.md)  # no tuned sublayer file
+        logit = read_json(os.path.join(self.out, "tiny", "analysis", "step100_block.json"))
+        section = self.md.split("### Logit lens vs tuned lens at step 100 (block granularity)")[1].split("###")[0]
+        rows = [l for l in section.splitlines() if l.startswith("| L")]
+        self.assertEqual(len(rows), len(logit["steps"]))
+        for row, a, t in zip(rows, logit["steps"], self.tuned["steps"]):
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            self.assertEqual(cells[3], f"{a['alignment']['mean']:.3f}")
+            self.assertEqual(cells[4], f"{t['alignment']['mean']:.3f}")
+            self.assertEqual(cells[5], f"{t['alignment_random_target']['mean']:.3f}")
+
+    def test_norm_identity_row_matches_an_independent_computation(self):
+        a = read_json(os.path.join(self.out, "tiny", "analysis", "step100_sublayer.json"))
+        u = read_json(os.path.join(self.out, "tiny", "analysis", "untrained_sublayer.json"))
+
+        def worst(x):
+            return max(abs(st["cos_state_grad"][q]) for st in x["states"] if st["cos_state_grad"]
+                       for q in ("q10", "q90"))
+
+        def share(x):
+            return 100 * sum(s["norm_sq_growth_gradient_step"] for s in x["steps"]) / sum(
+                s["norm_sq_growth"] for s in x["steps"])
+        row = [l for l in self.md.splitlines() if l.startswith("| `tiny` |")]
+        self.assertEqual(len(row), 1, "one norm-identity row per setting")
+        cells = [c.strip() for c in row[0].strip("|").split("|")]
+        self.assertEqual(cells[1], "sublayer")
+        self.assertEqual(cells[2], f"{worst(a):.6f}")
+        self.assertEqual(cells[3], f"{worst(u):.6f}")
+        self.assertEqual(cells[4], f"{sum(s['norm_sq_growth'] for s in a['steps']):.1f}")
+        self.assertEqual(cells[5], f"{share(a):.1f}")
+        self.assertEqual(cells[6], f"{share(u):.1f}")
 
     def test_position0_ratio_per_state(self):
         final = read_json((os.path.join(self.out, "tiny", "analysis", "step100_block.json")))
@@ -122,7 +161,7 @@ class RealReport(unittest.TestCase):
         self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
         refs = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", self.md)
         self.assertEqual(sorted(refs), sorted([f"figures/tiny_{f}.png" for f in ("train", "f1", "f2", "f3", "f4", "f5",
-                                                                                  "f6", "f7")] + ["figures/f8.png"]))
+                                                                                  "f6", "f7", "f9")] + ["figures/f8.png"]))
         for rel in refs:
             with self.subTest(figure=rel):
                 assert_valid_png(self, os.path.join(self.out, rel), min_kb=5)
