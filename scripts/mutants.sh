@@ -6,7 +6,7 @@
 # or survived, then the score. A tool, not part of CI.
 #
 #   scripts/mutants.sh                    every mutant
-#   scripts/mutants.sh --only 3,17        some of them (numbers of --list)
+#   scripts/mutants.sh --only 17,3        some of them (numbers of --list), in that order
 #   scripts/mutants.sh --list             the mutants, without running anything
 #   scripts/mutants.sh --out FILE         also write the table to FILE
 #   scripts/mutants.sh --scratch DIR      scratch directory (default /tmp/metalm-mutants)
@@ -187,11 +187,18 @@ open(path, "w").write(text.replace(orig, mut))
 PY
 }
 
+# The order of the run: --only's, else the list's.
+if [[ -n "$only" ]]; then
+  IFS=, read -ra order <<<"$only"
+else
+  order=($(seq 1 "${#rows[@]}"))
+fi
+
 table=()
 killed=0 survived=0
-for i in "${!rows[@]}"; do
-  n=$((i + 1))
-  selected "$n" || continue
+for n in "${order[@]}"; do
+  i=$((n - 1))
+  ((i >= 0 && i < ${#rows[@]})) || { echo "mutants.sh: no mutant $n (1..${#rows[@]})" >&2; exit 2; }
   IFS=$'\t' read -r kind file orig mut <<<"${rows[$i]}"
   line=$(grep -nF -- "$orig" "$src/$file" | head -1 | cut -d: -f1 || true)
   regex='^analysis$'
