@@ -12,6 +12,7 @@
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/threads.hpp"
+#include "support/error_of.hpp"
 
 namespace metalm {
 namespace {
@@ -35,17 +36,8 @@ class HostileJson : public ::testing::Test {
   }
 };
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error of the expected type)";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using test::contains;
+using test::error_of;
 
 std::string nested(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 

@@ -5,10 +5,12 @@
 
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "support/error_of.hpp"
 
 namespace fs = std::filesystem;
 using metalm::ConfigError;
 using metalm::RunConfig;
+using metalm::test::error_of;
 
 namespace {
 
@@ -24,17 +26,6 @@ class ConfigFiles : public ::testing::Test {
     return p.string();
   }
 };
-
-// The message of the ConfigError thrown by f, or "" if none was thrown.
-template <class F>
-std::string config_error(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -58,42 +49,42 @@ TEST_F(ConfigFiles, ResolveFillsDerivedDefaults) {
 
 TEST_F(ConfigFiles, MalformedJsonNamesFileLineAndColumn) {
   const std::string path = write("bad.json", "{\n  \"model\": {\n    \"n_layer\": 4,,\n  }\n}\n");
-  const std::string msg = config_error([&] { metalm::load_run_config(path); });
+  const std::string msg = error_of<ConfigError>([&] { metalm::load_run_config(path); });
   EXPECT_NE(msg.find(path + ":3:18"), std::string::npos) << msg;
   EXPECT_NE(msg.find("malformed JSON"), std::string::npos) << msg;
 }
 
 TEST_F(ConfigFiles, UnknownKeyNamesFullPathAndSuggestion) {
   const std::string path = write("a.json", R"({"train": {"learning_rat": 0.1, "lr": 0.1}})");
-  const std::string msg = config_error([&] { metalm::load_run_config(path); });
+  const std::string msg = error_of<ConfigError>([&] { metalm::load_run_config(path); });
   EXPECT_NE(msg.find("unknown key \"train.learning_rat\""), std::string::npos) << msg;
-  const std::string close = config_error([&] { metalm::load_run_config(write("b.json", R"({"model": {"n_layers": 2}})")); });
+  const std::string close = error_of<ConfigError>([&] { metalm::load_run_config(write("b.json", R"({"model": {"n_layers": 2}})")); });
   EXPECT_NE(close.find("did you mean \"model.n_layer\""), std::string::npos) << close;
 }
 
 TEST_F(ConfigFiles, UnknownSectionIsAnError) {
-  const std::string msg = config_error([&] { metalm::load_run_config(write("a.json", R"({"modle": {}})")); });
+  const std::string msg = error_of<ConfigError>([&] { metalm::load_run_config(write("a.json", R"({"modle": {}})")); });
   EXPECT_NE(msg.find("unknown key \"modle\" (did you mean \"model\"?)"), std::string::npos) << msg;
 }
 
 TEST_F(ConfigFiles, WrongTypeNamesKeyExpectedAndFound) {
-  const std::string msg = config_error([&] { metalm::load_run_config(write("a.json", R"({"model": {"n_layer": "four"}})")); });
+  const std::string msg = error_of<ConfigError>([&] { metalm::load_run_config(write("a.json", R"({"model": {"n_layer": "four"}})")); });
   EXPECT_NE(msg.find("model.n_layer: expected int, found string"), std::string::npos) << msg;
-  const std::string b = config_error([&] { metalm::load_run_config(write("b.json", R"({"model": {"bias": 1}})")); });
+  const std::string b = error_of<ConfigError>([&] { metalm::load_run_config(write("b.json", R"({"model": {"bias": 1}})")); });
   EXPECT_NE(b.find("model.bias: expected bool, found int"), std::string::npos) << b;
-  const std::string f = config_error([&] { metalm::load_run_config(write("c.json", R"({"model": {"n_layer": 2.5}})")); });
+  const std::string f = error_of<ConfigError>([&] { metalm::load_run_config(write("c.json", R"({"model": {"n_layer": 2.5}})")); });
   EXPECT_NE(f.find("model.n_layer: expected int, found float"), std::string::npos) << f;
 }
 
 TEST_F(ConfigFiles, UnknownEnumValueListsChoices) {
-  const std::string msg = config_error([&] { metalm::load_run_config(write("a.json", R"({"model": {"norm": "batchnorm"}})")); });
+  const std::string msg = error_of<ConfigError>([&] { metalm::load_run_config(write("a.json", R"({"model": {"norm": "batchnorm"}})")); });
   EXPECT_NE(msg.find("model.norm: unknown value \"batchnorm\" (expected layernorm | rmsnorm | none)"), std::string::npos) << msg;
 }
 
 TEST_F(ConfigFiles, ImpossibleValueNamesTheRule) {
-  const std::string msg = config_error([&] { metalm::load_run_config(write("a.json", R"({"model": {"d_model": 100, "n_head": 3}})")); });
+  const std::string msg = error_of<ConfigError>([&] { metalm::load_run_config(write("a.json", R"({"model": {"d_model": 100, "n_head": 3}})")); });
   EXPECT_NE(msg.find("model.d_model = 100: must be divisible by model.n_head = 3"), std::string::npos) << msg;
-  const std::string seq = config_error([&] {
+  const std::string seq = error_of<ConfigError>([&] {
     metalm::load_run_config(write("b.json", R"({"model": {"context": 16}, "train": {"seq_len": 32}})"));
   });
   EXPECT_NE(seq.find("train.seq_len = 32: must not exceed model.context = 16"), std::string::npos) << seq;
@@ -133,16 +124,16 @@ TEST(ConfigOverrides, ParseEveryValueType) {
 
 TEST(ConfigOverrides, BadOverridesAreConfigErrors) {
   RunConfig c;
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "model.n_layer=six"); }).find("expected int"), std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "model.bias=yes"); }).find("expected bool"), std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "train.lr=fast"); }).find("expected float"), std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "model.norm=batch"); }).find("unknown value"), std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "model.n_layr=2"); }).find("did you mean \"model.n_layer\""),
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "model.n_layer=six"); }).find("expected int"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "model.bias=yes"); }).find("expected bool"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "train.lr=fast"); }).find("expected float"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "model.norm=batch"); }).find("unknown value"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "model.n_layr=2"); }).find("did you mean \"model.n_layer\""),
             std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "model=2"); }).find("is a section"), std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "no-equals-sign"); }).find("expected section.key=value"),
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "model=2"); }).find("is a section"), std::string::npos);
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "no-equals-sign"); }).find("expected section.key=value"),
             std::string::npos);
-  EXPECT_NE(config_error([&] { metalm::apply_override(c, "train.save_steps=[1,"); }).find("expected list"),
+  EXPECT_NE(error_of<ConfigError>([&] { metalm::apply_override(c, "train.save_steps=[1,"); }).find("expected list"),
             std::string::npos);
 }
 

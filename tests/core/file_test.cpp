@@ -11,37 +11,23 @@
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/core/threads.hpp"
+#include "support/error_of.hpp"
+#include "support/temp_dir.hpp"
 
 namespace metalm {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path = fs::path(METALM_BINARY_DIR) / "test_tmp" / "core" /
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str(const std::string& name) const { return (path / name).string(); }
-};
+using test::TempDir;
 
-std::string io_error(const std::string& path) {
-  try {
-    read_file(path);
-  } catch (const IoError& e) {
-    return e.what();
-  }
-  return "(no IoError)";
-}
+std::string io_error(const std::string& path) { return test::error_of<IoError>([&] { read_file(path); }); }
 
 TEST(InputFile, ReadsARegularFileExactly) {
   TempDir dir;
-  std::ofstream(dir.str("a.bin"), std::ios::binary) << std::string("ab\0cd", 5);
-  EXPECT_EQ(read_file(dir.str("a.bin")), std::string("ab\0cd", 5));
-  const InputFile f(dir.str("a.bin"));
+  std::ofstream(dir / "a.bin", std::ios::binary) << std::string("ab\0cd", 5);
+  EXPECT_EQ(read_file(dir / "a.bin"), std::string("ab\0cd", 5));
+  const InputFile f(dir / "a.bin");
   EXPECT_EQ(f.size(), 5u);
   char two[2];
   f.read_at(3, two, 2);
@@ -50,18 +36,18 @@ TEST(InputFile, ReadsARegularFileExactly) {
 
 TEST(InputFile, EveryKindOfNonRegularFileIsRefusedByNameWithoutBlocking) {
   TempDir dir;
-  ASSERT_EQ(::mkfifo(dir.str("fifo").c_str(), 0600), 0);
-  EXPECT_EQ(io_error(dir.str("fifo")), "cannot read " + dir.str("fifo") + ": a FIFO (named pipe), not a regular file");
-  EXPECT_EQ(io_error(dir.path.string()), "cannot read " + dir.path.string() + ": a directory, not a regular file");
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  EXPECT_EQ(io_error(dir / "fifo"), "cannot read " + (dir / "fifo") + ": a FIFO (named pipe), not a regular file");
+  EXPECT_EQ(io_error(dir.path()), "cannot read " + dir.path() + ": a directory, not a regular file");
   EXPECT_EQ(io_error("/dev/null"), "cannot read /dev/null: a character device, not a regular file");
-  EXPECT_EQ(io_error(dir.str("missing")), "cannot read " + dir.str("missing") + ": No such file or directory");
+  EXPECT_EQ(io_error(dir / "missing"), "cannot read " + (dir / "missing") + ": No such file or directory");
 }
 
 TEST(InputFile, AFileThatShrankSinceItWasOpenedIsAnErrorNotShortData) {
   TempDir dir;
-  std::ofstream(dir.str("a.bin"), std::ios::binary) << std::string(100, 'x');
-  const InputFile f(dir.str("a.bin"));
-  fs::resize_file(dir.str("a.bin"), 10);
+  std::ofstream(dir / "a.bin", std::ios::binary) << std::string(100, 'x');
+  const InputFile f(dir / "a.bin");
+  fs::resize_file(dir / "a.bin", 10);
   EXPECT_EQ(f.current_size(), 10u);
   char buf[20];
   try {

@@ -19,6 +19,7 @@
 #include "metalm/data/dataset_meta.hpp"
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/data/token_file.hpp"
+#include "support/error_of.hpp"
 #include "test_paths.hpp"
 
 namespace metalm {
@@ -56,17 +57,8 @@ std::string good_token_file(const std::string& name, int64_t n, int64_t vocab) {
   return path;
 }
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error of the expected type)";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using test::contains;
+using test::error_of;
 
 TEST(HostileTokenFile, CountWhoseByteSizeOverflowsIsTruncationNotAHugeFile) {
   // 32 + (2^62 + 1) * 4 wraps to 36 bytes: exactly this file's size.

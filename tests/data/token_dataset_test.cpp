@@ -9,6 +9,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/data/token_file.hpp"
+#include "support/error_of.hpp"
 #include "test_paths.hpp"
 
 namespace metalm {
@@ -35,12 +36,7 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 }
 
 std::string error_of(const std::string& path) {
-  try {
-    TokenDataset d(path);
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_of<FormatError>([&] { TokenDataset d(path); });
 }
 
 TEST(TokenFile, RoundTripsUint16AndUint32Ids) {

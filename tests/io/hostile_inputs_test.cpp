@@ -11,6 +11,8 @@
 #include "metalm/core/error.hpp"
 #include "metalm/io/hf_gpt2.hpp"
 #include "metalm/io/safetensors.hpp"
+#include "support/error_of.hpp"
+#include "support/temp_dir.hpp"
 
 namespace metalm {
 namespace {
@@ -18,16 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct TempDir {
-  fs::path path = fs::path(METALM_BINARY_DIR) / "test_tmp" / "io" /
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str(const std::string& name = "") const { return (path / name).string(); }
-};
+using test::TempDir;
 
 // A safetensors file from a raw header, the way a hostile writer could make one.
 std::string write_raw(const std::string& path, const std::string& header, const std::string& data) {
@@ -38,22 +31,13 @@ std::string write_raw(const std::string& path, const std::string& header, const 
   return path;
 }
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error of the expected type)";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using test::contains;
+using test::error_of;
 
 TEST(HostileSafetensors, DeeplyNestedHeaderIsAFormatError) {
   TempDir dir;
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  const std::string path = write_raw(dir.str("deep.safetensors"), "{\"__metadata__\": " + deep + "}", "");
+  const std::string path = write_raw(dir / "deep.safetensors", "{\"__metadata__\": " + deep + "}", "");
   const std::string msg = error_of<FormatError>([&] { read_safetensors(path); });
   EXPECT_TRUE(contains(msg, path) && contains(msg, "nested deeper than 256 levels")) << msg.substr(0, 300);
 }
@@ -61,7 +45,7 @@ TEST(HostileSafetensors, DeeplyNestedHeaderIsAFormatError) {
 TEST(HostileSafetensors, NumberBeyondADoubleNamesTheTensorKey) {
   TempDir dir;
   const std::string path =
-      write_raw(dir.str("n.safetensors"), R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})", "abcd");
+      write_raw(dir / "n.safetensors", R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})", "abcd");
   const std::string msg = error_of<FormatError>([&] { read_safetensors(path); });
   EXPECT_TRUE(contains(msg, "w.shape[0]: number 1e999 is out of range")) << msg;
 }
@@ -69,13 +53,13 @@ TEST(HostileSafetensors, NumberBeyondADoubleNamesTheTensorKey) {
 TEST(HostileSafetensors, EmptyTensorWhoseOtherDimensionsOverflowIsRefused) {
   TempDir dir;
   const std::string path = write_raw(
-      dir.str("e.safetensors"),
+      dir / "e.safetensors",
       R"({"e":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})", "");
   const std::string msg = error_of<FormatError>([&] { read_safetensors(path); });
   EXPECT_TRUE(contains(msg, "'e'") && contains(msg, "64-bit")) << msg;
   // An ordinary empty tensor still reads.
   const std::string ok =
-      write_raw(dir.str("ok.safetensors"), R"({"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", "");
+      write_raw(dir / "ok.safetensors", R"({"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", "");
   EXPECT_EQ(read_safetensors(ok).tensors.at("e").sizes(), (std::vector<int64_t>{0, 3}));
 }
 
@@ -84,7 +68,7 @@ TEST(HostileSafetensors, ShapeWithThousandsOfDimensionsIsRefused) {
   json shape = json::array();
   for (int i = 0; i < 5000; ++i) shape.push_back(1);
   const json header = {{"t", {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {0, 4}}}}};
-  const std::string path = write_raw(dir.str("dims.safetensors"), header.dump(), "abcd");
+  const std::string path = write_raw(dir / "dims.safetensors", header.dump(), "abcd");
   const std::string msg = error_of<FormatError>([&] { read_safetensors(path); });
   EXPECT_TRUE(contains(msg, "'t'") && contains(msg, "5000 dimensions")) << msg;
 }
@@ -93,7 +77,7 @@ TEST(HostileSafetensors, HugeTensorNameIsQuotedShort) {
   TempDir dir;
   const std::string name(400000, 'n');
   const std::string path =
-      write_raw(dir.str("name.safetensors"), "{\"" + name + "\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}",
+      write_raw(dir / "name.safetensors", "{\"" + name + "\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}",
                 std::string(8, '\0'));
   const std::string msg = error_of<FormatError>([&] { read_safetensors(path); });
   EXPECT_TRUE(contains(msg, "unknown dtype")) << msg.substr(0, 300);
@@ -102,9 +86,9 @@ TEST(HostileSafetensors, HugeTensorNameIsQuotedShort) {
 
 TEST(HostileSafetensors, FifoAndDirectoryAreRefusedWithoutBlocking) {
   TempDir dir;
-  ASSERT_EQ(::mkfifo(dir.str("fifo.safetensors").c_str(), 0600), 0);
-  EXPECT_TRUE(contains(error_of<IoError>([&] { read_safetensors(dir.str("fifo.safetensors")); }), "FIFO"));
-  EXPECT_TRUE(contains(error_of<IoError>([&] { read_safetensors(dir.str()); }), "a directory"));
+  ASSERT_EQ(::mkfifo((dir / "fifo.safetensors").c_str(), 0600), 0);
+  EXPECT_TRUE(contains(error_of<IoError>([&] { read_safetensors(dir / "fifo.safetensors"); }), "FIFO"));
+  EXPECT_TRUE(contains(error_of<IoError>([&] { read_safetensors(dir.path()); }), "a directory"));
 }
 
 // ---- Hugging Face directories ------------------------------------------------
@@ -132,8 +116,8 @@ void write_sharded(const fs::path& dir, const std::string& shard, const fs::path
 
 TEST(HostileHfIndex, ShardPathsAreConfinedToTheModelFolder) {
   TempDir dir;
-  const fs::path model = dir.path / "model";
-  const fs::path outside = dir.path / "outside.safetensors";
+  const fs::path model = dir / "model";
+  const fs::path outside = dir / "outside.safetensors";
 
   write_sharded(model, "../outside.safetensors", outside);  // a valid file, but outside the folder
   std::string msg = error_of<FormatError>([&] { read_hf_gpt2(model.string()); });
@@ -158,8 +142,8 @@ TEST(HostileHfIndex, ShardPathsAreConfinedToTheModelFolder) {
 
 TEST(HostileHfIndex, ShardThatIsAFifoIsRefusedWithoutBlocking) {
   TempDir dir;
-  const fs::path model = dir.path / "model";
-  write_sharded(model, "pipe.safetensors", dir.path / "unused.safetensors");
+  const fs::path model = dir / "model";
+  write_sharded(model, "pipe.safetensors", dir / "unused.safetensors");
   ASSERT_EQ(::mkfifo((model / "pipe.safetensors").c_str(), 0600), 0);
   const std::string msg = error_of<IoError>([&] { read_hf_gpt2(model.string()); });
   EXPECT_TRUE(contains(msg, "pipe.safetensors") && contains(msg, "FIFO")) << msg;
@@ -167,8 +151,8 @@ TEST(HostileHfIndex, ShardThatIsAFifoIsRefusedWithoutBlocking) {
 
 TEST(HostileHfConfig, NumberBeyondADoubleAndHugeValuesNameTheKeyBriefly) {
   TempDir dir;
-  std::ofstream(dir.str("config.json")) << R"({"model_type": "gpt2", "n_embd": 1e999})";
-  const std::string msg = error_of<ConfigError>([&] { read_hf_gpt2(dir.str()); });
+  std::ofstream(dir / "config.json") << R"({"model_type": "gpt2", "n_embd": 1e999})";
+  const std::string msg = error_of<ConfigError>([&] { read_hf_gpt2(dir.path()); });
   EXPECT_TRUE(contains(msg, "config.json:1:") && contains(msg, "n_embd: number 1e999 is out of range")) << msg;
 
   // Sizes whose products overflow int64 are refused before any shape is computed.

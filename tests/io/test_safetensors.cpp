@@ -9,6 +9,7 @@
 
 #include "metalm/core/error.hpp"
 #include "metalm/io/safetensors.hpp"
+#include "support/error_of.hpp"
 
 namespace metalm {
 namespace {
@@ -28,12 +29,7 @@ void write_raw(const std::string& path, const std::string& header, const std::st
 }
 
 std::string error_of(const std::string& path) {
-  try {
-    read_safetensors(path);
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_of<FormatError>([&] { read_safetensors(path); });
 }
 
 TEST(SafeTensors, RoundTripIsExactForEveryFloatDtype) {

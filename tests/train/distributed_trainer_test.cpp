@@ -46,11 +46,7 @@ RunConfig dist_config(const std::string& data_dir, int64_t batch_size, int64_t s
 }
 
 TrainerOptions dist_trainer_options(const std::string& run_dir, bool resume, int64_t stop_at) {
-  TrainerOptions o;
-  o.run_dir = run_dir;
-  o.resume = resume;
-  o.threads = 1;
-  o.stop_at = stop_at;
+  TrainerOptions o = test::trainer_options(run_dir, resume, stop_at);
   o.launch = dist_launch_from_env();
   return o;
 }
@@ -84,11 +80,7 @@ class DistributedTrainer : public ::testing::Test {
 
   // One process, the same global batch (8 sequences x 2 micro-batches).
   void one_process(const std::string& run, bool resume = false, int64_t batch_size = 8) {
-    TrainerOptions o;
-    o.run_dir = tmp / run;
-    o.resume = resume;
-    o.threads = 1;
-    Trainer(dist_config(tmp / "data", batch_size, 10), o).run();
+    Trainer(dist_config(tmp / "data", batch_size, 10), test::trainer_options(tmp / run, resume)).run();
   }
 
   static void expect_same_metrics(const std::string& a, const std::string& b, double tol) {

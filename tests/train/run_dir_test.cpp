@@ -4,10 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +20,8 @@
 #include "metalm/train/rng_state.hpp"
 #include "metalm/train/run_lock.hpp"
 #include "metalm/train/trainer.hpp"
+#include "support/error_of.hpp"
+#include "support/file_size_limit.hpp"
 #include "train_fixture.hpp"
 
 namespace fs = std::filesystem;
@@ -40,37 +40,8 @@ void spit(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-// write(2) fails with EFBIG past the limit, as it fails with ENOSPC on a full
-// disk; restored (with SIGXFSZ's handler) on destruction.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    ::getrlimit(RLIMIT_FSIZE, &saved_);
-    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit r = saved_;
-    r.rlim_cur = bytes;
-    ::setrlimit(RLIMIT_FSIZE, &r);
-  }
-  ~FileSizeLimit() {
-    ::setrlimit(RLIMIT_FSIZE, &saved_);
-    std::signal(SIGXFSZ, old_handler_);
-  }
-
- private:
-  rlimit saved_{};
-  void (*old_handler_)(int) = nullptr;
-};
-
-TrainerOptions options(const std::string& run_dir, bool resume = false, int64_t stop_at = 0) {
-  TrainerOptions o;
-  o.run_dir = run_dir;
-  o.resume = resume;
-  o.threads = 1;
-  o.stop_at = stop_at;
-  return o;
-}
+using test::contains;
+using test::FileSizeLimit;
 
 // Checkpoints at the given steps, each with optimizer state and distinct
 // weights (the step is added to every parameter).
@@ -197,10 +168,10 @@ TEST_F(RunDir, TrainerResumedPastABrokenCheckpointMatchesTheUninterruptedRun) {
   auto cfg = test::tiny_config(tmp / "data");
   cfg.train.ckpt_every = 10;
   cfg.train.keep_last = 3;
-  const auto full = Trainer(cfg, options(tmp / "a")).run();
-  Trainer(cfg, options(tmp / "b", false, 30)).run();
+  const auto full = Trainer(cfg, test::trainer_options(tmp / "a")).run();
+  Trainer(cfg, test::trainer_options(tmp / "b", false, 30)).run();
   kBreakages[0].apply(checkpoint_dir(tmp / "b", 30));
-  Trainer resumed(cfg, options(tmp / "b", true));
+  Trainer resumed(cfg, test::trainer_options(tmp / "b", true));
   EXPECT_EQ(resumed.step(), 20);
   const auto rest = resumed.run();
   ASSERT_EQ(rest.losses.size(), 20u);
@@ -302,9 +273,9 @@ TEST(RunDirLock, ASecondTrainerOnTheSameRunDirectoryIsRefused) {
   test::TempDir tmp;
   test::write_dataset(tmp / "data");
   const auto cfg = test::tiny_config(tmp / "data");
-  Trainer first(cfg, options(tmp / "run"));
+  Trainer first(cfg, test::trainer_options(tmp / "run"));
   try {
-    Trainer second(cfg, options(tmp / "run"));
+    Trainer second(cfg, test::trainer_options(tmp / "run"));
     FAIL() << "two trainers on one run directory";
   } catch (const IoError& e) {
     EXPECT_TRUE(contains(e.what(), "is in use by process " + std::to_string(::getpid()))) << e.what();

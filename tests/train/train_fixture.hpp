@@ -2,8 +2,6 @@
 // that trains on it in well under a second per dozen steps.
 #pragma once
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -12,26 +10,10 @@
 #include "metalm/config/json.hpp"
 #include "metalm/data/dataset_meta.hpp"
 #include "metalm/data/token_file.hpp"
+#include "metalm/train/trainer.hpp"
+#include "support/temp_dir.hpp"
 
 namespace metalm::test {
-
-// A fresh temporary directory, removed with the object.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "metalm-train-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A learnable sequence over a vocabulary of 16: a period-7 cycle of ids 1..7
 // with every 5th element replaced by a hashed id, so the next token is mostly
@@ -93,6 +75,17 @@ inline RunConfig tiny_config(const std::string& data_dir) {
   c.train.threads = 1;
   resolve(c);
   return c;
+}
+
+// Trainer options of a test: one thread (the runs are compared bit for bit),
+// and resume/stop_at as the test asks.
+inline TrainerOptions trainer_options(const std::string& run_dir, bool resume = false, int64_t stop_at = 0) {
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  o.resume = resume;
+  o.threads = 1;
+  o.stop_at = stop_at;
+  return o;
 }
 
 }  // namespace metalm::test

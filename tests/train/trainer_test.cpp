@@ -39,15 +39,6 @@ std::vector<nlohmann::json> deterministic(const std::vector<nlohmann::json>& lin
   return out;
 }
 
-TrainerOptions options(const std::string& run_dir, bool resume = false, int64_t stop_at = 0) {
-  TrainerOptions o;
-  o.run_dir = run_dir;
-  o.resume = resume;
-  o.threads = 1;
-  o.stop_at = stop_at;
-  return o;
-}
-
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override { test::write_dataset(tmp / "data"); }
@@ -57,7 +48,7 @@ class TrainerTest : public ::testing::Test {
 
 TEST_F(TrainerTest, LossDecreasesOnALearnableSequence) {
   auto cfg = config();
-  Trainer trainer(cfg, options(tmp / "run"));
+  Trainer trainer(cfg, test::trainer_options(tmp / "run"));
   const auto s = trainer.run();
   ASSERT_EQ(s.losses.size(), 40u);
   EXPECT_NEAR(s.losses.front(), std::log(16.0), 0.3);
@@ -69,7 +60,7 @@ TEST_F(TrainerTest, LossDecreasesOnALearnableSequence) {
 
 TEST_F(TrainerTest, WritesMetricsConfigBestAndFinalCheckpoint) {
   auto cfg = config();
-  Trainer(cfg, options(tmp / "run")).run();
+  Trainer(cfg, test::trainer_options(tmp / "run")).run();
   const auto lines = read_lines(tmp / "run/metrics.jsonl");
   int train = 0, eval = 0;
   for (const auto& j : lines) {
@@ -101,15 +92,15 @@ void expect_resume_matches_uninterrupted(RunConfig cfg, const test::TempDir& tmp
   cfg.model.resid_dropout = 0.1;
   cfg.model.attn_dropout = 0.1;
   cfg.train.grad_accum = 2;
-  Trainer straight(cfg, options(tmp / "a"));
+  Trainer straight(cfg, test::trainer_options(tmp / "a"));
   const auto full = straight.run();
 
-  const auto first = Trainer(cfg, options(tmp / "b", false, 20)).run();
+  const auto first = Trainer(cfg, test::trainer_options(tmp / "b", false, 20)).run();
   // A crash after the step-20 checkpoint: metrics of later steps were written.
   std::ofstream(tmp / "b/metrics.jsonl", std::ios::app) << R"({"event":"train","step":21,"loss":9})" << "\n";
   // ... and a checkpoint write was interrupted.
   fs::create_directories(fs::path(tmp / "b/checkpoints/step_00000025.tmp-99"));
-  Trainer resumed(cfg, options(tmp / "b", true));
+  Trainer resumed(cfg, test::trainer_options(tmp / "b", true));
   EXPECT_EQ(resumed.step(), 20);
   const auto second = resumed.run();
 
@@ -139,9 +130,9 @@ TEST_F(TrainerTest, ResumedBf16RunMatchesUninterruptedBf16Run) {
 // by rounding, so they are compared loosely) and keep fp32 weights.
 TEST_F(TrainerTest, Bf16TrainsLikeFp32WithFp32Weights) {
   auto cfg = config();
-  const auto fp32 = Trainer(cfg, options(tmp / "fp32")).run();
+  const auto fp32 = Trainer(cfg, test::trainer_options(tmp / "fp32")).run();
   cfg.train.precision = Precision::Bf16;
-  Trainer bf16(cfg, options(tmp / "bf16"));
+  Trainer bf16(cfg, test::trainer_options(tmp / "bf16"));
   const auto s = bf16.run();
   EXPECT_NE(s.losses, fp32.losses);
   EXPECT_NEAR(s.last_val_loss, fp32.last_val_loss, 0.05);
@@ -160,7 +151,7 @@ TEST_F(TrainerTest, AnalysisOfABf16RunIsTheFp32AnalysisOfItsCheckpoint) {
   cfg.analysis.every = cfg.train.steps;
   cfg.analysis.batches = 2;
   cfg.analysis.batch_size = 2;
-  auto o = options(tmp / "run");
+  auto o = test::trainer_options(tmp / "run");
   std::vector<Batch> analysed;
   const AnalysisFn trainer_default = o.analysis;
   o.analysis = [&](CausalTransformer& model, const std::vector<Batch>& batches, const RunConfig& c,
@@ -196,17 +187,17 @@ TEST_F(TrainerTest, CudaOnALibtorchWithoutCudaIsAConfigError) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this libtorch has CUDA";
   auto cfg = config();
   cfg.train.device = DeviceKind::Cuda;
-  EXPECT_THROW(Trainer(cfg, options(tmp / "cuda")), ConfigError);
+  EXPECT_THROW(Trainer(cfg, test::trainer_options(tmp / "cuda")), ConfigError);
   EXPECT_FALSE(fs::exists(tmp / "cuda"));
 }
 
 TEST_F(TrainerTest, RefusesARunDirectoryWithCheckpointsUnlessResuming) {
   auto cfg = config();
-  Trainer(cfg, options(tmp / "run", false, 20)).run();
-  EXPECT_THROW(Trainer(cfg, options(tmp / "run")), ConfigError);
-  EXPECT_THROW(Trainer(cfg, options(tmp / "empty", true)), ConfigError);
+  Trainer(cfg, test::trainer_options(tmp / "run", false, 20)).run();
+  EXPECT_THROW(Trainer(cfg, test::trainer_options(tmp / "run")), ConfigError);
+  EXPECT_THROW(Trainer(cfg, test::trainer_options(tmp / "empty", true)), ConfigError);
   cfg.model.d_model = 64;
-  EXPECT_THROW(Trainer(cfg, options(tmp / "run", true)), ConfigError);  // another model
+  EXPECT_THROW(Trainer(cfg, test::trainer_options(tmp / "run", true)), ConfigError);  // another model
 }
 
 TEST_F(TrainerTest, DivergenceStopsWithNumericErrorAndKeepsTheLastGoodCheckpoint) {
@@ -218,7 +209,7 @@ TEST_F(TrainerTest, DivergenceStopsWithNumericErrorAndKeepsTheLastGoodCheckpoint
   cfg.train.ckpt_every = 1000;
   cfg.train.eval_every = 1000;
   try {
-    Trainer(cfg, options(tmp / "run")).run();
+    Trainer(cfg, test::trainer_options(tmp / "run")).run();
     FAIL() << "no NumericError";
   } catch (const NumericError& e) {
     EXPECT_NE(std::string(e.what()).find("at step"), std::string::npos) << e.what();
@@ -235,7 +226,7 @@ TEST_F(TrainerTest, SaveStepsIncludingZeroAreKeptBesideTheNewest) {
   cfg.train.ckpt_every = 5;
   cfg.train.eval_every = 0;  // evaluate only at the end: no best-loss checkpoints on the way
   cfg.train.keep_last = 2;
-  Trainer(cfg, options(tmp / "run")).run();
+  Trainer(cfg, test::trainer_options(tmp / "run")).run();
   std::vector<int64_t> steps;
   for (const auto& d : list_checkpoints(tmp / "run")) steps.push_back(checkpoint_step(d));
   EXPECT_EQ(steps, (std::vector<int64_t>{0, 3, 35, 40}));
@@ -246,7 +237,7 @@ TEST_F(TrainerTest, AnalysisLinesCarryTheStep) {
   cfg.analysis.every = 20;
   cfg.analysis.batches = 1;
   cfg.analysis.batch_size = 2;
-  auto o = options(tmp / "run");
+  auto o = test::trainer_options(tmp / "run");
   int calls = 0;
   o.analysis = [&](CausalTransformer&, const std::vector<Batch>& batches, const RunConfig&, const DatasetMeta&,
                      DistributedContext&) {
