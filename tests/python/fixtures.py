@@ -15,6 +15,8 @@ import math
 import os
 import random
 import subprocess
+import tempfile
+import unittest
 from typing import Dict, List, Optional
 
 STATS = ("mean", "std", "median", "q10", "q90")
@@ -233,6 +235,16 @@ def metalm_bin() -> Optional[str]:
         if path and os.access(path, os.X_OK):
             return path
     return None
+
+
+def real_layout_or_skip(prefix: str):
+    """A temporary directory (prefix PREFIX) holding real_layout's output, and the layout's path;
+    unittest.SkipTest when no metalm binary is built. The caller cleans the directory up."""
+    metalm = metalm_bin()
+    if metalm is None:
+        raise unittest.SkipTest("no metalm binary (set METALM_BIN or build build/apps/metalm)")
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    return tmp, real_layout(tmp.name, metalm)
 
 
 def real_layout(out: str, metalm: str) -> str:

@@ -375,11 +375,7 @@ class RealOutput(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        metalm = fx.metalm_bin()
-        if metalm is None:
-            raise unittest.SkipTest("no metalm binary (set METALM_BIN or build build/apps/metalm)")
-        cls.tmp = tempfile.TemporaryDirectory(prefix="metalm_real_")
-        cls.out = fx.real_layout(cls.tmp.name, metalm)
+        cls.tmp, cls.out = fx.real_layout_or_skip("metalm_real_")
         cls.adir = os.path.join(cls.out, "tiny", "analysis")
         cls.jsonl = os.path.join(cls.out, "tiny", "run", "analysis.jsonl")
 

@@ -38,6 +38,13 @@ def run_report(*args):
                           env={**os.environ, "MPLBACKEND": "Agg"})
 
 
+def report_of(out: str, *args):
+    """scripts/report.py --out OUT ARGS: the finished process and the text of report.md ("" if none)."""
+    proc = run_report("--out", out, *args)
+    path = os.path.join(out, "report.md")
+    return proc, read_text(path) if os.path.exists(path) else ""
+
+
 class FullReport(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -48,9 +55,7 @@ class FullReport(unittest.TestCase):
         cls.tuned = tuned
         with open(os.path.join(cls.out, "tiny", "analysis", "tuned_step100_block.json"), "w") as f:
             json.dump(tuned, f)
-        cls.proc = run_report("--out", cls.out, "--title", "Test report", "--git-rev", "abc1234")
-        path = os.path.join(cls.out, "report.md")
-        cls.md = read_text(path) if os.path.exists(path) else ""
+        cls.proc, cls.md = report_of(cls.out, "--title", "Test report", "--git-rev", "abc1234")
 
     @classmethod
     def tearDownClass(cls):
@@ -144,14 +149,8 @@ class RealReport(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        metalm = fx.metalm_bin()
-        if metalm is None:
-            raise unittest.SkipTest("no metalm binary (set METALM_BIN or build build/apps/metalm)")
-        cls.tmp = tempfile.TemporaryDirectory(prefix="metalm_real_report_")
-        cls.out = fx.real_layout(cls.tmp.name, metalm)
-        cls.proc = run_report("--out", cls.out, "--settings", "tiny", "--git-rev", "abc1234")
-        path = os.path.join(cls.out, "report.md")
-        cls.md = read_text(path) if os.path.exists(path) else ""
+        cls.tmp, cls.out = fx.real_layout_or_skip("metalm_real_report_")
+        cls.proc, cls.md = report_of(cls.out, "--settings", "tiny", "--git-rev", "abc1234")
 
     @classmethod
     def tearDownClass(cls):
