@@ -40,6 +40,7 @@ struct Settings {
   int64_t layers = 4, heads = 4, d_model = 256, vocab = 256, seq = 256, batch = 16;
   int iters = 3;
   std::string granularity = "block";
+  std::string lens = "logit";  // or "tuned": identity translators (the cost of any tuned lens)
   std::string device = "auto", precision = "fp32";  // of the model and of its training step
 };
 
@@ -79,9 +80,14 @@ int run(const Settings& s, const GlobalOptions& global) {
     opt->step();
     return seconds_since(t0);
   };
+  // A tuned lens costs the same whatever its values: identity translators.
+  std::shared_ptr<const TunedLens> lens;
+  if (s.lens == "tuned") lens = std::make_shared<const TunedLens>(TunedLens::identity(cfg.n_layer, cfg.d_model));
   auto analysis = [&] {
     const auto t0 = Clock::now();
-    const nlohmann::json j = analyze_model(model, {batch}, ao, nullptr);
+    model->eval();  // what analyze_model does, with the lens passed in
+    const std::vector<BatchAnalysis> done{analyze_batch(model, batch, 0, ao, lens)};
+    const nlohmann::json j = summarize_analysis(model, {batch}, done, ao, nullptr);
     return seconds_since(t0);
   };
   // The two parts of the analysis: capture forward, then the analyser proper.
@@ -90,9 +96,15 @@ int run(const Settings& s, const GlobalOptions& global) {
     auto t0 = Clock::now();
     const ModelTrajectory mt = capture_trajectory(model, batch.inputs, ao.granularity);
     capture += seconds_since(t0);
-    const LensObjective obj = make_lens_objective(model, batch.targets);
+    const LensObjective logit = make_lens_objective(model, batch.targets);
+    CausalTransformer handle = model;
+    const std::unique_ptr<Objective> tuned =
+        lens ? std::make_unique<TunedLensObjective>(
+                   [handle](const at::Tensor& h) mutable { return handle->lens_logits(h); }, batch.targets,
+                   cfg.vocab_size, lens, mt.names)
+             : nullptr;
     t0 = Clock::now();
-    analyze_trajectory(mt.states, mt.names, obj, ao);
+    analyze_trajectory(mt.states, mt.names, tuned ? *tuned : static_cast<const Objective&>(logit), ao);
     analyse += seconds_since(t0);
   };
 
@@ -111,10 +123,10 @@ int run(const Settings& s, const GlobalOptions& global) {
   const double n = s.iters;
   std::printf("metalm bench analysis: %d intra-op thread(s) on %s, %d timed iterations\n", threads,
               device.str().c_str(), s.iters);
-  std::printf("model: %lld layers, %lld heads, d %lld, vocab %lld; batch %lld x %lld tokens; %s granularity\n",
+  std::printf("model: %lld layers, %lld heads, d %lld, vocab %lld; batch %lld x %lld tokens; %s granularity; %s lens\n",
               static_cast<long long>(s.layers), static_cast<long long>(s.heads), static_cast<long long>(s.d_model),
               static_cast<long long>(s.vocab), static_cast<long long>(s.batch), static_cast<long long>(s.seq),
-              s.granularity.c_str());
+              s.granularity.c_str(), s.lens.c_str());
   std::printf("  training step (fwd+bwd+AdamW)   %8.1f ms in %s\n", 1e3 * t_train / n, s.precision.c_str());
   std::printf("  analysis of the batch           %8.1f ms   = %.2f x a training step\n", 1e3 * t_analysis / n,
               t_analysis / t_train);
@@ -139,6 +151,8 @@ const BenchRegistration analysis_bench{
       cmd.add_option("--iters", s->iters, "timed iterations")->type_name("N")->check(int_range(1, 1 << 20))->capture_default_str();
       cmd.add_option("--granularity", s->granularity, "block | sublayer")->type_name("G")
           ->check(CLI::IsMember({"block", "sublayer"}))->capture_default_str();
+      cmd.add_option("--lens", s->lens, "logit | tuned (identity translators: a tuned lens's cost)")->type_name("L")
+          ->check(CLI::IsMember({"logit", "tuned"}))->capture_default_str();
       add_device_option(cmd, s->device);
       add_precision_option(cmd, s->precision);
       return std::function<int()>([s, &global]() { return run(*s, global); });
