@@ -12,6 +12,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/io/hf_gpt2.hpp"
 #include "metalm/io/safetensors.hpp"
+#include "support/temp_dir.hpp"
 
 namespace metalm {
 namespace {
@@ -42,22 +43,11 @@ std::map<std::string, torch::Tensor> hf_tensors(const ModelConfig& cfg, const st
   return t;
 }
 
-// A temporary directory removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::path(METALM_BINARY_DIR) / ("hf_io_test_" + std::to_string(::getpid()) + "_" +
-                                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str(const std::string& name = "") const { return (path / name).string(); }
-};
+using test::TempDir;
 
 void write_dir(const TempDir& dir, const json& config, const std::map<std::string, torch::Tensor>& tensors) {
-  std::ofstream(dir.str("config.json")) << config.dump(2);
-  write_safetensors(dir.str("model.safetensors"), tensors);
+  std::ofstream(dir / "config.json") << config.dump(2);
+  write_safetensors(dir / "model.safetensors", tensors);
 }
 
 // Runs `f`, expecting an error of type E whose message contains every part.
@@ -276,16 +266,16 @@ TEST(HfGpt2Files, ReadsADirectoryAndRecordsTheGpt2TokenizerForItsVocabulary) {
   j["n_layer"] = 1;
   const ModelConfig cfg = hf_gpt2_model_config(j, "c");
   write_dir(dir, j, hf_tensors(cfg, "", true));
-  const HfGpt2Checkpoint ck = read_hf_gpt2(dir.str());
+  const HfGpt2Checkpoint ck = read_hf_gpt2(dir.path());
   EXPECT_EQ(ck.tokenizer, "gpt2");
   EXPECT_EQ(ck.architecture, "GPT2LMHeadModel");
   EXPECT_EQ(ck.model.vocab_size, kGpt2VocabSize);
-  EXPECT_EQ(ck.files, std::vector<std::string>{dir.str("model.safetensors")});
+  EXPECT_EQ(ck.files, std::vector<std::string>{dir / "model.safetensors"});
 
   TempDir small;
   const ModelConfig tiny = hf_gpt2_model_config(tiny_config(), "c");
   write_dir(small, tiny_config(), hf_tensors(tiny, "", false));
-  EXPECT_EQ(read_hf_gpt2(small.str()).tokenizer, "");
+  EXPECT_EQ(read_hf_gpt2(small.path()).tokenizer, "");
 }
 
 TEST(HfGpt2Files, ReadsShardsListedInTheIndex) {
@@ -299,11 +289,11 @@ TEST(HfGpt2Files, ReadsShardsListedInTheIndex) {
     (one ? first : second)[name] = t;
     map[name] = one ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
-  std::ofstream(dir.str("config.json")) << tiny_config().dump();
-  std::ofstream(dir.str("model.safetensors.index.json")) << json{{"metadata", json::object()}, {"weight_map", map}}.dump();
-  write_safetensors(dir.str("model-00001-of-00002.safetensors"), first);
-  write_safetensors(dir.str("model-00002-of-00002.safetensors"), second);
-  const HfGpt2Checkpoint ck = read_hf_gpt2(dir.str());
+  std::ofstream(dir / "config.json") << tiny_config().dump();
+  std::ofstream(dir / "model.safetensors.index.json") << json{{"metadata", json::object()}, {"weight_map", map}}.dump();
+  write_safetensors(dir / "model-00001-of-00002.safetensors", first);
+  write_safetensors(dir / "model-00002-of-00002.safetensors", second);
+  const HfGpt2Checkpoint ck = read_hf_gpt2(dir.path());
   EXPECT_EQ(ck.files.size(), 2u);
   EXPECT_TRUE(torch::equal(ck.weights.tensors.at("blocks.1.mlp.c_fc.weight"),
                            all.at("transformer.h.1.mlp.c_fc.weight").t()));
@@ -311,21 +301,21 @@ TEST(HfGpt2Files, ReadsShardsListedInTheIndex) {
 
 TEST(HfGpt2Files, MissingDirectoryOrFilesSayWhatToDo) {
   TempDir dir;
-  expect_error<IoError>([&] { read_hf_gpt2(dir.str("gpt2")); }, {"no such directory", "huggingface-cli download gpt2"});
-  expect_error<IoError>([&] { read_hf_gpt2(dir.str()); }, {"config.json: not found"});
-  std::ofstream(dir.str("config.json")) << tiny_config().dump();
-  expect_error<IoError>([&] { read_hf_gpt2(dir.str()); }, {"model.safetensors: not found", "huggingface-cli"});
-  std::ofstream(dir.str("pytorch_model.bin")) << "not read";
-  expect_error<IoError>([&] { read_hf_gpt2(dir.str()); }, {"pytorch_model.bin", "safetensors only"});
+  expect_error<IoError>([&] { read_hf_gpt2(dir / "gpt2"); }, {"no such directory", "huggingface-cli download gpt2"});
+  expect_error<IoError>([&] { read_hf_gpt2(dir.path()); }, {"config.json: not found"});
+  std::ofstream(dir / "config.json") << tiny_config().dump();
+  expect_error<IoError>([&] { read_hf_gpt2(dir.path()); }, {"model.safetensors: not found", "huggingface-cli"});
+  std::ofstream(dir / "pytorch_model.bin") << "not read";
+  expect_error<IoError>([&] { read_hf_gpt2(dir.path()); }, {"pytorch_model.bin", "safetensors only"});
 }
 
 TEST(HfGpt2Files, TruncatedFileAndUnknownDtypeAreFormatErrors) {
   TempDir dir;
   const ModelConfig cfg = hf_gpt2_model_config(tiny_config(), "c");
   write_dir(dir, tiny_config(), hf_tensors(cfg, "", false));
-  const std::string path = dir.str("model.safetensors");
+  const std::string path = dir / "model.safetensors";
   fs::resize_file(path, fs::file_size(path) - 100);
-  expect_error<FormatError>([&] { read_hf_gpt2(dir.str()); }, {path, "truncated"});
+  expect_error<FormatError>([&] { read_hf_gpt2(dir.path()); }, {path, "truncated"});
 
   // A float8 tensor: a dtype newer than metalm's reader.
   std::string header = R"({"wte.weight":{"dtype":"F8_E4M3","shape":[11,8],"data_offsets":[0,88]}})";
@@ -335,7 +325,7 @@ TEST(HfGpt2Files, TruncatedFileAndUnknownDtypeAreFormatErrors) {
   out.write(reinterpret_cast<const char*>(&n), 8);
   out << header << std::string(88, '\0');
   out.close();
-  expect_error<FormatError>([&] { read_hf_gpt2(dir.str()); }, {"'wte.weight'", "unknown dtype 'F8_E4M3'"});
+  expect_error<FormatError>([&] { read_hf_gpt2(dir.path()); }, {"'wte.weight'", "unknown dtype 'F8_E4M3'"});
 }
 
 TEST(HfGpt2Files, CommittedGoldenDirectoriesHoldTheSameWeightsInEveryLayout) {

@@ -6,6 +6,7 @@
 #include "metalm/io/safetensors.hpp"
 #include "metalm/model/causal_transformer.hpp"
 #include "metalm/model/weights.hpp"
+#include "support/error_of.hpp"
 #include "tiny_configs.hpp"
 
 namespace metalm {
@@ -16,12 +17,7 @@ std::string temp_path(const std::string& name) {
 }
 
 std::string load_error(torch::nn::Module& m, const std::string& path) {
-  try {
-    load_weights(m, path);
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_of<FormatError>([&] { load_weights(m, path); });
 }
 
 TEST(Weights, RoundTripReproducesTheModelExactly) {

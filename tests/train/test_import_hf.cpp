@@ -21,6 +21,7 @@
 #include "metalm/io/hf_gpt2.hpp"
 #include "metalm/io/safetensors.hpp"
 #include "metalm/train/checkpoint.hpp"
+#include "support/temp_dir.hpp"
 #include "metalm/train/hf_import.hpp"
 
 namespace metalm {
@@ -31,17 +32,7 @@ namespace fs = std::filesystem;
 const std::string kGolden = std::string(METALM_SOURCE_DIR) + "/tests/golden";
 const char* const kVariants[] = {"plain_f32", "prefixed_f16", "prefixed_bf16"};
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::path(METALM_BINARY_DIR) / ("hf_import_test_" + std::to_string(::getpid()) + "_" +
-                                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str(const std::string& name) const { return (path / name).string(); }
-};
+using test::TempDir;
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
@@ -52,7 +43,7 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 void check_import_matches_golden(const std::string& hf_dir, const std::string& golden_path, const TempDir& tmp) {
   SCOPED_TRACE(hf_dir);
   const SafeTensorsFile golden = read_safetensors(golden_path);
-  const std::string ckpt = tmp.str(fs::path(hf_dir).filename().string() + "_ckpt");
+  const std::string ckpt = tmp / (fs::path(hf_dir).filename().string() + "_ckpt");
   const ImportHfResult r = import_hf_gpt2(hf_dir, ckpt);
   EXPECT_EQ(r.tokenizer, "");  // vocab 61: not GPT-2's tokenizer
 
@@ -99,30 +90,30 @@ TEST(ImportHf, CommittedGoldenFilesMatchTheGenerator) {
       std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "no /usr/bin/python3 with torch: the committed golden files are used as they are";
   TempDir tmp;
-  const std::string cmd = "/usr/bin/python3 '" + kGolden + "/make_hf_gpt2_golden.py' '" + tmp.path.string() +
+  const std::string cmd = "/usr/bin/python3 '" + kGolden + "/make_hf_gpt2_golden.py' '" + tmp.path() +
                           "' >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const SafeTensorsFile fresh = read_safetensors(tmp.str("hf_gpt2_golden.safetensors"));
+  const SafeTensorsFile fresh = read_safetensors(tmp / "hf_gpt2_golden.safetensors");
   const SafeTensorsFile committed = read_safetensors(kGolden + "/hf_gpt2_golden.safetensors");
   const std::string refresh = "stale golden file: run /usr/bin/python3 tests/golden/make_hf_gpt2_golden.py";
   ASSERT_EQ(fresh.tensors.size(), committed.tensors.size()) << refresh;
   for (const auto& [name, t] : fresh.tensors) EXPECT_LE(max_abs_diff(t, committed.tensors.at(name)), 1e-9) << name << ": " << refresh;
   for (const char* v : kVariants) {
-    const auto a = read_safetensors(tmp.str(std::string("hf_gpt2/") + v + "/model.safetensors")).tensors;
+    const auto a = read_safetensors(tmp / (std::string("hf_gpt2/") + v + "/model.safetensors")).tensors;
     const auto b = read_safetensors(kGolden + "/hf_gpt2/" + v + "/model.safetensors").tensors;
     ASSERT_EQ(a.size(), b.size()) << v << ": " << refresh;
     for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << v << " " << name << ": " << refresh;
   }
   // The freshly generated outputs must hold for the importer too.
-  check_import_matches_golden(tmp.str("hf_gpt2/plain_f32"), tmp.str("hf_gpt2_golden.safetensors"), tmp);
+  check_import_matches_golden(tmp / "hf_gpt2/plain_f32", tmp / "hf_gpt2_golden.safetensors", tmp);
 }
 
 TEST(ImportHf, HfLayoutExportRoundTripsToTheOriginalTensorsAndConfig) {
   TempDir tmp;
   const std::string src = kGolden + "/hf_gpt2/prefixed_bf16";
-  import_hf_gpt2(src, tmp.str("ckpt"));
-  export_weights(tmp.str("ckpt"), tmp.str("hf/model.safetensors"), WeightsLayout::Hf, tmp.str("hf/config.json"));
-  const SafeTensorsFile exported = read_safetensors(tmp.str("hf/model.safetensors"));
+  import_hf_gpt2(src, tmp / "ckpt");
+  export_weights(tmp / "ckpt", tmp / "hf/model.safetensors", WeightsLayout::Hf, tmp / "hf/config.json");
+  const SafeTensorsFile exported = read_safetensors(tmp / "hf/model.safetensors");
   const SafeTensorsFile original = read_safetensors(src + "/model.safetensors");
   EXPECT_EQ(exported.metadata.at("format"), "pt");
   ASSERT_EQ(exported.tensors.size(), original.tensors.size());  // tied head not stored, no buffers
@@ -132,17 +123,17 @@ TEST(ImportHf, HfLayoutExportRoundTripsToTheOriginalTensorsAndConfig) {
     EXPECT_TRUE(torch::equal(exported.tensors.at(name), t.to(at::kFloat))) << name;
   }
   // The exported directory imports again to the same model.
-  const ModelConfig again = hf_gpt2_model_config(read_json_file(tmp.str("hf/config.json")), "exported");
-  EXPECT_EQ(to_json(again), to_json(load_checkpoint(tmp.str("ckpt")).config.model));
-  check_import_matches_golden(tmp.str("hf"), kGolden + "/hf_gpt2_golden.safetensors", tmp);
+  const ModelConfig again = hf_gpt2_model_config(read_json_file(tmp / "hf/config.json"), "exported");
+  EXPECT_EQ(to_json(again), to_json(load_checkpoint(tmp / "ckpt").config.model));
+  check_import_matches_golden(tmp / "hf", kGolden + "/hf_gpt2_golden.safetensors", tmp);
 }
 
 TEST(ImportHf, MetalmLayoutExportHoldsTheParametersAndTheConfig) {
   TempDir tmp;
-  import_hf_gpt2(kGolden + "/hf_gpt2/plain_f32", tmp.str("ckpt"));
-  export_weights(tmp.str("ckpt"), tmp.str("w.safetensors"), WeightsLayout::Metalm);
-  const SafeTensorsFile f = read_safetensors(tmp.str("w.safetensors"));
-  LoadedCheckpoint ck = load_checkpoint(tmp.str("ckpt"));
+  import_hf_gpt2(kGolden + "/hf_gpt2/plain_f32", tmp / "ckpt");
+  export_weights(tmp / "ckpt", tmp / "w.safetensors", WeightsLayout::Metalm);
+  const SafeTensorsFile f = read_safetensors(tmp / "w.safetensors");
+  LoadedCheckpoint ck = load_checkpoint(tmp / "ckpt");
   const auto params = ck.model->named_parameters();
   ASSERT_EQ(f.tensors.size(), params.size());
   for (const auto& p : params) EXPECT_TRUE(torch::equal(f.tensors.at(p.key()), p.value())) << p.key();
@@ -161,26 +152,26 @@ TEST(ImportHf, ModelsWithoutAGpt2EquivalentAreNotExportedInHfLayout) {
   rc.model.position = PositionKind::Rope;
   resolve(rc);
   CausalTransformer model(rc.model);
-  save_checkpoint(tmp.str("rope"), rc, model, nullptr, CheckpointState{});
-  EXPECT_THROW(export_weights(tmp.str("rope"), tmp.str("x.safetensors"), WeightsLayout::Hf), ConfigError);
-  EXPECT_FALSE(fs::exists(tmp.str("x.safetensors")));
-  export_weights(tmp.str("rope"), tmp.str("x.safetensors"), WeightsLayout::Metalm);  // our names always work
-  EXPECT_TRUE(fs::exists(tmp.str("x.safetensors")));
+  save_checkpoint(tmp / "rope", rc, model, nullptr, CheckpointState{});
+  EXPECT_THROW(export_weights(tmp / "rope", tmp / "x.safetensors", WeightsLayout::Hf), ConfigError);
+  EXPECT_FALSE(fs::exists(tmp / "x.safetensors"));
+  export_weights(tmp / "rope", tmp / "x.safetensors", WeightsLayout::Metalm);  // our names always work
+  EXPECT_TRUE(fs::exists(tmp / "x.safetensors"));
 }
 
 TEST(ImportHf, AFailedImportLeavesNoCheckpoint) {
   TempDir tmp;
-  fs::copy(kGolden + "/hf_gpt2/plain_f32", tmp.str("hf"));
-  auto tensors = read_safetensors(tmp.str("hf/model.safetensors")).tensors;
+  fs::copy(kGolden + "/hf_gpt2/plain_f32", tmp / "hf");
+  auto tensors = read_safetensors(tmp / "hf/model.safetensors").tensors;
   tensors.erase("h.1.ln_2.bias");
-  write_safetensors(tmp.str("hf/model.safetensors"), tensors);
+  write_safetensors(tmp / "hf/model.safetensors", tensors);
   try {
-    import_hf_gpt2(tmp.str("hf"), tmp.str("ckpt"));
+    import_hf_gpt2(tmp / "hf", tmp / "ckpt");
     FAIL() << "no error";
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("missing tensor 'h.1.ln_2.bias'"), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(fs::exists(tmp.str("ckpt")));
+  EXPECT_FALSE(fs::exists(tmp / "ckpt"));
 }
 
 }  // namespace
