@@ -6,7 +6,8 @@
 // states must match the golden ones within 1e-5 (model run in double).
 // Export is checked by round trip to the original Hugging Face tensors.
 //
-// When /usr/bin/python3 has torch (and METALM_GOLDEN_NO_PYTHON is unset), the
+// When the tests' python3 (METALM_PYTHON, found by CMake) has torch (and
+// METALM_GOLDEN_NO_PYTHON is unset), the
 // golden files are also regenerated into the build directory and compared to
 // the committed ones, so a stale committed file fails with the command to
 // refresh it.
@@ -86,16 +87,17 @@ TEST(ImportHf, EveryKeyLayoutAndDtypeMatchesTheIndependentForwardPass) {
 }
 
 TEST(ImportHf, CommittedGoldenFilesMatchTheGenerator) {
-  if (std::getenv("METALM_GOLDEN_NO_PYTHON") != nullptr ||
-      std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "no /usr/bin/python3 with torch: the committed golden files are used as they are";
+  const std::string python = METALM_PYTHON;  // "" when CMake found none
+  if (std::getenv("METALM_GOLDEN_NO_PYTHON") != nullptr || python.empty() ||
+      std::system(("'" + python + "' -c 'import torch, numpy' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "no python3 with torch (METALM_PYTHON): the committed golden files are used as they are";
   TempDir tmp;
-  const std::string cmd = "/usr/bin/python3 '" + kGolden + "/make_hf_gpt2_golden.py' '" + tmp.path() +
+  const std::string cmd = "'" + python + "' '" + kGolden + "/make_hf_gpt2_golden.py' '" + tmp.path() +
                           "' >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const SafeTensorsFile fresh = read_safetensors(tmp / "hf_gpt2_golden.safetensors");
   const SafeTensorsFile committed = read_safetensors(kGolden + "/hf_gpt2_golden.safetensors");
-  const std::string refresh = "stale golden file: run /usr/bin/python3 tests/golden/make_hf_gpt2_golden.py";
+  const std::string refresh = "stale golden file: run " + python + " tests/golden/make_hf_gpt2_golden.py";
   ASSERT_EQ(fresh.tensors.size(), committed.tensors.size()) << refresh;
   for (const auto& [name, t] : fresh.tensors) EXPECT_LE(max_abs_diff(t, committed.tensors.at(name)), 1e-9) << name << ": " << refresh;
   for (const char* v : kVariants) {
