@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "metalm/analysis/objective.hpp"
+#include "metalm/data/token_dataset.hpp"
 
 namespace metalm::testing {
 
@@ -30,5 +31,12 @@ struct RandomLens {
     };
   }
 };
+
+// B windows of T uniformly random ids below `vocab`, targets shifted by one.
+inline Batch random_token_batch(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  const at::Tensor ids = at::randint(0, vocab, {batch, seq + 1}, gen, at::TensorOptions(at::kLong));
+  return {ids.narrow(1, 0, seq).contiguous(), ids.narrow(1, 1, seq).contiguous()};
+}
 
 }  // namespace metalm::testing

@@ -31,11 +31,7 @@ ModelConfig model_config(NormKind norm) {
   return c;
 }
 
-Batch random_batch(uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  const at::Tensor seq = at::randint(0, V, {B, T + 1}, gen, at::TensorOptions(at::kLong));
-  return {seq.narrow(1, 0, T).contiguous(), seq.narrow(1, 1, T).contiguous()};
-}
+Batch random_batch(uint64_t seed) { return testing::random_token_batch(B, T, V, seed); }
 
 // A few AdamW steps on a repeating pattern, so the weights are no longer
 // the initialisation (norms and gradients then have a trained structure).

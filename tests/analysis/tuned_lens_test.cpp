@@ -15,6 +15,8 @@
 #include "metalm/core/error.hpp"
 #include "metalm/io/safetensors.hpp"
 
+#include "lens_fixture.hpp"
+
 namespace metalm {
 namespace {
 
@@ -32,11 +34,7 @@ ModelConfig tiny_model() {
   return c;
 }
 
-Batch random_batch(uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  const at::Tensor seq = at::randint(0, V, {B, T + 1}, gen, at::TensorOptions(at::kLong));
-  return {seq.narrow(1, 0, T).contiguous(), seq.narrow(1, 1, T).contiguous()};
-}
+Batch random_batch(uint64_t seed) { return testing::random_token_batch(B, T, V, seed); }
 
 struct TempFile {
   std::string path = (fs::temp_directory_path() / ("metalm-lens-" + std::to_string(::getpid()) + "-" +
