@@ -3,9 +3,11 @@
 
 Usage (run with Debian's /usr/bin/python3; see docs/figures.md for how to read each figure):
 
-  plot.py f1 [--untrained FILE] [LABEL=]FILE ... --out PNG   inner loss per layer, one line per checkpoint
-                                                             (label defaults to "step <k>" from step<k>_*.json)
-  plot.py f2 --block FILE [--sublayer FILE] [--untrained FILE] --out PNG   alignment cos(Δ, −∇ℓ) + controls
+  plot.py f1 [--untrained FILE] [--tuned FILE] [LABEL=]FILE ... --out PNG   inner loss per layer, one line per
+                                                             checkpoint (label defaults to "step <k>" from
+                                                             step<k>_*.json); --tuned: through the tuned lens
+  plot.py f2 --block FILE [--sublayer FILE] [--untrained FILE] [--tuned FILE] --out PNG   alignment cos(Δ, −∇ℓ)
+                                                             + controls, logit lens and tuned lens side by side
   plot.py f3 --block FILE [--sublayer FILE] --out PNG        step size η; first-order vs actual decrease
   plot.py f4 --block FILE [--sublayer FILE] --out PNG        norms per layer; layer x position map
   plot.py f5 FILE --out PNG                                  norm vs token frequency; Spearman ρ per layer
@@ -62,9 +64,10 @@ def _opt(path):
 def build(args) -> "plots.style.Figure":
     f = args.figure
     if f == "f1":
-        return plots.fig_inner_loss(load_checkpoints(args.files), _opt(args.untrained))
+        return plots.fig_inner_loss(load_checkpoints(args.files), _opt(args.untrained), _opt(args.tuned))
     if f == "f2":
-        return plots.fig_alignment(plots.load_analysis(args.block), _opt(args.sublayer), _opt(args.untrained))
+        return plots.fig_alignment(plots.load_analysis(args.block), _opt(args.sublayer), _opt(args.untrained),
+                                   _opt(args.tuned))
     if f == "f3":
         return plots.fig_step_size(plots.load_analysis(args.block), _opt(args.sublayer))
     if f == "f4":
@@ -97,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     s = add("f1", "inner loss per layer across checkpoints")
     s.add_argument("files", nargs="+", metavar="[LABEL=]FILE")
     s.add_argument("--untrained", metavar="FILE", help="analysis of the untrained model (dashed)")
+    s.add_argument("--tuned", metavar="FILE", help="the final model analysed through its tuned lens (analyze --lens tuned:LENS)")
     for name, help_ in (("f2", "alignment per layer with controls"), ("f3", "step size and decreases"),
                         ("f4", "norms per layer and position")):
         s = add(name, help_)
@@ -104,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--sublayer", metavar="FILE", help="sublayer-granularity analysis (optional)")
         if name == "f2":
             s.add_argument("--untrained", metavar="FILE", help="block analysis of the untrained model")
+            s.add_argument("--tuned", metavar="FILE", help="block analysis through the tuned lens (analyze --lens tuned:LENS)")
     for name, meta, help_ in (("f5", "FILE", "norm vs token frequency"),
                               ("f6", "ANALYSIS_JSONL", "evolution over outer training"),
                               ("f7", "FILE", "layer x position heatmaps"),

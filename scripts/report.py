@@ -274,8 +274,8 @@ def draw_setting(s: Setting, fig_dir: str) -> Dict[str, str]:
     P = plots
     figs = {
         "train": P.fig_training(s.metrics),
-        "f1": P.fig_inner_loss([(f"step {k}", a) for k, a in s.checkpoints], s.untrained),
-        "f2": P.fig_alignment(s.final, s.sublayer, s.untrained),
+        "f1": P.fig_inner_loss([(f"step {k}", a) for k, a in s.checkpoints], s.untrained, s.tuned),
+        "f2": P.fig_alignment(s.final, s.sublayer, s.untrained, s.tuned),
         "f3": P.fig_step_size(s.final, s.sublayer),
         "f4": P.fig_norms(s.final, s.sublayer),
         "f5": P.fig_norm_freq(s.final),

@@ -27,19 +27,24 @@ def _chance_band(ax, chance: float):
 # ----------------------------------------------------------------------------- F1
 
 def fig_inner_loss(checkpoints: Sequence[Tuple[str, Analysis]],
-                   untrained: Optional[Analysis] = None) -> Figure:
-    """F1: lens loss of every state along depth, one line per outer-training checkpoint."""
+                   untrained: Optional[Analysis] = None, tuned: Optional[Analysis] = None) -> Figure:
+    """F1: lens loss of every state along depth, one line per outer-training checkpoint
+    (logit lens); `tuned`, the final checkpoint read through its tuned lens, beside them."""
     fig, (ax,) = new_figure(width=6.0, height=4.0,
                             title="F1 · inner loss along depth across outer training")
     if not checkpoints and untrained is None:
         raise ValueError("fig_inner_loss needs at least one analysis")
-    n_layers = max([a.n_layers for _, a in checkpoints] + ([untrained.n_layers] if untrained else []))
+    n_layers = max([a.n_layers for _, a in checkpoints] + ([untrained.n_layers] if untrained else [])
+                   + ([tuned.n_layers] if tuned else []))
     if untrained is not None:
         ax.plot([s.depth for s in untrained.states], [s.loss for s in untrained.states],
                 linestyle="--", color="0.4", marker=".", label="untrained (init)")
     for (label, a), color in zip(checkpoints, ramp(len(checkpoints))):
         ax.plot([s.depth for s in a.states], [s.loss for s in a.states],
                 marker="o", markersize=3.5, color=color, label=label)
+    if tuned is not None:
+        ax.plot([s.depth for s in tuned.states], [s.loss for s in tuned.states], marker="s",
+                markersize=3.5, linestyle="-.", color="black", label="final, tuned lens")
     depth_axis(ax, n_layers)
     ax.set_ylabel(LOSS_LABEL)
     legend(ax, title="outer step", title_fontsize=7)
@@ -65,8 +70,9 @@ def _plot_alignment_steps(ax, steps: List[Step], kind: str, with_band: bool):
 
 
 def fig_alignment(block: Analysis, sublayer: Optional[Analysis] = None,
-                  untrained: Optional[Analysis] = None) -> Figure:
-    """F2: does each layer's update point down the inner-loss gradient?"""
+                  untrained: Optional[Analysis] = None, tuned: Optional[Analysis] = None) -> Figure:
+    """F2: does each layer's update point down the inner-loss gradient? Read through the logit
+    lens; `tuned`, the same model's block analysis through its tuned lens, beside it."""
     fig, (a1, a2) = new_figure(ncols=2, width=5.2, height=4.0,
                                title="F2 · alignment of each update with the negative inner-loss gradient")
     _chance_band(a1, block.chance_alignment)
@@ -75,6 +81,12 @@ def fig_alignment(block: Analysis, sublayer: Optional[Analysis] = None,
         u = untrained.steps_of("block") or untrained.steps
         a1.plot([s.depth for s in u], [s.alignment.mean for s in u], linestyle="--", color="0.4",
                 marker=".", label="untrained model: true target")
+    if tuned is not None:
+        t = tuned.steps_of("block") or tuned.steps
+        a1.plot([s.depth for s in t], [s.alignment.mean for s in t], linestyle="-.", color="black",
+                marker="s", label="tuned lens: true target")
+        a1.plot([s.depth for s in t], [s.alignment_random_target.mean for s in t], linestyle=":",
+                color="black", marker="s", markerfacecolor="none", label="tuned lens: random-target control")
     depth_axis(a1, block.n_layers)
     a1.set_ylabel(ALIGN_LABEL)
     a1.set_title("per block (trained)", fontsize=10)

@@ -107,6 +107,22 @@ class FigureFunctions(unittest.TestCase):
         sub_labels = fig.axes[1].get_legend_handles_labels()[1]
         self.assertTrue(any("attention" in l for l in sub_labels) and any("MLP" in l for l in sub_labels))
 
+    def test_f1_and_f2_draw_the_tuned_lens_beside_the_logit_lens(self):
+        f = self.fx
+        tuned = f.block50  # any analysis of the same model shape stands in for a tuned-lens one
+        fig = plots.fig_inner_loss([("step 100", f.block)], None, tuned)
+        self.check(fig)
+        lines = fig.axes[0].get_lines()
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(list(lines[1].get_ydata()), [s.loss for s in tuned.states])
+        self.assertIn("tuned lens", lines[1].get_label())
+        fig = plots.fig_alignment(f.block, f.sublayer, f.untrained, tuned)
+        self.check(fig)
+        by_label = {l.get_label(): l for l in fig.axes[0].get_lines()}
+        self.assertEqual(list(by_label["tuned lens: true target"].get_ydata()),
+                         [s.alignment.mean for s in tuned.steps_of("block") or tuned.steps])
+        self.assertIn("tuned lens: random-target control", by_label)
+
     def test_f2_without_sublayer_skips_the_panel_with_a_note(self):
         fig = plots.fig_alignment(self.fx.block)
         self.check(fig)
