@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "metalm/model/causal_transformer.hpp"
 
 namespace metalm::cli {
 
@@ -28,5 +29,10 @@ struct RegisteredBench {
 };
 
 std::vector<RegisteredBench>& bench_registry();
+
+// The model the benchmarks time: this shape (GPT-2 defaults otherwise) with
+// the initial weights of seed 0, on `device`. Its config() is the resolved one.
+CausalTransformer seeded_bench_model(int64_t vocab, int64_t context, int64_t d_model, int64_t n_layer,
+                                     int64_t n_head, const c10::Device& device);
 
 }  // namespace metalm::cli

@@ -20,6 +20,20 @@ std::vector<RegisteredBench>& bench_registry() {
   return benches;
 }
 
+CausalTransformer seeded_bench_model(int64_t vocab, int64_t context, int64_t d_model, int64_t n_layer,
+                                     int64_t n_head, const c10::Device& device) {
+  ModelConfig cfg;
+  cfg.vocab_size = vocab;
+  cfg.context = context;
+  cfg.d_model = d_model;
+  cfg.n_layer = n_layer;
+  cfg.n_head = n_head;
+  torch::manual_seed(0);
+  CausalTransformer model(cfg);
+  model->to(device);
+  return model;
+}
+
 BenchRegistration::BenchRegistration(
     std::string name, std::string description,
     std::function<std::function<int()>(CLI::App& cmd, const GlobalOptions& global)> setup) {
@@ -106,15 +120,8 @@ int run_model_bench(const ModelBenchOptions& o, const GlobalOptions& global) {
   const ModelCase cases[] = {{"a", 4, 4, 256, 256, 16}, {"b", 6, 6, 384, 256, 8}};
   for (const auto& mc : cases) {
     if (!only.empty() && only != mc.label) continue;
-    ModelConfig cfg;
-    cfg.vocab_size = 256;
-    cfg.context = mc.seq;
-    cfg.d_model = mc.d_model;
-    cfg.n_layer = mc.n_layer;
-    cfg.n_head = mc.n_head;
-    torch::manual_seed(0);
-    CausalTransformer model(cfg);
-    model->to(device);
+    CausalTransformer model = seeded_bench_model(256, mc.seq, mc.d_model, mc.n_layer, mc.n_head, device);
+    const ModelConfig& cfg = model->config();
     const int64_t n_params = count_parameters(*model);
     const torch::Tensor tokens = torch::randint(cfg.vocab_size, {mc.batch, mc.seq}, torch::kLong).to(device);
     const torch::Tensor targets = torch::randint(cfg.vocab_size, {mc.batch * mc.seq}, torch::kLong).to(device);

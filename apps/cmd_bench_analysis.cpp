@@ -46,17 +46,10 @@ struct Settings {
 
 int run(const Settings& s, const GlobalOptions& global) {
   const int threads = set_threads(global.threads);
-  ModelConfig cfg;
-  cfg.vocab_size = s.vocab;
-  cfg.context = s.seq;
-  cfg.d_model = s.d_model;
-  cfg.n_layer = s.layers;
-  cfg.n_head = s.heads;
   const c10::Device device = resolve_device(device_kind(s.device), "--device");
   const Precision precision = precision_kind(s.precision);
-  torch::manual_seed(0);
-  CausalTransformer model(cfg);
-  model->to(device);
+  CausalTransformer model = seeded_bench_model(s.vocab, s.seq, s.d_model, s.layers, s.heads, device);
+  const ModelConfig& cfg = model->config();
   const at::Tensor tokens = torch::randint(cfg.vocab_size, {s.batch, s.seq + 1}, torch::kLong).to(device);
   const Batch batch{tokens.narrow(1, 0, s.seq).contiguous(), tokens.narrow(1, 1, s.seq).contiguous()};
   TrainConfig tc;
@@ -69,13 +62,8 @@ int run(const Settings& s, const GlobalOptions& global) {
     model->train();
     const auto t0 = Clock::now();
     opt->zero_grad();
-    at::Tensor logits;
-    {
-      AutocastScope autocast(precision, device);
-      logits = model->forward(batch.inputs);
-    }
-    at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, cfg.vocab_size}), batch.targets.reshape({-1}))
-        .backward();
+    const at::Tensor logits = forward_logits(model, batch.inputs, precision);
+    at::cross_entropy_loss(logits.reshape({-1, cfg.vocab_size}), batch.targets.reshape({-1})).backward();
     opt->clip(opt->grad_norm(), 1.0);
     opt->step();
     return seconds_since(t0);

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "metalm/core/error.hpp"
+#include "metalm/model/device.hpp"
 #include "metalm/model/positions.hpp"
 
 namespace metalm {
@@ -236,6 +237,15 @@ torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64
     next_input = next;
   }
   return prompt.dim() == 1 ? seq.squeeze(0) : seq;
+}
+
+torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision) {
+  torch::Tensor logits;
+  {
+    AutocastScope autocast(precision, model->device());
+    logits = model->forward(tokens.to(model->device()));
+  }
+  return resolve_precision(precision, model->device()) == Precision::Bf16 ? logits.to(torch::kFloat) : logits;
 }
 
 }  // namespace metalm

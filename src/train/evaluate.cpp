@@ -8,7 +8,6 @@
 #include <string>
 
 #include "metalm/core/error.hpp"
-#include "metalm/model/device.hpp"
 
 namespace metalm {
 namespace {
@@ -46,11 +45,7 @@ EvalResult evaluate_batches(CausalTransformer& model, const std::vector<Batch>& 
   int64_t count = 0;
   const c10::Device device = model->device();
   for (const auto& b : batches) {
-    at::Tensor logits;  // [B, T, V]
-    {
-      AutocastScope autocast(precision, device);
-      logits = model->forward(b.inputs.to(device));
-    }
+    const at::Tensor logits = forward_logits(model, b.inputs, precision);  // [B, T, V]
     sum += summed_ce(logits.reshape({-1, logits.size(-1)}), b.targets.to(device).reshape({-1}));
     count += b.targets.numel();
   }
@@ -99,11 +94,7 @@ EvalResult evaluate_tokens(CausalTransformer& model, const std::vector<int64_t>&
       targets.push_back(all.slice(0, windows[w].begin + 1, windows[w].end + 1));
       firsts.push_back(windows[w].first);
     }
-    at::Tensor logits;  // [b, len, V]
-    {
-      AutocastScope autocast(precision, device);
-      logits = model->forward(at::stack(inputs));
-    }
+    const at::Tensor logits = forward_logits(model, at::stack(inputs), precision);  // [b, len, V]
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       const int64_t first = firsts[i];
       sum += summed_ce(logits[static_cast<int64_t>(i)].slice(0, first), targets[i].slice(0, first));

@@ -111,4 +111,13 @@ class CausalTransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CausalTransformer);
 
+// The forward pass in `precision`: tokens int64 [B, T] (moved to the model's
+// device) -> logits [B, T, V] on the model's device. bf16 (or auto where it
+// resolves to bf16, device.hpp) runs it under autocast, so its matmuls and
+// their backward run in bfloat16, and returns the logits as float32 so that
+// every loss taken of them is reduced in fp32; fp32 returns them in the
+// model's own dtype. Training, evaluation and the benchmarks run the model
+// through this one function.
+torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision);
+
 }  // namespace metalm
