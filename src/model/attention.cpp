@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "linear.hpp"
 #include "metalm/model/positions.hpp"
 
 namespace metalm {
@@ -20,7 +21,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, const Att
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2);
   const int64_t P = ctx.offset;
   // [B, T, 3d] -> 3 x [B, T, H, hs] -> [B, H, T, hs]
-  const auto qkv = c_attn(x).view({B, T, 3, n_head_, head_dim_}).unbind(2);
+  const auto qkv = apply_linear(c_attn, x).view({B, T, 3, n_head_, head_dim_}).unbind(2);
   torch::Tensor q = qkv[0].transpose(1, 2);
   torch::Tensor k = qkv[1].transpose(1, 2);
   torch::Tensor v = qkv[2].transpose(1, 2);
@@ -61,7 +62,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, const Att
   // [B*H, T, hs] -> [B, H, T, hs] -> [B, T, H, hs] -> [B, T, d]
   const torch::Tensor y =
       at::bmm(att, v.reshape({BH, S, head_dim_})).view({B, n_head_, T, head_dim_}).transpose(1, 2).reshape({B, T, d});
-  return c_proj(y);
+  return apply_linear(c_proj, y);
 }
 
 }  // namespace metalm

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "metalm/core/error.hpp"
+#include "linear.hpp"
 
 namespace metalm {
 
@@ -13,14 +14,14 @@ MlpImpl::MlpImpl(const ModelConfig& cfg) : kind_(cfg.mlp) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  torch::Tensor h = c_fc(x);  // [B, T, d_mlp]
+  torch::Tensor h = apply_linear(c_fc, x);  // [B, T, d_mlp]
   switch (kind_) {
     case MlpKind::Gelu: h = at::gelu(h); break;
     case MlpKind::GeluTanh: h = at::gelu(h, "tanh"); break;
     case MlpKind::Relu: h = at::relu(h); break;
     case MlpKind::None: break;
   }
-  return c_proj(h);  // [B, T, d]
+  return apply_linear(c_proj, h);  // [B, T, d]
 }
 
 }  // namespace metalm
