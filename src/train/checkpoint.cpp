@@ -90,7 +90,7 @@ void check_name_matches_step(const fs::path& dir, int64_t step) {
 // model's parameters, and the optimizer archive. Throws FormatError/IoError.
 void verify_written(const fs::path& dir, int64_t step, CausalTransformer& model, bool has_optimizer) {
   const std::string state_path = (dir / "state.json").string();
-  if (state_from_json(read_json_file(state_path), state_path).step != step)
+  if (state_from_json(read_json_file(state_path, JsonError::Format), state_path).step != step)
     throw FormatError(state_path + ": reads back a different step than was written");
   const std::string config_path = (dir / "config.json").string();
   run_config_from_json(read_json_file(config_path), config_path);
@@ -200,7 +200,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWe
   out.config = run_config_from_json(read_json_file(config_path), config_path);
   resolve(out.config);
   const std::string state_path = (dir / "state.json").string();
-  const nlohmann::json state_json = read_json_file(state_path);
+  const nlohmann::json state_json = read_json_file(state_path, JsonError::Format);
   out.state = state_from_json(state_json, state_path);
   check_name_matches_step(dir, out.state.step);
   // Building the model draws its (discarded) initial weights from the global

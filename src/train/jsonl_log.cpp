@@ -5,24 +5,34 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <filesystem>
+#include <string_view>
 #include <utility>
 
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 
 namespace metalm {
 
 JsonlLog::JsonlLog(std::string path, int64_t keep_through_step) : path_(std::move(path)) {
   std::string kept;
-  if (keep_through_step >= 0) {
-    std::ifstream in(path_);
-    std::string line;
-    while (std::getline(in, line)) {
+  // A resumed run keeps the records through its checkpoint's step; a log that
+  // does not exist yet (killed before its first record) keeps nothing. One
+  // that exists is read as any input is (a regular file, or a clear error).
+  std::error_code ec;
+  if (keep_through_step >= 0 && std::filesystem::symlink_status(path_, ec).type() != std::filesystem::file_type::not_found) {
+    const std::string old = read_file(path_);
+    std::string_view rest = old;
+    while (!rest.empty()) {
+      const std::size_t end = rest.find('\n');
+      const std::string_view line = rest.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+      // A line cut short by a kill does not parse and is dropped.
       const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
           j["step"].get<int64_t>() <= keep_through_step)
-        kept += line + "\n";
+        kept.append(line).push_back('\n');
     }
   }
   write_file_atomic(path_, kept);

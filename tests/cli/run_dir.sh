@@ -66,6 +66,10 @@ for case in "model.safetensors truncate" "state.json garbage" "optimizer.pt trun
     w train --run-dir "c_$file" --resume --set train.steps=8
   check "resumed-past-broken-$file" 0 '"step": 8' -- cat "c_$file/checkpoints/step_00000008/state.json"
 done
+# Read directly, a broken state.json is a corrupt file (exit 1) named in one line, not a config error.
+printf '{"format": "metalm-check' >c_state.json/checkpoints/step_00000006/state.json
+check eval-broken-state 1 '^metalm: error: .*c_state.json/checkpoints/step_00000006/state.json' -- \
+  m eval --checkpoint c_state.json/checkpoints/step_00000006 --ids ids.txt
 check straight-to-8 0 '' -- m train "${tiny[@]}" --set train.steps=8 --run-dir straight
 # Steps 5..8 trained again from step 4 give the model of a straight run to 8.
 for file in model.safetensors state.json optimizer.pt; do
