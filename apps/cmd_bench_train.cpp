@@ -116,10 +116,12 @@ int run_train_bench(const TrainBenchOptions& o, const GlobalOptions& global) {
   options.run_dir = dir;
   options.threads = global.threads;
   int64_t n_params = 0;
+  std::string precision;
   TrainSummary s;
   try {
     Trainer trainer(cfg, options);
     n_params = count_parameters(*trainer.model());
+    precision = to_string(trainer.config().train.precision);  // auto resolved
     if (o.profile) start_profiler();
     s = trainer.run();
     if (o.profile) stop_profiler(o.warmup + steps);
@@ -142,7 +144,7 @@ int run_train_bench(const TrainBenchOptions& o, const GlobalOptions& global) {
   const nlohmann::json out = {{"config", cfg.name},
                               {"parameters", n_params},
                               {"threads", at::get_num_threads()},
-                              {"precision", to_string(cfg.train.precision)},
+                              {"precision", precision},
                               {"omp_wait_policy", policy ? policy : ""},
                               {"steps", steps},
                               {"tokens_per_step", tokens_per_step},
@@ -164,9 +166,9 @@ const BenchRegistration train_bench{
           ->type_name("N")
           ->check(CLI::NonNegativeNumber)
           ->capture_default_str();
-      cmd.add_option("--precision", o->precision, "fp32 | bf16 (default: the config's train.precision)")
+      cmd.add_option("--precision", o->precision, "fp32 | bf16 | auto (default: the config's train.precision)")
           ->type_name("P")
-          ->check(CLI::IsMember({"fp32", "bf16"}));
+          ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
       cmd.add_option("--device", o->device, "auto | cpu | cuda (default: the config's train.device)")
           ->type_name("D")
           ->check(CLI::IsMember({"auto", "cpu", "cuda"}));

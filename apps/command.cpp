@@ -37,9 +37,11 @@ void add_device_option(CLI::App& cmd, std::string& device) {
 }
 
 void add_precision_option(CLI::App& cmd, std::string& precision) {
-  cmd.add_option("--precision", precision, "fp32 | bf16 (the forward pass's matmuls under autocast in bfloat16)")
+  cmd.add_option("--precision", precision,
+                 "fp32 | bf16 | auto (bf16: the forward pass's matmuls under autocast in bfloat16; auto: bf16 where "
+                 "the device multiplies bf16 natively, else fp32)")
       ->type_name("P")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
 }
 
@@ -48,7 +50,7 @@ DeviceKind device_kind(const std::string& device) {
 }
 
 Precision precision_kind(const std::string& precision) {
-  return precision == "bf16" ? Precision::Bf16 : Precision::Fp32;
+  return precision == "bf16" ? Precision::Bf16 : precision == "auto" ? Precision::Auto : Precision::Fp32;
 }
 
 std::string with_commas(int64_t n) {

@@ -61,8 +61,8 @@ CLI::Validator real_range(double min, double max);
 std::string with_commas(int64_t n);
 
 // --device auto|cpu|cuda (where the model runs; auto: cuda when available)
-// and --precision fp32|bf16 (bf16: the matmuls of the forward pass under
-// autocast) of the commands that run a model.
+// and --precision fp32|bf16|auto (bf16: the matmuls of the forward pass under
+// autocast; auto: bf16 where the device multiplies bf16 natively) of the commands that run a model.
 void add_device_option(CLI::App& cmd, std::string& device);
 void add_precision_option(CLI::App& cmd, std::string& precision);
 DeviceKind device_kind(const std::string& device);  // a value add_device_option accepted

@@ -38,7 +38,7 @@ METALM_ENUM_TABLE(MlpKind, {MlpKind::Gelu, "gelu"}, {MlpKind::GeluTanh, "gelu_ta
                   {MlpKind::Relu, "relu"}, {MlpKind::None, "none"})
 METALM_ENUM_TABLE(LrSchedule, {LrSchedule::Cosine, "cosine"}, {LrSchedule::Constant, "constant"})
 METALM_ENUM_TABLE(Granularity, {Granularity::Block, "block"}, {Granularity::Sublayer, "sublayer"})
-METALM_ENUM_TABLE(Precision, {Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"})
+METALM_ENUM_TABLE(Precision, {Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"}, {Precision::Auto, "auto"})
 METALM_ENUM_TABLE(DeviceKind, {DeviceKind::Auto, "auto"}, {DeviceKind::Cpu, "cpu"}, {DeviceKind::Cuda, "cuda"})
 #undef METALM_ENUM_TABLE
 

@@ -3,6 +3,10 @@
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 
+#include <fstream>
+#include <sstream>
+#include <string>
+
 #include "metalm/core/error.hpp"
 
 namespace metalm {
@@ -24,8 +28,31 @@ c10::Device resolve_device(DeviceKind kind, const std::string& what) {
 
 std::string device_label(const c10::Device& device) { return device.str(); }
 
+bool native_bf16(const c10::Device& device) {
+  if (device.is_cuda()) return true;
+  static const bool cpu = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream flags(line.substr(line.find(':') + 1));
+      std::string flag;
+      while (flags >> flag)
+        if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+      return false;  // every core lists the same flags
+    }
+    return false;  // no /proc/cpuinfo: not known to be native
+  }();
+  return cpu;
+}
+
+Precision resolve_precision(Precision precision, const c10::Device& device) {
+  if (precision != Precision::Auto) return precision;
+  return native_bf16(device) ? Precision::Bf16 : Precision::Fp32;
+}
+
 AutocastScope::AutocastScope(Precision precision, const c10::Device& device) {
-  if (precision != Precision::Bf16) return;
+  if (resolve_precision(precision, device) != Precision::Bf16) return;
   active_ = true;
   was_cpu_ = at::autocast::is_cpu_enabled();
   was_gpu_ = at::autocast::is_enabled();

@@ -69,6 +69,14 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   if (options_.run_dir.empty()) throw ConfigError("no run directory given");
   const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
   device_ = resolve_device(tc.device);
+  // What ran is what the run directory's config.json records: auto becomes
+  // the precision it chose on this device.
+  if (tc.precision == Precision::Auto) {
+    config_.train.precision = resolve_precision(tc.precision, device_);
+    spdlog::info("train.precision auto -> {} ({})", to_string(tc.precision),
+                 tc.precision == Precision::Bf16 ? "this device multiplies bf16 natively"
+                                                 : "this device has no native bf16 matmul");
+  }
 
   // Rendezvous first: a broken launch fails before any file is touched.
   dist_ = std::make_unique<DistributedContext>(options_.launch, config_.dist, device_);
@@ -179,13 +187,9 @@ Trainer::StepResult Trainer::train_step() {
   double loss_sum = 0;
   for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
     const Batch batch = sampler_->next();
-    at::Tensor logits;  // [B, T, V]
-    {
-      AutocastScope autocast(tc.precision, device_);
-      logits = model_->forward(batch.inputs.to(device_));
-    }
-    // The loss is reduced in fp32 whatever the matmuls ran in.
-    const auto loss = at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, logits.size(-1)}),
+    // [B, T, V], fp32 whatever the matmuls ran in, so the loss is reduced in fp32.
+    const at::Tensor logits = forward_logits(model_, batch.inputs, tc.precision);
+    const auto loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
                                              batch.targets.to(device_).reshape({-1}));
     const double value = loss.item<double>();
     if (!std::isfinite(value))

@@ -49,6 +49,27 @@ TEST(Precision, Bf16ScopeRunsMatmulsInBf16AndRestoresTheState) {
   }
 }
 
+// auto is bf16 exactly where the hardware multiplies bf16 natively. The
+// reference for the CPU is the compiler's own CPUID query (independent of the
+// /proc/cpuinfo flags native_bf16 reads); every CPU with AMX-BF16 also has
+// AVX512-BF16.
+TEST(Precision, AutoIsBf16ExactlyWhereTheDeviceMultipliesBf16Natively) {
+  const c10::Device cpu(c10::kCPU), cuda(c10::kCUDA, 0);
+  EXPECT_EQ(resolve_precision(Precision::Fp32, cpu), Precision::Fp32);
+  EXPECT_EQ(resolve_precision(Precision::Bf16, cpu), Precision::Bf16);
+  EXPECT_EQ(resolve_precision(Precision::Auto, cuda), Precision::Bf16);
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool cpuid = __builtin_cpu_supports("avx512bf16") != 0;
+  EXPECT_EQ(native_bf16(cpu), cpuid);
+#endif
+  const bool native = native_bf16(cpu);
+  EXPECT_EQ(resolve_precision(Precision::Auto, cpu), native ? Precision::Bf16 : Precision::Fp32);
+  const at::Tensor x = at::randn({4, 8}), w = at::randn({3, 8});
+  AutocastScope scope(Precision::Auto, cpu);
+  EXPECT_EQ(at::linear(x, w).scalar_type(), native ? at::kBFloat16 : at::kFloat);
+}
+
 // The model under bf16 autocast computes the same function to bf16's
 // precision (8 bits of mantissa): its loss is within a percent of fp32's.
 TEST(Precision, Bf16ForwardMatchesFp32ToBf16Precision) {

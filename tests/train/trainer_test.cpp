@@ -126,6 +126,19 @@ TEST_F(TrainerTest, ResumedBf16RunMatchesUninterruptedBf16Run) {
   expect_resume_matches_uninterrupted(cfg, tmp);
 }
 
+// A run with precision auto runs, and records in its config.json, the
+// precision auto chose on this machine, never "auto".
+TEST_F(TrainerTest, AutoPrecisionRecordsWhatItChose) {
+  auto cfg = config();
+  cfg.train.steps = 2;
+  cfg.train.precision = Precision::Auto;
+  Trainer trainer(cfg, test::trainer_options(tmp / "auto"));
+  const Precision chosen = resolve_precision(Precision::Auto, resolve_device(cfg.train.device));
+  EXPECT_EQ(trainer.config().train.precision, chosen);
+  trainer.run();
+  EXPECT_EQ(read_json_file(tmp / "auto/config.json")["train"]["precision"], to_string(chosen));
+}
+
 // bf16 matmuls train the model about as well (the losses differ from fp32's
 // by rounding, so they are compared loosely) and keep fp32 weights.
 TEST_F(TrainerTest, Bf16TrainsLikeFp32WithFp32Weights) {

@@ -17,8 +17,9 @@ enum class MlpKind { Gelu, GeluTanh, Relu, None };
 enum class LrSchedule { Cosine, Constant };
 enum class Granularity { Block, Sublayer };
 // Arithmetic of the training matmuls: fp32, or bf16 under autocast (master
-// weights, optimizer state, loss and gradient norm stay fp32).
-enum class Precision { Fp32, Bf16 };
+// weights, optimizer state, loss and gradient norm stay fp32). Auto is bf16
+// where the device multiplies bf16 natively, else fp32 (resolve_precision).
+enum class Precision { Fp32, Bf16, Auto };
 // Where tensors live: auto means cuda when libtorch has a usable GPU.
 enum class DeviceKind { Auto, Cpu, Cuda };
 
@@ -128,7 +129,7 @@ struct TrainConfig {
     v("save_steps", c.save_steps, "extra steps whose checkpoints are kept for good, e.g. [0, 100]");
     v("seed", c.seed, "seed of initialisation, data sampling and dropout");
     v("threads", c.threads, "intra-op threads, 0 to 256; 0 means all cores (the CLI's --threads overrides)");
-    v("precision", c.precision, "fp32 | bf16 (matmuls under autocast in bfloat16; weights, AdamW state, loss and checkpoints stay fp32)");
+    v("precision", c.precision, "fp32 | bf16 | auto (bf16: matmuls under autocast in bfloat16; weights, AdamW state, loss and checkpoints stay fp32; auto: bf16 where the device multiplies bf16 natively, else fp32)");
     v("device", c.device, "auto (cuda when available, else cpu) | cpu | cuda");
   }
 };

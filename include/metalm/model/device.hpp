@@ -27,8 +27,16 @@ c10::Device resolve_device(DeviceKind kind, const std::string& what = "train.dev
 // "cpu", "cuda:0"
 std::string device_label(const c10::Device& device);
 
+// True when `device` multiplies bfloat16 natively: a CUDA device, or a CPU
+// whose flags (/proc/cpuinfo) include avx512_bf16 or amx_bf16. Elsewhere
+// oneDNN emulates bf16 matmuls, 10-25x slower than fp32.
+bool native_bf16(const c10::Device& device);
+
+// Auto -> Bf16 where native_bf16(device), else Fp32; Fp32 and Bf16 as given.
+Precision resolve_precision(Precision precision, const c10::Device& device);
+
 // Runs the enclosed forward passes under autocast on `device`'s type when
-// precision is bf16; does nothing for fp32. Restores the previous autocast
+// precision is bf16 (or auto resolving to bf16); does nothing for fp32. Restores the previous autocast
 // state (and frees autocast's cast cache) when it ends. Not copyable.
 class AutocastScope {
  public:
