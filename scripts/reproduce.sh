@@ -6,7 +6,7 @@
 # linear-attention setting, plots, and writes OUT/report.md.
 # Re-running skips finished stages; an interrupted training run resumes.
 #   scripts/reproduce.sh [--quick] [--out DIR] [--settings depth4,rope,...]
-#   --quick   fewer outer steps (about 15 minutes on 2 cores; the full run about 2 hours)
+#   --quick   fewer outer steps (about 10-15 minutes on 2 cores; the full run about 2 hours)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
