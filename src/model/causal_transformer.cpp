@@ -240,12 +240,13 @@ torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64
 }
 
 torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision) {
+  const Precision resolved = resolve_precision(precision, model->device());
   torch::Tensor logits;
   {
-    AutocastScope autocast(precision, model->device());
+    AutocastScope autocast(resolved, model->device());
     logits = model->forward(tokens.to(model->device()));
   }
-  return resolve_precision(precision, model->device()) == Precision::Bf16 ? logits.to(torch::kFloat) : logits;
+  return resolved == Precision::Bf16 ? logits.to(torch::kFloat) : logits;
 }
 
 }  // namespace metalm

@@ -20,8 +20,9 @@ JsonlLog::JsonlLog(std::string path, int64_t keep_through_step) : path_(std::mov
   // A resumed run keeps the records through its checkpoint's step; a log that
   // does not exist yet (killed before its first record) keeps nothing. One
   // that exists is read as any input is (a regular file, or a clear error).
-  std::error_code ec;
-  if (keep_through_step >= 0 && std::filesystem::symlink_status(path_, ec).type() != std::filesystem::file_type::not_found) {
+  std::error_code ec;  // an unreadable path is reported by read_file below
+  const bool exists = std::filesystem::symlink_status(path_, ec).type() != std::filesystem::file_type::not_found;
+  if (keep_through_step >= 0 && exists) {
     const std::string old = read_file(path_);
     std::string_view rest = old;
     while (!rest.empty()) {
