@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "linear.hpp"
+#include "metalm/model/fused.hpp"
 #include "metalm/model/positions.hpp"
 
 namespace metalm {
@@ -42,12 +43,18 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, const Att
 
   torch::Tensor att;  // [B*H, T, S]
   if (kind_ == AttentionKind::Softmax) {
-    // scale · q kᵀ + causal bias (0, or -inf above the diagonal) in one GEMM:
-    // neither the scale nor the mask costs a pass over the scores of its own.
-    const torch::Tensor bias = ctx.causal_bias->narrow(0, P, T).narrow(1, 0, S);  // [T, S]
-    att = at::baddbmm(bias, q.reshape({BH, T, head_dim_}), k.reshape({BH, S, head_dim_}).transpose(1, 2),
-                      /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    att = at::softmax(att, -1);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+    const torch::Tensor qr = q.reshape({BH, T, head_dim_}), kt = k.reshape({BH, S, head_dim_}).transpose(1, 2);
+    if (fused_kernels_apply(q)) {
+      // Raw scores, then scale, mask and softmax in one pass over the keys
+      // each query attends to (model/fused.hpp).
+      att = causal_softmax(at::bmm(qr, kt), scale, P);
+    } else {
+      // scale · q kᵀ + causal bias (0, or -inf above the diagonal) in one
+      // GEMM: neither the scale nor the mask costs a pass of its own.
+      const torch::Tensor bias = ctx.causal_bias->narrow(0, P, T).narrow(1, 0, S);  // [T, S]
+      att = at::softmax(at::baddbmm(bias, qr, kt, /*beta=*/1.0, /*alpha=*/scale), -1);
+    }
   } else {
     // 1 / (number of positions attended to) for queries at P .. P+T-1.
     const torch::Tensor mask = ctx.causal_mask->narrow(0, P, T).narrow(1, 0, S);  // [T, S]
