@@ -132,8 +132,8 @@ int run_model_bench(const ModelBenchOptions& o, const GlobalOptions& global) {
       torch::NoGradGuard no_grad;
       Trace trace;
       const Stopwatch watch;
-      AutocastScope autocast(precision, device);
-      torch::Tensor logits = capture ? model->forward(tokens, resid, trace) : model->forward(tokens);
+      const torch::Tensor logits = capture ? forward_logits(model, tokens, precision, resid, trace)
+                                           : forward_logits(model, tokens, precision);
       return watch.elapsed();
     };
     auto fwd_bwd = [&](bool capture) {
@@ -141,12 +141,9 @@ int run_model_bench(const ModelBenchOptions& o, const GlobalOptions& global) {
       keep.keep_graph = true;
       Trace trace;
       const Stopwatch watch;
-      torch::Tensor logits;
-      {
-        AutocastScope autocast(precision, device);
-        logits = capture ? model->forward(tokens, keep, trace) : model->forward(tokens);
-      }
-      torch::nn::functional::cross_entropy(logits.to(torch::kFloat).view({-1, cfg.vocab_size}), targets).backward();
+      const torch::Tensor logits = capture ? forward_logits(model, tokens, precision, keep, trace)
+                                           : forward_logits(model, tokens, precision);
+      torch::nn::functional::cross_entropy(logits.view({-1, cfg.vocab_size}), targets).backward();
       const Seconds s = watch.elapsed();
       model->zero_grad();
       return s;

@@ -239,14 +239,30 @@ torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64
   return prompt.dim() == 1 ? seq.squeeze(0) : seq;
 }
 
-torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision) {
+namespace {
+
+// Runs forward() (which returns the logits) in `precision`: see forward_logits.
+template <class Forward>
+torch::Tensor logits_in_precision(CausalTransformer& model, Precision precision, Forward forward) {
   const Precision resolved = resolve_precision(precision, model->device());
   torch::Tensor logits;
   {
     AutocastScope autocast(resolved, model->device());
-    logits = model->forward(tokens.to(model->device()));
+    logits = forward();
   }
   return resolved == Precision::Bf16 ? logits.to(torch::kFloat) : logits;
+}
+
+}  // namespace
+
+torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision) {
+  return logits_in_precision(model, precision, [&] { return model->forward(tokens.to(model->device())); });
+}
+
+torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision,
+                             const CaptureRequest& request, Trace& trace) {
+  return logits_in_precision(model, precision,
+                             [&] { return model->forward(tokens.to(model->device()), request, trace); });
 }
 
 }  // namespace metalm

@@ -119,5 +119,9 @@ TORCH_MODULE(CausalTransformer);
 // model's own dtype. Training, evaluation and the benchmarks run the model
 // through this one function.
 torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision);
+// The same, capturing the sites `request` names into `trace` (as
+// CausalTransformerImpl::forward with a request does).
+torch::Tensor forward_logits(CausalTransformer& model, const torch::Tensor& tokens, Precision precision,
+                             const CaptureRequest& request, Trace& trace);
 
 }  // namespace metalm
