@@ -5,19 +5,22 @@ Usage (run with Debian's /usr/bin/python3; see docs/figures.md for how to read e
 
   plot.py f1 [--untrained FILE] [--tuned FILE] [LABEL=]FILE ... --out PNG   inner loss per layer, one line per
                                                              checkpoint (label defaults to "step <k>" from
-                                                             step<k>_*.json); --tuned: through the tuned lens
+                                                             step<k>_*.json); --tuned: the tuned lens's one
+                                                             coordinate system
   plot.py f2 --block FILE [--sublayer FILE] [--untrained FILE] [--tuned FILE] --out PNG   alignment cos(Δ, −∇ℓ)
-                                                             + controls, logit lens and tuned lens side by side
-  plot.py f3 --block FILE [--sublayer FILE] --out PNG        step size η; first-order vs actual decrease
+                                                             against the matched controls with 95 % intervals,
+                                                             the permutation null band and the gaps
+  plot.py f3 --block FILE [--sublayer FILE] --out PNG        scale-free step sizes; first-order vs actual decrease
   plot.py f4 --block FILE [--sublayer FILE] --out PNG        norms per layer; layer x position map
   plot.py f5 FILE --out PNG                                  norm vs token frequency; Spearman ρ per layer
   plot.py f6 RUN_DIR/analysis.jsonl --out PNG                statistics per layer vs outer training step
   plot.py f7 FILE --out PNG                                  layer x position maps of inner loss, alignment
   plot.py f8 SYNTHETIC_ICL.json --out PNG                    linear-attention ICL: alignment, recovered η vs N
-  plot.py f9 FILE [--untrained FILE] --out PNG               norm growth per step and its parts; |cos(s, ∇ℓ)|
+  plot.py f9 FILE [--untrained FILE] --out PNG               norm growth and its parts; signed gradient-step
+                                                             growth vs its permutation null; |cos(s, ∇ℓ)| check
   plot.py train RUN_DIR/metrics.jsonl --out PNG              training loss and validation bits/byte
 
-FILE is an analysis JSON written by `metalm analyze --out FILE`. A missing or malformed input
+FILE is an analysis JSON (version 2) written by `metalm analyze --out FILE`. A missing or malformed input
 exits with status 1 and one line `plot.py: error: FILE: key: what is wrong`.
 """
 from __future__ import annotations
@@ -101,21 +104,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", metavar="[LABEL=]FILE")
     s.add_argument("--untrained", metavar="FILE", help="analysis of the untrained model (dashed)")
     s.add_argument("--tuned", metavar="FILE", help="the final model analysed through its tuned lens (analyze --lens tuned:LENS)")
-    for name, help_ in (("f2", "alignment per layer with controls"), ("f3", "step size and decreases"),
+    for name, help_ in (("f2", "alignment per layer against matched controls"), ("f3", "scale-free step sizes and decreases"),
                         ("f4", "norms per layer and position")):
         s = add(name, help_)
         s.add_argument("--block", required=True, metavar="FILE", help="block-granularity analysis")
         s.add_argument("--sublayer", metavar="FILE", help="sublayer-granularity analysis (optional)")
         if name == "f2":
             s.add_argument("--untrained", metavar="FILE", help="block analysis of the untrained model")
-            s.add_argument("--tuned", metavar="FILE", help="block analysis through the tuned lens (analyze --lens tuned:LENS)")
+            s.add_argument("--tuned", metavar="FILE", help="block analysis in the tuned lens's one coordinate system (analyze --lens tuned:LENS)")
     for name, meta, help_ in (("f5", "FILE", "norm vs token frequency"),
                               ("f6", "ANALYSIS_JSONL", "evolution over outer training"),
                               ("f7", "FILE", "layer x position heatmaps"),
                               ("f8", "SYNTHETIC_ICL_JSON", "constructed linear-attention setting"),
                               ("train", "METRICS_JSONL", "training curve")):
         add(name, help_).add_argument("file", metavar=meta)
-    s = add("f9", "norm growth per step and its parts; the norm identity")
+    s = add("f9", "norm growth and its parts; signed gradient-step growth vs its null; the norm identity check")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--untrained", metavar="FILE", help="analysis of the untrained model (second panel)")
     return p

@@ -1,28 +1,40 @@
 #!/usr/bin/python3
-"""Build OUT/report.md (figures, headline numbers, commands, git revision) from a reproduction run.
+"""Build OUT/report.md (hypotheses stated as gaps with intervals over seeds, figures, commands,
+git revision) from a reproduction run.
 
 Usage:
   /usr/bin/python3 scripts/report.py --out OUT [--title TEXT] [--settings A,B] [--git-rev REV]
                                      [--commands FILE]
 
-Expected layout (written by scripts/reproduce.sh through `metalm train` / `metalm analyze`):
+Expected layout (written by scripts/reproduce.sh through `metalm train` / `metalm analyze`); every
+setting is trained with several seeds, each in its own directory seed<S> (S = its train.seed):
 
-  OUT/<setting>/run/metrics.jsonl                 required  training + eval events
-  OUT/<setting>/run/analysis.jsonl                optional  periodic analysis during training (F6)
-  OUT/<setting>/analysis/step<K>_block.json       required  at least one K; the largest K is "final"
-  OUT/<setting>/analysis/step<K>_sublayer.json    optional  attention vs MLP steps (F2-F4, F7 use K final)
-  OUT/<setting>/analysis/untrained_block.json     required  the untrained control
-  OUT/<setting>/analysis/untrained_sublayer.json  optional
-  OUT/<setting>/analysis/tuned_step<K>_{block,sublayer}.json  optional  the final K through a tuned lens
-  OUT/synthetic_icl.json                          optional  `metalm synthetic-icl` output (F8)
-  OUT/commands.txt                                optional  the exact commands run, one per line
+  OUT/<setting>/seed<S>/run/metrics.jsonl                 required  training + eval events
+  OUT/<setting>/seed<S>/run/analysis.jsonl                optional  periodic analysis during training (F6)
+  OUT/<setting>/seed<S>/analysis/step<K>_block.json       required  at least one K; the largest K is "final"
+  OUT/<setting>/seed<S>/analysis/step<K>_sublayer.json    optional  attention vs MLP steps (K final)
+  OUT/<setting>/seed<S>/analysis/untrained_block.json     required  the untrained control (logit lens)
+  OUT/<setting>/seed<S>/analysis/untrained_sublayer.json  optional
+  OUT/<setting>/seed<S>/analysis/tuned_step<K>_{block,sublayer}.json  optional  the final K through
+                                                           the seed's own tuned lens (one coordinate system)
+  OUT/<setting>/seed<S>/done                              required  the seed is finished (reproduce.sh
+                                                           writes it after the seed's last analysis)
+  OUT/synthetic_icl.json                                  optional  `metalm synthetic-icl` output (F8)
+  OUT/commands.txt                                        optional  the exact commands run, one per line
 
-A <setting> is any subdirectory of OUT holding run/ or analysis/ (or those named by --settings).
-Every file present is validated; a missing required file, invalid JSON, an analysis that is not
-"format": "metalm-analysis", "version": 1 (docs/analysis-schema.md) or a missing required key
-stops the build with exit status 1 and one line `report.py: error: FILE: what is wrong`,
-before anything is written. Outputs: OUT/figures/<setting>_{train,f1..f7,f9}.png, OUT/figures/f8.png
-and OUT/report.md (written to a temporary name, then renamed).
+A <setting> is any subdirectory of OUT holding seed<S>/ directories (or those named by --settings);
+its finished seeds (those with `done`) are reported, unfinished ones are named in the report, and
+the seeds of a setting must share its final step and its steps. Every file present is validated; a
+missing required file, invalid JSON, an analysis that is not "format": "metalm-analysis",
+"version": 2 (docs/analysis-schema.md), an untrained control not read through the logit lens or a
+missing required key stops the build with exit status 1 and one line
+`report.py: error: FILE: what is wrong`, before anything is written.
+
+Every claim is a gap, alignment − alignment of the strongest matched control (the one of shuffled,
+bigram and belief with the smallest gap, docs/design.md 5.5-5.6), and it holds only where EVERY
+seed's 95 % bootstrap interval of that gap lies above 0. Outputs: OUT/figures/<setting>_{train,
+f1..f7,f9}.png (drawn from the setting's first seed), OUT/figures/f8.png and OUT/report.md
+(written to a temporary name, then renamed).
 """
 from __future__ import annotations
 
@@ -35,25 +47,28 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
 import plots  # noqa: E402
-from plots.load import Analysis, IclRun, InputError, Metrics  # noqa: E402
+from plots.load import Analysis, IclRun, InputError, Mean, Metrics, Step  # noqa: E402
 from plots.norms import position0_ratio  # noqa: E402
+from plots.style import CONTROL_STYLE  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STEP_FILE = re.compile(r"^step(\d+)_block\.json$")
+_SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
 # ----------------------------------------------------------------------------- inputs
 
 @dataclass
-class Setting:
-    name: str
+class SeedRun:
+    """One training run of a setting (one train.seed) and its analyses."""
+    seed: int
     root: str
     metrics: Metrics
     checkpoints: List[Tuple[int, Analysis]]           # block granularity, by outer step
@@ -74,17 +89,47 @@ class Setting:
         return self.checkpoints[-1][1]
 
 
+@dataclass
+class Setting:
+    name: str
+    seeds: List[SeedRun]  # the finished seeds, by seed
+    unfinished: List[int] = field(default_factory=list)
+
+    @property
+    def first(self) -> SeedRun:
+        return self.seeds[0]
+
+    @property
+    def final_step(self) -> int:
+        return self.first.final_step
+
+    @property
+    def n_layers(self) -> int:
+        return self.first.final.n_layers
+
+
 def _rel(path: str, out: str) -> str:
     return os.path.relpath(path, out)
 
 
-def _check_same_depth(a: Analysis, ref: Analysis):
+def _check_same_steps(a: Analysis, ref: Analysis):
+    """Seeds, checkpoints and lenses of a setting must describe the same trajectory."""
     if a.n_layers != ref.n_layers:
         raise InputError(a.path, f"has {a.n_layers} blocks but {ref.path} has {ref.n_layers}")
+    if a.granularity == ref.granularity and [(s.from_site, s.to_site) for s in a.steps] != \
+            [(s.from_site, s.to_site) for s in ref.steps]:
+        raise InputError(a.path, f"its steps differ from those of {ref.path}")
 
 
-def load_setting(out: str, name: str) -> Setting:
-    root = os.path.join(out, name)
+def _check_lens(a: Analysis, tuned: bool):
+    if tuned and not a.lens.startswith("tuned:"):
+        raise InputError(a.path, f'lens: expected a tuned lens ("tuned:PATH"), got "{a.lens}"')
+    if not tuned and a.lens != "logit":
+        raise InputError(a.path, f'lens: expected "logit" (checkpoints and the untrained control are read through '
+                                 f'the logit lens; a tuned lens belongs in tuned_step<K>_*.json), got "{a.lens}"')
+
+
+def load_seed(out: str, root: str, seed: int) -> SeedRun:
     adir = os.path.join(root, "analysis")
     metrics = plots.load_metrics(os.path.join(root, "run", "metrics.jsonl"))
     steps = sorted(int(m.group(1)) for f in (os.listdir(adir) if os.path.isdir(adir) else [])
@@ -94,31 +139,64 @@ def load_setting(out: str, name: str) -> Setting:
     ckpts = [(k, plots.load_analysis(os.path.join(adir, f"step{k}_block.json"))) for k in steps]
     untrained = plots.load_analysis(os.path.join(adir, "untrained_block.json"))
     for _, a in ckpts:
-        _check_same_depth(a, untrained)
-    s = Setting(name, root, metrics, ckpts, untrained)
+        _check_lens(a, tuned=False)
+        _check_same_steps(a, untrained)
+    _check_lens(untrained, tuned=False)
+    r = SeedRun(seed, root, metrics, ckpts, untrained)
 
     def optional(path: str, loader):
         if os.path.exists(path):
             return loader(path)
-        s.missing_optional.append(_rel(path, out))
+        r.missing_optional.append(_rel(path, out))
         return None
 
-    s.sublayer = optional(os.path.join(adir, f"step{s.final_step}_sublayer.json"), plots.load_analysis)
-    s.untrained_sublayer = optional(os.path.join(adir, "untrained_sublayer.json"), plots.load_analysis)
+    r.sublayer = optional(os.path.join(adir, f"step{r.final_step}_sublayer.json"), plots.load_analysis)
+    r.untrained_sublayer = optional(os.path.join(adir, "untrained_sublayer.json"), plots.load_analysis)
+    for a in (r.sublayer, r.untrained_sublayer):
+        if a is not None:
+            _check_lens(a, tuned=False)
     # Validate every other sublayer file too, so a malformed one cannot go unnoticed.
     for k in steps[:-1]:
         p = os.path.join(adir, f"step{k}_sublayer.json")
         if os.path.exists(p):
             plots.load_analysis(p)
-    s.evolution = optional(os.path.join(root, "run", "analysis.jsonl"), plots.load_analysis_jsonl)
-    # Through a tuned lens (`metalm lens-train`, `analyze --lens`): optional, not listed as missing.
+    r.evolution = optional(os.path.join(root, "run", "analysis.jsonl"), plots.load_analysis_jsonl)
+    # Through the seed's tuned lens (`metalm lens-train`, `analyze --lens`): optional, not listed as missing.
     for g in ("block", "sublayer"):
-        p = os.path.join(adir, f"tuned_step{s.final_step}_{g}.json")
+        p = os.path.join(adir, f"tuned_step{r.final_step}_{g}.json")
         if os.path.exists(p):
             a = plots.load_analysis(p)
-            _check_same_depth(a, untrained)
-            setattr(s, "tuned" if g == "block" else "tuned_sublayer", a)
-    return s
+            _check_lens(a, tuned=True)
+            _check_same_steps(a, r.final if g == "block" else (r.sublayer or a))
+            setattr(r, "tuned" if g == "block" else "tuned_sublayer", a)
+    return r
+
+
+def seed_dirs(setting_dir: str) -> List[Tuple[int, str]]:
+    if not os.path.isdir(setting_dir):
+        return []
+    found = [(int(m.group(1)), os.path.join(setting_dir, d)) for d in os.listdir(setting_dir)
+             if (m := _SEED_DIR.match(d)) and os.path.isdir(os.path.join(setting_dir, d))]
+    return sorted(found)
+
+
+def load_setting(out: str, name: str) -> Setting:
+    dirs = seed_dirs(os.path.join(out, name))
+    if not dirs:
+        raise InputError(os.path.join(out, name, "seed<S>"), "no seed directory (expected OUT/<setting>/seed<S>/run and analysis)")
+    finished = [(seed, root) for seed, root in dirs if os.path.isfile(os.path.join(root, "done"))]
+    if not finished:
+        raise InputError(os.path.join(out, name, "seed<S>", "done"),
+                         "no finished seed (scripts/reproduce.sh writes seed<S>/done after the seed's last analysis)")
+    runs = [load_seed(out, root, seed) for seed, root in finished]
+    ref = runs[0]
+    for r in runs[1:]:
+        if r.final_step != ref.final_step:
+            raise InputError(r.final.path, f"final step {r.final_step} differs from seed {ref.seed}'s {ref.final_step}")
+        _check_same_steps(r.final, ref.final)
+        if r.sublayer is not None and ref.sublayer is not None:
+            _check_same_steps(r.sublayer, ref.sublayer)
+    return Setting(name, runs, [seed for seed, root in dirs if (seed, root) not in finished])
 
 
 def discover_settings(out: str, names: Optional[List[str]]) -> List[str]:
@@ -130,9 +208,10 @@ def discover_settings(out: str, names: Optional[List[str]]) -> List[str]:
                 raise InputError(os.path.join(out, n), "setting directory not found")
         return names
     found = sorted(d for d in os.listdir(out) if not d.startswith((".", "_")) and d != "figures"
-                   and (os.path.isdir(os.path.join(out, d, "run")) or os.path.isdir(os.path.join(out, d, "analysis"))))
+                   and seed_dirs(os.path.join(out, d)))
     if not found:
-        raise InputError(out, "no settings found (expected OUT/<setting>/run/metrics.jsonl and OUT/<setting>/analysis/)")
+        raise InputError(out, "no settings found (expected OUT/<setting>/seed<S>/run/metrics.jsonl and "
+                              "OUT/<setting>/seed<S>/analysis/)")
     return found
 
 
@@ -144,10 +223,15 @@ def fmt(x: Optional[float], digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def fmt_ci(m: Mean, digits: int = 3) -> str:
+    return f"{fmt(m.mean, digits)} [{fmt(m.ci[0], digits)}, {fmt(m.ci[1], digits)}]"
+
+
 def table(header: List[str], rows: List[List[str]]) -> List[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
+    """A markdown table; a "|" inside a cell (|cos|, ⟨Δ,−∇ℓ⟩|⟨Δ,−∇ℓ⟩|) is escaped so it stays in its cell."""
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows), ""]
 
 
 def figure_md(rel_png: str, number: str, caption: str) -> List[str]:
@@ -159,45 +243,266 @@ def _mean(xs) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
+def over_seeds(values: Sequence[float], digits: int = 3) -> str:
+    """"mean (v1, v2, ...)": the mean over seeds and each seed's value, in seed order."""
+    return f"{fmt(_mean(values), digits)} ({', '.join(fmt(v, digits) for v in values)})"
+
+
+def control_name(c: Optional[str]) -> str:
+    return CONTROL_STYLE[c][2] if c in CONTROL_STYLE else "no matched control"
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+HOLDS = "holds"
+NOT_HOLDS = "does not hold"
+
+
+def interval_verdict(cis: Sequence[Tuple[int, Tuple[float, float]]]) -> Tuple[bool, str]:
+    """A claim "the gap is positive" from each seed's 95 % interval (seed, (lo, hi)): it holds only
+    where EVERY seed's interval lies above 0; otherwise the text says plainly which seed fails and
+    why (its interval includes 0, or lies below it: the gap is negative)."""
+    if not cis:
+        return False, f"{NOT_HOLDS} (not measured)"
+    why = []
+    for seed, (lo, hi) in cis:
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            why.append(f"seed {seed}: no interval")
+        elif hi < 0:
+            why.append(f"seed {seed}: gap negative")
+        elif lo <= 0:
+            why.append(f"seed {seed}: interval includes 0")
+    return (True, HOLDS) if not why else (False, f"{NOT_HOLDS} ({'; '.join(why)})")
+
+
+@dataclass
+class GapRow:
+    """One step of one setting: the alignment and its gap over the strongest matched control, per seed."""
+    label: str
+    seeds: List[int]
+    alignment: List[float]
+    control: List[Optional[str]]     # each seed's strongest matched control
+    control_alignment: List[float]
+    gap: List[Mean]
+    holds: bool
+    verdict: str
+
+    @property
+    def control_text(self) -> str:
+        names = {c for c in self.control}
+        if len(names) == 1:
+            return control_name(self.control[0])
+        return ", ".join(f"{control_name(c)} (seed {s})" for s, c in zip(self.seeds, self.control))
+
+    def per_seed_gaps(self) -> str:
+        return "; ".join(f"{fmt_ci(g)} (seed {s})" for s, g in zip(self.seeds, self.gap))
+
+    def headline(self) -> str:
+        """"block 2: alignment 0.16, shuffled-target control 0.12, gap 0.04 [0.03, 0.05] ...: holds"."""
+        return (f"{self.label}: alignment {fmt(_mean(self.alignment))}, {self.control_text} "
+                f"{fmt(_mean(self.control_alignment))}, gap {fmt(_mean([g.mean for g in self.gap]))}; per seed "
+                f"{self.per_seed_gaps()}: **{self.verdict}**")
+
+
+def step_label(x: Step) -> str:
+    return f"block {x.layer}" if x.kind == "block" else f"block {x.layer} {x.kind}"
+
+
+def gap_rows(analyses: Sequence[Tuple[int, Analysis]]) -> List[GapRow]:
+    """Per step, over the seeds' analyses (seed, analysis) of one trajectory: the gap over each seed's
+    strongest matched control and the every-seed verdict."""
+    rows = []
+    for k, x in enumerate(analyses[0][1].steps):
+        per = [(seed, a.steps[k]) for seed, a in analyses]
+        strongest = [(seed, st.strongest()) for seed, st in per]
+        ok, text = interval_verdict([(seed, g.ci) for seed, (_, _, g) in strongest])
+        rows.append(GapRow(step_label(x), [seed for seed, _ in per], [st.alignment.mean for _, st in per],
+                           [c for _, (c, _, _) in strongest], [al.mean for _, (_, al, _) in strongest],
+                           [g for _, (_, _, g) in strongest], ok, text))
+    return rows
+
+
+GAP_HEADER = ["step", "alignment: mean over seeds (each seed)", "strongest matched control",
+              "its alignment: mean (each seed)", "gap: mean over seeds", "gap per seed [95 % CI]", "verdict"]
+
+
+def gap_table_rows(rows: List[GapRow]) -> List[List[str]]:
+    return [[r.label, over_seeds(r.alignment), r.control_text, over_seeds(r.control_alignment),
+             fmt(_mean([g.mean for g in r.gap])), r.per_seed_gaps(), r.verdict] for r in rows]
+
+
+def held(rows: List[GapRow]) -> str:
+    """"2 of 4 steps (block 0, block 1)"."""
+    ok = [r.label for r in rows if r.holds]
+    return f"{len(ok)} of {len(rows)} steps" + (f" ({', '.join(ok)})" if ok else "")
+
+
+def positive_rows(settings_runs: Sequence[Tuple[int, Analysis]], value: Callable[[Step], Mean]) -> List[Tuple[str, List[Mean], bool, str]]:
+    """Per step: a statistic whose claim is "positive" (e.g. the lens loss falls), each seed's mean
+    and interval, and the every-seed verdict."""
+    out = []
+    for k, x in enumerate(settings_runs[0][1].steps):
+        vals = [(seed, value(a.steps[k])) for seed, a in settings_runs]
+        ok, text = interval_verdict([(seed, v.ci) for seed, v in vals])
+        out.append((step_label(x), [v for _, v in vals], ok, text))
+    return out
+
+
+def one_size_verdict(runs: Sequence[Tuple[int, Analysis]]) -> Tuple[bool, str]:
+    """H3: the blocks take steps of one scale-free size η/‖s‖² when, in every seed, the 95 % intervals
+    of all blocks overlap (the largest lower end is below the smallest upper end)."""
+    why = []
+    for seed, a in runs:
+        cis = [s.step_size_scaled.ci for s in a.steps]
+        if not all(math.isfinite(v) for c in cis for v in c):
+            why.append(f"seed {seed}: no interval")
+            continue
+        lo_i = int(np.argmax([c[0] for c in cis]))
+        hi_i = int(np.argmin([c[1] for c in cis]))
+        if cis[lo_i][0] > cis[hi_i][1]:
+            why.append(f"seed {seed}: {step_label(a.steps[lo_i])} and {step_label(a.steps[hi_i])} differ")
+    return (True, HOLDS) if not why else (False, f"{NOT_HOLDS} ({'; '.join(why)})")
+
+
+def growth_verdict(runs: Sequence[Tuple[int, Analysis]], k: int) -> Tuple[bool, str]:
+    """H4 at step k: the signed gradient-step growth exceeds its permutation-null value when, in every
+    seed, its interval lies wholly above the null's (two intervals, not a paired one: conservative)."""
+    why = []
+    for seed, a in runs:
+        s, p = a.steps[k].norm_sq_growth_gradient_signed, a.steps[k].norm_sq_growth_gradient_signed_permuted
+        if not all(math.isfinite(v) for v in (*s.ci, *p.ci)):
+            why.append(f"seed {seed}: no interval")
+        elif s.ci[1] < p.ci[0]:
+            why.append(f"seed {seed}: below its null")
+        elif s.ci[0] <= p.ci[1]:
+            why.append(f"seed {seed}: intervals overlap")
+    return (True, HOLDS) if not why else (False, f"{NOT_HOLDS} ({'; '.join(why)})")
+
+
 # ----------------------------------------------------------------------------- sections
+
+def runs_of(s: Setting, pick: Callable[[SeedRun], Optional[Analysis]]) -> List[Tuple[int, Analysis]]:
+    """(seed, analysis) of every seed that has the analysis `pick` selects."""
+    return [(r.seed, a) for r in s.seeds if (a := pick(r)) is not None]
+
 
 def summary_rows(settings: List[Setting]) -> List[List[str]]:
     rows = []
     for s in settings:
-        m, a, u = s.metrics, s.final, s.untrained
-        bpb = m.val_bpb[-1] if m.val_bpb.size else float("nan")
-        vloss = m.val_loss[-1] if m.val_loss.size else float("nan")
-        steps = a.steps_of("block") or a.steps
-        usteps = u.steps_of("block") or u.steps
-        rows.append([s.name, str(a.n_layers), str(s.final_step), fmt(bpb), fmt(vloss), fmt(a.final_loss),
-                     fmt(_mean(x.alignment.mean for x in steps)),
-                     fmt(_mean(x.alignment_random_target.mean for x in steps)),
-                     fmt(_mean(x.alignment.mean for x in usteps)), f"±{fmt(a.chance_alignment)}",
-                     fmt(a.tables["embedding"].spearman_vs_freq) if "embedding" in a.tables else "–",
-                     fmt(a.tables["unembedding"].spearman_vs_freq) if "unembedding" in a.tables else "–"])
+        bpb = [r.metrics.val_bpb[-1] if r.metrics.val_bpb.size else math.nan for r in s.seeds]
+        gaps = gap_rows(runs_of(s, lambda r: r.final))
+        ugaps = gap_rows(runs_of(s, lambda r: r.untrained))
+        tuned = runs_of(s, lambda r: r.tuned)
+        tgaps = gap_rows(tuned) if len(tuned) == len(s.seeds) else None
+        rows.append([s.name, str(s.n_layers), ", ".join(str(r.seed) for r in s.seeds), str(s.final_step),
+                     over_seeds(bpb), held(gaps), held(tgaps) if tgaps else "not measured", held(ugaps)])
     return rows
 
 
-SUMMARY_HEADER = ["setting", "blocks", "final step", "val bits/byte", "val loss (nats)", "lens loss at final (nats)",
-                  "alignment (mean over blocks)", "random-target control", "untrained", "chance",
-                  "ρ(norm, freq) embed", "ρ(norm, freq) unembed"]
+SUMMARY_HEADER = ["setting", "blocks", "seeds", "final step", "val bits/byte: mean (each seed)",
+                  "H1 holds (logit lens)", "H1 holds (tuned lens)", "untrained: gap holds"]
 
 
-def steps_rows(a: Analysis, untrained: Optional[Analysis]) -> List[List[str]]:
-    u = {(x.from_site, x.to_site): x for x in untrained.steps} if untrained else {}
+def hypothesis_rows(s: Setting) -> List[List[str]]:
+    """The hypotheses of one setting at its final checkpoint, each restated as a gap with intervals
+    over seeds, and which hold."""
+    final = runs_of(s, lambda r: r.final)
     rows = []
-    for x in a.steps:
-        ux = u.get((x.from_site, x.to_site))
-        rows.append([x.label, f"{x.from_site} → {x.to_site}", f"{fmt(x.loss_before)} → {fmt(x.loss_after)}",
-                     f"{fmt(x.alignment.mean)} [{fmt(x.alignment.q10)}, {fmt(x.alignment.q90)}]",
-                     fmt(x.alignment_random_target.mean), fmt(ux.alignment.mean) if ux else "–",
-                     f"±{fmt(a.chance_alignment)}", fmt(x.step_size.median), fmt(x.first_order_decrease),
-                     fmt(x.actual_decrease)])
+    g = gap_rows(final)
+    rows.append(["H1", "each block moves the state down its own context's loss (logit lens): gap over the "
+                 "strongest matched control", held(g), "; ".join(f"{r.label}: {r.verdict}" for r in g)])
+    tuned = runs_of(s, lambda r: r.tuned)
+    if len(tuned) == len(s.seeds):
+        t = gap_rows(tuned)
+        rows.append(["H1t", "the same in one coordinate system (each seed's tuned lens)", held(t),
+                     "; ".join(f"{r.label}: {r.verdict}" for r in t)])
+    else:
+        rows.append(["H1t", "the same in one coordinate system (each seed's tuned lens)", "not measured",
+                     f"tuned_step{s.final_step}_block.json in {len(tuned)} of {len(s.seeds)} seeds"])
+    sub = runs_of(s, lambda r: r.sublayer)
+    if len(sub) == len(s.seeds):
+        t = gap_rows(sub)
+        rows.append(["H1s", "the same per attention and MLP sublayer", held(t),
+                     "; ".join(f"{r.label}: {r.verdict}" for r in t)])
+    dec = positive_rows(final, lambda x: x.actual_decrease)
+    udec = runs_of(s, lambda r: r.untrained)
+    rows.append(["H2", "the lens loss falls at every block: ℓ(s_k) − ℓ(s_k+1) > 0 (untrained: "
+                 + ", ".join(fmt(_mean([a.steps[k].actual_decrease.mean for _, a in udec])) for k in range(len(dec)))
+                 + ")", f"{sum(ok for _, _, ok, _ in dec)} of {len(dec)} steps",
+                 "; ".join(f"{label}: {fmt(_mean([v.mean for v in vals]))}, {text}" for label, vals, ok, text in dec)])
+    ok, text = one_size_verdict(final)
+    rows.append(["H3", "one inner step size: η/‖s_k‖² per block (mean over seeds) "
+                 + ", ".join(fmt(_mean([a.steps[k].step_size_scaled.mean for _, a in final]), 4)
+                             for k in range(len(final[0][1].steps))),
+                 HOLDS if ok else NOT_HOLDS, text])
+    growth = [(step_label(x),) + growth_verdict(final, k) for k, x in enumerate(final[0][1].steps)]
+    rows.append(["H4", "gradient steps grow the norm: signed growth ⟨Δ,−∇ℓ⟩|⟨Δ,−∇ℓ⟩|/‖∇ℓ‖² above its permutation null",
+                 f"{sum(ok for _, ok, _ in growth)} of {len(growth)} steps",
+                 "; ".join(f"{label}: {text}" for label, _, text in growth)])
     return rows
 
 
-STEPS_HEADER = ["step", "sites", "lens loss before → after (nats)", "alignment mean [q10, q90]",
-                "random-target", "untrained", "chance", "η median", "first-order decrease", "actual decrease"]
+HYPOTHESIS_HEADER = ["", "hypothesis (final checkpoint)", "holds in", "per step (every seed's 95 % CI must exclude 0)"]
+
+
+def identity_rows(settings: List[Setting]) -> List[List[str]]:
+    """Per setting the norm-growth terms against their null (design.md 5.5), summed over steps and
+    averaged over seeds, and the sanity check of the read-out |cos(s, ∇ℓ)|."""
+    rows = []
+    for s in settings:
+        gran = "sublayer" if all(r.sublayer for r in s.seeds) else "block"
+        pick = (lambda r: r.sublayer) if gran == "sublayer" else (lambda r: r.final)
+        upick = (lambda r: r.untrained_sublayer) if gran == "sublayer" else (lambda r: r.untrained)
+        a, u = runs_of(s, pick), runs_of(s, upick)
+
+        def total(runs, key):
+            return over_seeds([sum(getattr(x, key).mean for x in an.steps) for _, an in runs], 2)
+
+        rows.append([f"`{s.name}`", gran, total(a, "norm_sq_growth"), total(a, "norm_sq_growth_gradient_signed"),
+                     total(a, "norm_sq_growth_gradient_signed_permuted"),
+                     total(u, "norm_sq_growth_gradient_signed") if u else "–",
+                     fmt(max(plots.max_abs_cos_state_grad(an) for _, an in a), 6),
+                     fmt(max(plots.max_abs_cos_state_grad(an) for _, an in u), 6) if u else "–"])
+    return rows
+
+
+IDENTITY_HEADER = ["setting", "steps", "Σ_k growth of ‖s‖²: mean (each seed)", "Σ_k signed gradient-step growth",
+                   "its permutation null", "untrained: signed growth",
+                   "sanity check: max |cos(s, ∇ℓ)|", "untrained"]
+
+
+def lens_rows(s: Setting, logit_of, tuned_of) -> List[List[str]]:
+    """The same steps read through the logit lens and in the tuned lens's one coordinate system."""
+    logit, tuned = runs_of(s, logit_of), runs_of(s, tuned_of)
+    lg, tg = gap_rows(logit), gap_rows(tuned)
+    rows = []
+    for k, (a, b) in enumerate(zip(lg, tg)):
+        rows.append([a.label,
+                     over_seeds([x.steps[k].actual_decrease.mean for _, x in logit]),
+                     over_seeds([x.steps[k].actual_decrease.mean for _, x in tuned]),
+                     f"{fmt(_mean([g.mean for g in a.gap]))}: {a.verdict}",
+                     f"{fmt(_mean([g.mean for g in b.gap]))}: {b.verdict}"])
+    return rows
+
+
+LENS_HEADER = ["step", "loss decrease, logit lens: mean (each seed)", "loss decrease, tuned lens",
+               "gap over strongest control, logit lens", "gap, tuned lens"]
+
+
+def scale_free_rows(s: Setting) -> List[List[str]]:
+    final = runs_of(s, lambda r: r.final)
+    rows = []
+    for k, x in enumerate(final[0][1].steps):
+        st = [a.steps[k] for _, a in final]
+        rows.append([step_label(x), over_seeds([y.step_size_scaled.mean for y in st], 4),
+                     over_seeds([y.relative_update.mean for y in st]), over_seeds([y.angular_step.mean for y in st]),
+                     over_seeds([y.step_size.mean for y in st]), over_seeds([y.first_order_decrease.mean for y in st]),
+                     over_seeds([y.actual_decrease.mean for y in st])])
+    return rows
+
+
+SCALE_FREE_HEADER = ["step", "η/‖s_k‖²: mean (each seed)", "‖Δ‖/‖s_k‖", "angle turned (rad)",
+                     "η (grows like ‖s‖²)", "first-order decrease", "actual decrease"]
 
 
 def states_rows(a: Analysis, untrained: Optional[Analysis]) -> List[List[str]]:
@@ -205,7 +510,7 @@ def states_rows(a: Analysis, untrained: Optional[Analysis]) -> List[List[str]]:
     rows = []
     for x in a.states:
         ux = u.get(x.site)
-        rows.append([x.site, fmt(x.loss), fmt(x.norm.median), f"[{fmt(x.norm.q10)}, {fmt(x.norm.q90)}]",
+        rows.append([x.site, fmt_ci(x.loss), fmt(x.norm.median), f"[{fmt(x.norm.q10)}, {fmt(x.norm.q90)}]",
                      fmt(x.norm_freq_spearman), fmt(position0_ratio(x.norm_by_position), 2),
                      fmt(position0_ratio(ux.norm_by_position), 2) if ux else "–"])
     for t in a.tables.values():
@@ -214,7 +519,7 @@ def states_rows(a: Analysis, untrained: Optional[Analysis]) -> List[List[str]]:
     return rows
 
 
-STATES_HEADER = ["state", "lens loss (nats)", "norm median", "norm [q10, q90]", "Spearman ρ(norm, freq)",
+STATES_HEADER = ["state", "lens loss [95 % CI] (nats)", "norm median", "norm [q10, q90]", "Spearman ρ(norm, freq)",
                  "position-0 norm ratio", "position-0 ratio (untrained)"]
 
 
@@ -224,45 +529,6 @@ def icl_rows(runs: List[IclRun]) -> List[List[str]]:
              fmt(p.loss_before, 4), fmt(p.loss_after, 4)] for r in runs for p in r.points]
 
 
-def identity_rows(settings: List[Setting]) -> List[List[str]]:
-    """The norm identity per setting (design.md 5.3): how orthogonal the gradient is to the state,
-    and the share of the measured norm growth a pure gradient step of the measured η explains."""
-    rows = []
-    for s in settings:
-        a, u = s.sublayer or s.final, s.untrained_sublayer if s.sublayer else s.untrained
-        rows.append([f"`{s.name}`", "sublayer" if s.sublayer else "block",
-                     fmt(plots.max_abs_cos_state_grad(a), 6), fmt(plots.max_abs_cos_state_grad(u), 6) if u else "–",
-                     fmt(sum(x.norm_sq_growth for x in a.steps), 1),
-                     fmt(100 * plots.growth_share(a), 1), fmt(100 * plots.growth_share(u), 1) if u else "–"])
-    return rows
-
-
-IDENTITY_HEADER = ["setting", "steps", "max |cos(s, ∇ℓ)| (q10/q90 over states)", "untrained",
-                   "Σ_k mean growth of ‖s‖²", "% explained by η²‖∇ℓ‖²", "untrained %"]
-
-
-def lens_rows(logit: Analysis, tuned: Analysis) -> List[List[str]]:
-    """The same steps read through the logit lens and through the tuned lens."""
-    t = {(x.from_site, x.to_site): x for x in tuned.steps}
-    rows = []
-    for x in logit.steps:
-        y = t.get((x.from_site, x.to_site))
-        if y is None:
-            continue
-        rows.append([x.label, f"{fmt(x.loss_before)} → {fmt(x.loss_after)}", f"{fmt(y.loss_before)} → {fmt(y.loss_after)}",
-                     fmt(x.alignment.mean), fmt(y.alignment.mean), fmt(y.alignment_random_target.mean),
-                     f"±{fmt(logit.chance_alignment)}"])
-    return rows
-
-
-LENS_HEADER = ["step", "logit lens: loss before → after", "tuned lens: loss before → after",
-               "alignment (logit lens)", "alignment (tuned lens)", "random-target (tuned lens)", "chance"]
-
-
-def has_identity(a: Analysis) -> bool:
-    return any(math.isfinite(x.norm_sq_growth) for x in a.steps)
-
-
 ICL_HEADER = ["true η", "d_x", "N", "alignment mean", "alignment [q10, q90]", "recovered η (median)",
               "loss before", "loss after"]
 
@@ -270,22 +536,21 @@ ICL_HEADER = ["true η", "d_x", "N", "alignment mean", "alignment [q10, q90]", "
 # ----------------------------------------------------------------------------- figures
 
 def draw_setting(s: Setting, fig_dir: str) -> Dict[str, str]:
-    """Draw every figure of one setting into fig_dir; returns {figure id: file name}."""
-    P = plots
+    """Draw every figure of one setting (its first seed) into fig_dir; returns {figure id: file name}."""
+    P, r = plots, s.first
     figs = {
-        "train": P.fig_training(s.metrics),
-        "f1": P.fig_inner_loss([(f"step {k}", a) for k, a in s.checkpoints], s.untrained, s.tuned),
-        "f2": P.fig_alignment(s.final, s.sublayer, s.untrained, s.tuned),
-        "f3": P.fig_step_size(s.final, s.sublayer),
-        "f4": P.fig_norms(s.final, s.sublayer),
-        "f5": P.fig_norm_freq(s.final),
-        "f7": P.fig_position_heatmaps(s.sublayer or s.final),
+        "train": P.fig_training(r.metrics),
+        "f1": P.fig_inner_loss([(f"step {k}", a) for k, a in r.checkpoints], r.untrained, r.tuned),
+        "f2": P.fig_alignment(r.final, r.sublayer, r.untrained, r.tuned),
+        "f3": P.fig_step_size(r.final, r.sublayer),
+        "f4": P.fig_norms(r.final, r.sublayer),
+        "f5": P.fig_norm_freq(r.final),
+        "f7": P.fig_position_heatmaps(r.sublayer or r.final),
     }
-    if s.evolution:
-        figs["f6"] = P.fig_evolution(s.evolution)
-    if has_identity(s.final):
-        figs["f9"] = P.fig_norm_identity(s.sublayer or s.final,
-                                         s.untrained_sublayer if s.sublayer else s.untrained)
+    if r.evolution:
+        figs["f6"] = P.fig_evolution(r.evolution)
+    if P.has_identity(r.final):
+        figs["f9"] = P.fig_norm_identity(r.sublayer or r.final, r.untrained_sublayer if r.sublayer else r.untrained)
     names = {}
     for fid, fig in figs.items():
         names[fid] = f"{s.name}_{fid}.png"
@@ -294,24 +559,27 @@ def draw_setting(s: Setting, fig_dir: str) -> Dict[str, str]:
 
 
 def captions(s: Setting) -> Dict[str, str]:
-    k = s.final_step
+    k, seed = s.final_step, s.first.seed
+    of = f"(seed {seed}; every seed's numbers are in the tables)"
     return {
-        "train": "Outer optimization: training and validation loss (nats/token) and validation bits per byte.",
+        "train": f"Outer optimization: training and validation loss (nats/token) and validation bits per byte {of}.",
         "f1": f"Inner loss (logit-lens cross-entropy) of each state along depth, for checkpoints up to step {k}; "
-              "dashed: untrained model.",
-        "f2": f"Alignment cos(Δ, −∇ℓ) per block and per sublayer at step {k}, beside the random-target control, "
-              "the untrained model and the chance band ±1/√d.",
-        "f3": f"Least-squares step size η per layer, and the first-order prediction ⟨−∇ℓ, Δ⟩ vs the actual "
-              f"inner-loss decrease at step {k}.",
+              f"dashed: untrained model; dash-dot: the tuned lens's one coordinate system {of}.",
+        "f2": f"Alignment cos(Δ, −∇ℓ) per block at step {k} beside the matched controls (shuffled, bigram, belief) "
+              f"and the uniform one, each mean with its 95 % bootstrap interval over sequences, and the permutation "
+              f"null band; the gaps over each control; attention vs MLP sublayers {of}.",
+        "f3": f"Scale-free step sizes per layer (η/‖s_k‖², ‖Δ‖/‖s_k‖, the angle turned) with 95 % intervals, and the "
+              f"first-order prediction ⟨−∇ℓ, Δ⟩ vs the actual inner-loss decrease at step {k} {of}.",
         "f4": f"Representation norms along depth (median, q10–q90), by layer and position (position 0 outlined), "
-              f"and the position-0 norm ratio at step {k}.",
+              f"and the position-0 norm ratio at step {k} {of}.",
         "f5": f"Representation norm vs token frequency per layer (binned, relative) and Spearman ρ, including "
-              f"the embedding and unembedding tables, at step {k}.",
-        "f6": "Alignment, step size, norms and inner loss per layer versus outer training step "
-              "(from run/analysis.jsonl).",
-        "f7": f"Layer × position maps of the inner loss and alignment at step {k} (position 0 outlined).",
-        "f9": f"Norm growth ‖s_(k+1)‖² − ‖s_k‖² per step beside its radial part 2⟨s_k, Δ⟩, its update part ‖Δ‖² "
-              f"and the η²‖∇ℓ‖² of a pure gradient step, at step {k} and untrained; |cos(s_k, ∇ℓ)| per state.",
+              f"the embedding and unembedding tables, at step {k} {of}.",
+        "f6": f"Alignment and the strongest matched control, scaled step size, norms and inner loss per layer "
+              f"versus outer training step (from run/analysis.jsonl) {of}.",
+        "f7": f"Layer × position maps of the inner loss and alignment at step {k} (position 0 outlined) {of}.",
+        "f9": f"Norm growth ‖s_(k+1)‖² − ‖s_k‖² per step and its exact parts; the signed gradient-step growth against "
+              f"its permutation null; |cos(s_k, ∇ℓ)| per state, a sanity check of the read-out, at step {k} and "
+              f"untrained {of}.",
     }
 
 
@@ -367,45 +635,66 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
               f"Generated {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
               f"from `{os.path.abspath(out)}` at git revision `{rev}`.", "",
               "Training is the outer optimization; each layer's update of a token's representation is read as "
-              "one step of an inner optimization of the next-token loss through the logit lens (docs/design.md section 5). "
-              "How to read each figure: docs/figures.md.", "",
-              "## Headline numbers", ""]
+              "one step of an inner optimization of the next-token loss through the logit lens (docs/design.md "
+              "section 5). How to read each figure: docs/figures.md.", "",
+              "**How a claim is decided.** An alignment above 0 is not evidence. Each claim is a *gap*: the "
+              "alignment minus that of the strongest matched control (the shuffled target rules out a push "
+              "toward frequent tokens, the bigram target a prediction from the current token alone, the belief "
+              "direction a mere sharpening of the model's own guess; docs/design.md 5.5), with its 95 % bootstrap "
+              "interval over sequences. Every setting is trained with several seeds; a claim **holds** only "
+              "where every seed's interval lies above 0, and **does not hold** where any seed's interval "
+              "includes 0 or the gap is negative. Numbers are the mean over seeds, then each seed's value.", "",
+              "## Headline", ""]
         md += table(SUMMARY_HEADER, summary_rows(settings))
-        md += ["Alignment columns are means over tokens and blocks at the final checkpoint; "
-               "a layer behaves like a gradient step on *this* context's loss when its alignment clearly "
-               "exceeds both the random-target control and the chance band.", ""]
-        with_identity = [s for s in settings if has_identity(s.final)]
-        if with_identity:
-            md += ["### The norm identity", "",
-                   "A LayerNorm or RMSNorm final norm makes the lens loss scale-invariant, so its gradient is "
-                   "orthogonal to the state (cos(s, ∇ℓ) ≈ 0, up to the norm's eps) and a pure gradient step "
-                   "can only grow ‖s‖², by η²‖∇ℓ‖² (docs/design.md 5.3). The share is "
-                   "Σ_k mean η²‖∇ℓ‖² / Σ_k mean (‖s_(k+1)‖² − ‖s_k‖²) at the final checkpoint.", ""]
-            md += table(IDENTITY_HEADER, identity_rows(with_identity))
         for s in settings:
+            md += [f"**`{s.name}`** (step {s.final_step}, seeds {', '.join(str(r.seed) for r in s.seeds)}):", ""]
+            md += [f"- {r.headline()}" for r in gap_rows(runs_of(s, lambda r: r.final))]
+            md += [""]
+        md += ["## Hypotheses", ""]
+        for s in settings:
+            md += [f"### `{s.name}`", ""]
+            md += table(HYPOTHESIS_HEADER, hypothesis_rows(s))
+        if any(plots.has_identity(r.final) for s in settings for r in s.seeds):
+            md += ["### Norm growth and the norm identity", "",
+                   "The signed gradient-step growth ⟨Δ,−∇ℓ⟩|⟨Δ,−∇ℓ⟩|/‖∇ℓ‖² restates the alignment and the update's "
+                   "length, so it is read against its value under the permutation null (the same updates against "
+                   "another position's gradient), never as a share of the growth (docs/design.md 5.5). "
+                   "|cos(s, ∇ℓ)| ≈ 0 is a property of a scale-invariant final norm that holds at initialisation: "
+                   "a sanity check of the read-out, not a finding. Sums over the steps of the final checkpoint.", ""]
+            md += table(IDENTITY_HEADER, identity_rows(settings))
+        for s in settings:
+            r0 = s.first
             md += [f"## Setting `{s.name}`", ""]
-            if s.missing_optional:
-                md += ["Optional inputs not provided: " + ", ".join(f"`{p}`" for p in s.missing_optional) + ".", ""]
+            if s.unfinished:
+                md += ["Unfinished seeds, not reported: " + ", ".join(str(x) for x in s.unfinished) + ".", ""]
+            missing = [p for r in s.seeds for p in r.missing_optional]
+            if missing:
+                md += ["Optional inputs not provided: " + ", ".join(f"`{p}`" for p in missing) + ".", ""]
             caps = captions(s)
             for fid in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f9"):
                 if fid in drawn[s.name]:
                     number = "Training" if fid == "train" else fid.upper()
                     md += figure_md(f"figures/{drawn[s.name][fid]}", f"{number} ({s.name})", caps[fid])
-            md += [f"### Inner steps at step {s.final_step} (block granularity)", ""]
-            md += table(STEPS_HEADER, steps_rows(s.final, s.untrained))
-            if s.sublayer is not None:
-                md += [f"### Inner steps at step {s.final_step} (sublayer granularity)", ""]
-                md += table(STEPS_HEADER, steps_rows(s.sublayer, s.untrained_sublayer))
-            for logit, tuned, g in ((s.final, s.tuned, "block"), (s.sublayer, s.tuned_sublayer, "sublayer")):
-                if logit is not None and tuned is not None:
+            md += [f"### Gaps at step {s.final_step} (block granularity, logit lens)", ""]
+            md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.final))))
+            if all(r.sublayer for r in s.seeds):
+                md += [f"### Gaps at step {s.final_step} (sublayer granularity, logit lens)", ""]
+                md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.sublayer))))
+            md += [f"### The untrained control (logit lens)", ""]
+            md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.untrained))))
+            md += [f"### Step sizes at step {s.final_step}", ""]
+            md += table(SCALE_FREE_HEADER, scale_free_rows(s))
+            for logit_of, tuned_of, g in ((lambda r: r.final, lambda r: r.tuned, "block"),
+                                          (lambda r: r.sublayer, lambda r: r.tuned_sublayer, "sublayer")):
+                if all(logit_of(r) is not None and tuned_of(r) is not None for r in s.seeds):
                     md += [f"### Logit lens vs tuned lens at step {s.final_step} ({g} granularity)", "",
-                           "The same updates read through the model's own readout and through a tuned lens "
-                           "(an affine translator per state, `metalm lens-train`); step k is read through "
-                           "translator k before and after (docs/design.md 5.2).", ""]
-                    md += table(LENS_HEADER, lens_rows(logit, tuned))
-            md += [f"### States and token tables at step {s.final_step}", "",
+                           "The tuned lens maps every state into the final state's coordinates (u_k = A_k s_k + b_k, "
+                           "each seed's own lens) and analyses that trajectory under the one read-out of the final "
+                           "state (docs/design.md 5.2).", ""]
+                    md += table(LENS_HEADER, lens_rows(s, logit_of, tuned_of))
+            md += [f"### States and token tables at step {s.final_step} (seed {r0.seed})", "",
                    "Position-0 norm ratio = mean norm at position 0 / mean norm at the other positions.", ""]
-            md += table(STATES_HEADER, states_rows(s.final, s.untrained))
+            md += table(STATES_HEADER, states_rows(r0.final, r0.untrained))
         if icl is not None:
             md += ["## Constructed linear-attention setting (ground truth for the analyser)", ""]
             md += figure_md("figures/f8.png", "F8",

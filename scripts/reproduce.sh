@@ -1,39 +1,62 @@
 #!/usr/bin/env bash
-# Regenerates every figure of the meta-learning study from scratch: trains the
-# settings in configs/paper/ on the Brown corpus, analyses the checkpoints kept
-# across outer training (step 0 is the untrained control), trains a tuned lens
-# for each final checkpoint and analyses it through both lenses, runs the constructed
-# linear-attention setting, plots, and writes OUT/report.md.
-# Re-running skips finished stages; an interrupted training run resumes.
-#   scripts/reproduce.sh [--quick] [--out DIR] [--settings depth4,rope,...]
-#   --quick   fewer outer steps (about 10-15 minutes on 2 cores; the full run about 2 hours)
+# Regenerates every figure of the meta-learning study from scratch: trains each setting of
+# configs/paper/ on the Brown corpus with several seeds (train.seed = the config's seed + i),
+# analyses the checkpoints kept across outer training through the logit lens (step 0 is the
+# untrained control), trains a tuned lens for each seed's final checkpoint and analyses it in
+# that lens's one coordinate system, runs the constructed linear-attention setting, plots, and
+# writes OUT/report.md, where a claim holds only if every seed's interval of its gap excludes 0.
+#   scripts/reproduce.sh [--quick] [--seeds N] [--out DIR] [--settings depth4,rope,...]
+#                        [--bin METALM] [--no-report]
+#   --quick      fewer outer steps and 2 seeds (the full run trains 3)
+#   --seeds N    seeds per setting (default 3; 2 with --quick)
+#   --bin PATH   use this metalm binary (no setup, no build)
+#   --no-report  train and analyse only (scripts/report.py --out OUT writes the report later)
+# Resumable: it picks up where it stopped. A setting-seed is finished when OUT/<setting>/seed<S>/done
+# exists (written atomically after its last analysis); a finished one is never redone. Inside an
+# unfinished one, training resumes from its newest checkpoint and finished analyses are kept
+# (metalm writes them atomically).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
 out=""
+seeds=""
+bin=""
+report=1
 settings="depth2,depth4,depth8,postln,rmsnorm,rope,bpe4096"
 while (($#)); do
   case $1 in
     --quick) quick=1; shift ;;
     --out) out=$2; shift 2 ;;
     --settings) settings=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    --no-report) report=0; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "reproduce: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 if [[ -z $out ]]; then
   if ((quick)); then out=out/quick; else out=out/full; fi
 fi
+if [[ -z $seeds ]]; then
+  if ((quick)); then seeds=2; else seeds=3; fi
+fi
+[[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "reproduce: --seeds: expected a positive integer, got '$seeds'" >&2; exit 2; }
 
-scripts/setup.sh
-scripts/build.sh
-bin=$PWD/build/apps/metalm
+if [[ -z $bin ]]; then
+  scripts/setup.sh
+  scripts/build.sh
+  bin=$PWD/build/apps/metalm
+fi
+[[ -x $bin ]] || { echo "reproduce: --bin: $bin is not an executable" >&2; exit 2; }
 mkdir -p "$out"
 commands=$out/commands.txt
 say() { printf '\nreproduce: %s\n' "$*" >&2; }
 # Runs a command and records it in OUT/commands.txt for the report.
 run() { printf '%s\n' "$*" >>"$commands"; "$@"; }
+# A marker file that exists only once complete: written to a temporary name, then renamed.
+mark() { printf '%s\n' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; }
 
 # Outer steps and kept checkpoints: the quick run trains less, with the same
 # shape of schedule.
@@ -63,27 +86,26 @@ if [[ ! -f $out/synthetic_icl.json ]]; then
   run "$bin" synthetic-icl --n 4,16,64,256,1024,4096 --out "$out/synthetic_icl.json"
 fi
 
-# ---- train and analyse each setting -------------------------------------------------
-IFS=, read -ra names <<<"$settings"
-for name in "${names[@]}"; do
-  config=configs/paper/$name.json
-  [[ -f $config ]] || { echo "reproduce: no config $config" >&2; exit 2; }
-  dir=$out/$name
+# ---- train and analyse each setting and seed -----------------------------------------
+IFS=, read -ra kept <<<"$save"
+last=${kept[-1]}
+final_ckpt=$(printf 'step_%08d' "$last")
+
+# One setting trained with one seed, and its analyses, in DIR = OUT/<setting>/seed<S>.
+setting_seed() {
+  local name=$1 config=$2 data=$3 seed=$4 dir=$5
   mkdir -p "$dir/analysis"
-  if [[ ! -f $dir/run/done ]]; then
-    resume=()
+  if [[ ! -f $dir/run/trained ]]; then
+    local resume=()
     compgen -G "$dir/run/checkpoints/step_*" >/dev/null && resume=(--resume)
-    say "training $name ($steps steps)"
+    say "training $name seed $seed ($steps steps)"
     run "$bin" train --config "$config" --run-dir "$dir/run" "${resume[@]}" \
-      --set train.steps=$steps --set train.save_steps=$save --set train.eval_every=$eval_every \
-      --set analysis.every=$analysis_every
-    touch "$dir/run/done"
+      --set train.seed="$seed" --set train.steps=$steps --set train.save_steps=$save \
+      --set train.eval_every=$eval_every --set analysis.every=$analysis_every
+    mark "$dir/run/trained" "$steps"
   fi
-  data=$("$bin" config show --config "$config" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["dir"])')
-  IFS=, read -ra kept <<<"$save"
-  last=${kept[-1]}
+  local k g label target grans
   for k in "${kept[@]}"; do
-    ckpt=$dir/run/checkpoints/$(printf 'step_%08d' "$k")
     label=step$k
     ((k == 0)) && label=untrained
     grans=(block)
@@ -91,30 +113,53 @@ for name in "${names[@]}"; do
     for g in "${grans[@]}"; do
       target=$dir/analysis/${label}_$g.json
       [[ -f $target ]] && continue
-      say "analysing $name $label ($g)"
-      run "$bin" analyze --checkpoint "$ckpt" --data "$data/val.bin" --meta "$data" \
-        --batches "$batches" --granularity "$g" --out "$target"
+      # The untrained control too is read through the logit lens (the default).
+      say "analysing $name seed $seed $label ($g)"
+      run "$bin" analyze --checkpoint "$dir/run/checkpoints/$(printf 'step_%08d' "$k")" --data "$data/val.bin" \
+        --meta "$data" --batches "$batches" --granularity "$g" --out "$target"
     done
   done
-  # The report reads the final checkpoint as step<last>; step 0 is the control.
-  # A tuned lens for the final checkpoint (trained on the training split, its
-  # last 10% held out), and the final analyses read through it.
-  final=$dir/run/checkpoints/$(printf 'step_%08d' "$last")
+  # This seed's own tuned lens for its final checkpoint (trained on the training split, its last
+  # 10% held out), and the final analyses in that lens's one coordinate system.
   if [[ ! -f $dir/lens.safetensors ]]; then
-    say "training a tuned lens for $name step $last"
-    run "$bin" lens-train --checkpoint "$final" --data "$data/train.bin" --out "$dir/lens.safetensors"
+    say "training a tuned lens for $name seed $seed step $last"
+    run "$bin" lens-train --checkpoint "$dir/run/checkpoints/$final_ckpt" --data "$data/train.bin" \
+      --out "$dir/lens.safetensors"
   fi
   for g in block sublayer; do
     target=$dir/analysis/tuned_step${last}_$g.json
     [[ -f $target ]] && continue
-    say "analysing $name step $last ($g) through the tuned lens"
-    run "$bin" analyze --checkpoint "$final" --data "$data/val.bin" --meta "$data" \
+    say "analysing $name seed $seed step $last ($g) through the tuned lens"
+    run "$bin" analyze --checkpoint "$dir/run/checkpoints/$final_ckpt" --data "$data/val.bin" --meta "$data" \
       --batches "$batches" --granularity "$g" --lens "tuned:$dir/lens.safetensors" --out "$target"
+  done
+  mark "$dir/done" "setting $name seed $seed steps $steps"
+}
+
+IFS=, read -ra names <<<"$settings"
+for name in "${names[@]}"; do
+  config=configs/paper/$name.json
+  [[ -f $config ]] || { echo "reproduce: no config $config" >&2; exit 2; }
+  resolved=$("$bin" config show --config "$config")
+  data=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["dir"])' <<<"$resolved")
+  base=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["train"]["seed"])' <<<"$resolved")
+  for ((i = 0; i < seeds; i++)); do
+    seed=$((base + i))
+    dir=$out/$name/seed$seed
+    if [[ -f $dir/done ]]; then
+      say "$name seed $seed: finished earlier, kept"
+      continue
+    fi
+    setting_seed "$name" "$config" "$data" "$seed" "$dir"
   done
 done
 
 # ---- figures and report -----------------------------------------------------------
-say "plotting and writing the report"
-MPLBACKEND=Agg /usr/bin/python3 scripts/report.py --out "$out" --settings "$settings" \
-  --title "metalm reproduction ($([[ $quick == 1 ]] && echo quick || echo full))"
-say "done: $out/report.md"
+if ((report)); then
+  say "plotting and writing the report"
+  MPLBACKEND=Agg /usr/bin/python3 scripts/report.py --out "$out" --settings "$settings" \
+    --title "metalm reproduction ($([[ $quick == 1 ]] && echo quick || echo full), $seeds seeds)"
+  say "done: $out/report.md"
+else
+  say "done: trained and analysed into $out (report: scripts/report.py --out $out)"
+fi

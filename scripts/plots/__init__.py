@@ -6,7 +6,7 @@ The CLI is scripts/plot.py; the report builder is scripts/report.py; how to read
 figure is in docs/figures.md.
 """
 from .evolution import fig_evolution
-from .identity import fig_norm_identity, growth_share, max_abs_cos_state_grad
+from .identity import fig_norm_identity, has_identity, max_abs_cos_state_grad
 from .inner import fig_alignment, fig_inner_loss, fig_position_heatmaps, fig_step_size
 from .load import (Analysis, InputError, load_analysis, load_analysis_jsonl, load_metrics,
                    load_synthetic_icl)
@@ -22,5 +22,5 @@ FIGURES = {
 }
 
 __all__ = ["Analysis", "InputError", "load_analysis", "load_analysis_jsonl", "load_metrics",
-           "load_synthetic_icl", "position0_ratio", "growth_share", "max_abs_cos_state_grad", "save", "FIGURES", *sorted(
+           "load_synthetic_icl", "position0_ratio", "has_identity", "max_abs_cos_state_grad", "save", "FIGURES", *sorted(
                n for n in dir() if n.startswith("fig_"))]

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .load import Analysis
-from .style import CHANCE_COLOR, cmap, new_figure
+from .style import cmap, new_figure
 
 STEP_LABEL = "outer training step (optimizer updates)"
 
@@ -38,7 +38,8 @@ def _series(records: List[Analysis], attr: str, key_of, value_of) -> Dict:
 
 
 def fig_evolution(records: List[Analysis]) -> Figure:
-    """F6: alignment, step size, norms and inner loss per layer versus outer step."""
+    """F6: alignment against the strongest matched control, scaled step size, norms and inner loss
+    per layer versus outer step."""
     recs = pick_records(records)
     fig, axes = new_figure(ncols=2, nrows=2, width=4.8, height=3.3,
                            title=f"F6 · inner optimization over outer training ({recs[0].granularity} steps)")
@@ -50,24 +51,21 @@ def fig_evolution(records: List[Analysis]) -> Figure:
     marker = "o" if len(recs) * n_layers <= 60 else None
 
     al = _series(recs, "steps", lambda s: (s.depth, s.label), lambda s: s.alignment.mean)
-    rt = _series(recs, "steps", lambda s: (s.depth, s.label), lambda s: s.alignment_random_target.mean)
-    chance = float(np.nanmean([r.chance_alignment for r in recs]))
-    a1.axhspan(-chance, chance, color=CHANCE_COLOR, alpha=0.25, linewidth=0)
+    rt = _series(recs, "steps", lambda s: (s.depth, s.label), lambda s: s.strongest()[1].mean)
+    a1.axhline(0, color="0.3", linewidth=0.6)
     for (d, _), (xs, ys) in sorted(al.items()):
         a1.plot(xs, ys, marker=marker, markersize=3, color=cm(dn(d)))
         rx, ry = rt[(d, _)]
         a1.plot(rx, ry, linestyle=":", color=cm(dn(d)))
     a1.set_ylabel("alignment cos(Δ, −∇ℓ) (mean)")
     a1.legend(handles=[Line2D([], [], color="0.2", marker=marker, label="true target"),
-                       Line2D([], [], color="0.2", linestyle=":", label="random-target control"),
-                       Line2D([], [], color=CHANCE_COLOR, linewidth=6, alpha=0.5,
-                              label=f"chance ±{chance:.3f}")], fontsize=7)
+                       Line2D([], [], color="0.2", linestyle=":", label="strongest matched control")], fontsize=7)
 
-    eta = _series(recs, "steps", lambda s: s.depth, lambda s: s.step_size.median)
+    eta = _series(recs, "steps", lambda s: s.depth, lambda s: s.step_size_scaled.mean)
     for d, (xs, ys) in sorted(eta.items()):
         a2.plot(xs, ys, marker=marker, markersize=3, color=cm(dn(d)))
     a2.axhline(0, color="0.3", linewidth=0.6)
-    a2.set_ylabel("step size η (median, repr. units² per nat)")
+    a2.set_ylabel("scaled step size η/‖s_k‖² (mean, per nat)")
 
     nm = _series(recs, "states", lambda s: s.depth, lambda s: s.norm.median)
     for d, (xs, ys) in sorted(nm.items()):
@@ -77,7 +75,7 @@ def fig_evolution(records: List[Analysis]) -> Figure:
         a3.set_yscale("log")
     a3.set_ylabel("state norm ‖s_k‖ (median, repr. units)")
 
-    ls = _series(recs, "states", lambda s: s.depth, lambda s: s.loss)
+    ls = _series(recs, "states", lambda s: s.depth, lambda s: s.loss.mean)
     for d, (xs, ys) in sorted(ls.items()):
         a4.plot(xs, ys, marker=marker, markersize=3, color=cm(dn(d)))
     a4.set_ylabel("inner loss ℓ (lens CE, nats)")

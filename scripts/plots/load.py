@@ -2,7 +2,8 @@
 
 Plots read only these files (docs/design.md section 7). An analysis object (`metalm analyze
 --out FILE`, one line of RUN_DIR/analysis.jsonl) must start with "format": "metalm-analysis"
-and "version": 1; any other format or version is refused with one line naming the file, so a
+and "version": 2 (matched controls, bootstrap intervals and the permutation null of
+docs/design.md 5.5-5.6); any other format or version is refused with one line naming the file, so a
 file from another tool or another schema is never half-read. Inside, the keys are exactly
 those metalm writes (docs/analysis-schema.md) and required keys are checked strictly: a
 missing key, a wrong type or unreadable JSON raises `InputError` whose one-line message
@@ -13,8 +14,8 @@ The frequency aggregates (`norm_freq_spearman`, `norm_by_frequency`, tables'
 `norm_freq_spearman` and `by_frequency`) exist only when the analysis had a dataset's
 meta.json, which the top-level `frequency_bins` records; without it they read as NaN / None
 and figures skip the panel with a note. Per state, the records keep the grouping by the
-current token (`current`). Keys metalm may add within version 1 are ignored. A statistics
-object that is present but null (not computed) reads as all NaN.
+current token (`current`). Keys metalm may add within version 2 are ignored. A statistics
+object that is present but null (not computed) reads as all NaN, its interval included.
 """
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ import numpy as np
 
 STATS_KEYS = ("mean", "std", "median", "q10", "q90")
 ANALYSIS_FORMAT = "metalm-analysis"
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
+# The controls of design.md 5.5 that each match a simpler explanation of a positive alignment;
+# "strongest_control" names one of them.
+MATCHED_CONTROLS = ("shuffled", "bigram", "belief")
+GAP_CONTROLS = ("uniform",) + MATCHED_CONTROLS + ("permuted",)
+NAN2 = (math.nan, math.nan)
+# The norm-identity means of a step (design.md 5.3, 5.5), each with "<key>_ci".
+GROWTH_KEYS = ("norm_sq_growth", "norm_sq_growth_radial", "norm_sq_growth_update", "norm_sq_growth_gradient_signed",
+               "norm_sq_growth_gradient_signed_permuted")
 
 
 class InputError(Exception):
@@ -140,17 +149,27 @@ class _Check:
         c = self.at(key)
         return np.array([c._as_num(x, i) for i, x in enumerate(v)], dtype=float)
 
-    def opt_stats(self, o: dict, key: str) -> Optional["Stats"]:
-        """A summary that files of an older metalm lack: None when absent, all NaN when null."""
-        return self.stats(o, key) if key in o else None
+    def interval(self, o: dict, key: str) -> Tuple[float, float]:
+        """A 95 % interval [lo, hi] (null entries read as NaN; a null interval as (NaN, NaN))."""
+        v = self.get(o, key)
+        if v is None:
+            return NAN2
+        if not isinstance(v, list) or len(v) != 2:
+            self.fail(key, f"expected an interval [lo, hi], got {_short(v)}")
+        c = self.at(key)
+        return c._as_num(v[0], 0), c._as_num(v[1], 1)
 
-    def stats(self, o: dict, key: str) -> "Stats":
+    def mean_ci(self, o: dict, key: str) -> "Mean":
+        """A plain mean "<key>" and its interval "<key>_ci"."""
+        return Mean(self.num(o, key), self.interval(o, f"{key}_ci"))
+
+    def stats(self, o: dict, key: str, with_ci: bool = True) -> "Stats":
         v = self.get(o, key)
         if v is None:  # present but not computed (e.g. a control switched off): all NaN
             return Stats(*(math.nan,) * len(STATS_KEYS))
         s = self.obj(v, key)
         c = self.at(key)
-        return Stats(*(c.num(s, k) for k in STATS_KEYS))
+        return Stats(*(c.num(s, k) for k in STATS_KEYS), ci=c.interval(s, "ci") if with_ci else NAN2)
 
 
 # ----------------------------------------------------------------------------- records
@@ -162,6 +181,14 @@ class Stats:
     median: float
     q10: float
     q90: float
+    ci: Tuple[float, float] = NAN2  # 95 % bootstrap interval of the mean over sequences
+
+
+@dataclass
+class Mean:
+    """A mean with its 95 % bootstrap interval over sequences (design.md 5.6)."""
+    mean: float
+    ci: Tuple[float, float] = NAN2
 
 
 @dataclass
@@ -182,31 +209,51 @@ class FreqBin:
 
 @dataclass
 class Step:
-    """One inner-optimization step s_k -> s_{k+1}."""
+    """One inner-optimization step s_k -> s_{k+1} (design.md 5.3-5.6)."""
     from_site: str
     to_site: str
     kind: str                  # "block", "attn" or "mlp"
     depth: float               # midpoint of the two sites on the block-depth axis
     layer: int
-    loss_before: float
-    loss_after: float
+    loss_before: Mean
+    loss_after: Mean
     alignment: Stats
-    alignment_random_target: Stats
+    controls: Dict[str, Stats]  # alignment against each control's gradient: uniform, shuffled, bigram, belief, permuted
+    alignment_unexplained: Stats  # cos(Δ, −g_⊥), g_⊥ the part of g not along the belief gradient
+    cos_grad_belief: Stats
+    gaps: Dict[str, Mean]      # alignment − alignment_<control>, per control of GAP_CONTROLS
+    strongest_control: Optional[str]  # the matched control with the smallest gap mean (None: none finite)
+    null_band: Tuple[float, float]    # 2.5/97.5 % of the permutation null's alignment mean
     step_size: Stats
+    step_size_scaled: Stats    # η / ‖s_k‖²
+    relative_update: Stats     # ‖Δ‖ / ‖s_k‖
+    angular_step: Stats        # angle between s_k and s_{k+1} (radians)
     norm_before: Stats
     norm_update: Stats
     norm_grad: Stats
-    first_order_decrease: float
-    actual_decrease: float
+    first_order_decrease: Mean
+    actual_decrease: Mean
     pos_alignment: np.ndarray  # [positions]
     pos_loss_before: np.ndarray  # [positions]
-    # The norm identity (design.md 5.3); NaN in files written before metalm had them.
-    cos_state_grad: Optional[Stats] = None
-    radial_update: Optional[Stats] = None
-    norm_sq_growth: float = math.nan                # mean ‖s_{k+1}‖² − ‖s_k‖²
-    norm_sq_growth_radial: float = math.nan         # mean 2<s_k, Δ>
-    norm_sq_growth_update: float = math.nan         # mean ‖Δ‖²
-    norm_sq_growth_gradient_step: float = math.nan  # mean η²‖g‖²
+    bigram_fallback: Mean      # share of positions whose bigram control fell back to the shuffled one
+    cos_state_grad: Stats
+    radial_update: Stats
+    norm_sq_growth: Mean                # mean ‖s_{k+1}‖² − ‖s_k‖²
+    norm_sq_growth_radial: Mean         # mean 2<s_k, Δ>
+    norm_sq_growth_update: Mean         # mean ‖Δ‖²
+    norm_sq_growth_gradient_signed: Mean           # mean <Δ,−g>|<Δ,−g>| / ‖g‖²
+    norm_sq_growth_gradient_signed_permuted: Mean  # the same with the permutation null's gradient
+
+    @property
+    def alignment_uniform(self) -> Stats:
+        return self.controls["uniform"]
+
+    def strongest(self) -> Tuple[Optional[str], Stats, Mean]:
+        """(name, alignment, gap) of the strongest matched control; NaN when there is none."""
+        c = self.strongest_control
+        if c is None:
+            return None, Stats(*(math.nan,) * len(STATS_KEYS)), Mean(math.nan)
+        return c, self.controls[c], self.gaps[c]
 
     @property
     def label(self) -> str:
@@ -217,13 +264,13 @@ class Step:
 class State:
     site: str
     depth: float
-    loss: float
+    loss: Mean
     norm: Stats
     norm_by_position: np.ndarray   # [positions]
     loss_by_position: np.ndarray   # [positions]
     norm_freq_spearman: float      # with the current token's training count; NaN without meta.json
     freq_bins: Optional[List[FreqBin]] = None  # by the current token; None without meta.json
-    cos_state_grad: Optional[Stats] = None  # cos(s_k, g); None for the last state and in older files
+    cos_state_grad: Optional[Stats] = None  # cos(s_k, g); all NaN for the last state
     cos_ones_grad: Optional[Stats] = None   # cos(1, g)
 
     @property
@@ -245,9 +292,12 @@ class Analysis:
     tokens: float
     granularity: str
     final_loss: float
-    chance_alignment: float
+    chance_alignment_per_token: float  # 1/√d: the spread of ONE token's cosine, not a band for means
+    lens: str
     steps: List[Step]
     states: List[State]
+    bootstrap_resamples: int = 0
+    permutations: int = 0
     tables: Dict[str, Table] = field(default_factory=dict)
     outer_step: Optional[int] = None
     n_layers: int = 0
@@ -294,7 +344,7 @@ def _short(v) -> str:
 
 
 def check_format(c: _Check, top: dict):
-    """Refuse anything but a metalm-analysis version 1 object, in one line."""
+    """Refuse anything but a metalm-analysis version 2 object, in one line."""
     fmt, ver = top.get("format"), top.get("version")
     if fmt == ANALYSIS_FORMAT and type(ver) is int and ver == ANALYSIS_VERSION:
         return
@@ -326,10 +376,29 @@ def _freq_bins(c: _Check, v, with_loss: bool) -> List[FreqBin]:
     return bins
 
 
-def opt_mean(c: _Check, o: dict, key: str) -> float:
-    """A mean that files of an older metalm lack: NaN when absent (or null)."""
-    v = c.opt_num(o, key)
-    return math.nan if v is None else v
+def _gaps(c: _Check, s: dict) -> Dict[str, Mean]:
+    """Each control's gap; metalm leaves a control out of "gaps" only when it was not computed
+    (its alignment summary is null), which reads as NaN."""
+    cg = c.at("gaps")
+    g = cg.obj(c.get(s, "gaps"), "gaps")
+    out = {}
+    for name in GAP_CONTROLS:
+        if name not in g and s.get(f"alignment_{name}", 0) is None:
+            out[name] = Mean(math.nan)
+            continue
+        cn = cg.at(name)
+        v = cn.obj(cg.get(g, name))
+        out[name] = Mean(cn.num(v, "mean"), cn.interval(v, "ci"))
+    return out
+
+
+def _strongest(c: _Check, s: dict) -> Optional[str]:
+    v = c.get(s, "strongest_control")
+    if v is None:
+        return None
+    if v not in MATCHED_CONTROLS:
+        c.fail("strongest_control", f"expected one of {', '.join(MATCHED_CONTROLS)} or null, got {_short(v)}")
+    return v
 
 
 def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
@@ -370,19 +439,22 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
             _by_token(cs, s, "by_frequency")
         steps.append(Step(
             from_site=fr, to_site=to, kind=kind, depth=(d0 + d1) / 2, layer=cs.integer(s, "layer"),
-            loss_before=cs.num(s, "loss_before"), loss_after=cs.num(s, "loss_after"),
+            loss_before=cs.mean_ci(s, "loss_before"), loss_after=cs.mean_ci(s, "loss_after"),
             alignment=cs.stats(s, "alignment"),
-            alignment_random_target=cs.stats(s, "alignment_random_target"),
-            step_size=cs.stats(s, "step_size"), norm_before=cs.stats(s, "norm_before"),
+            controls={name: cs.stats(s, f"alignment_{name}") for name in GAP_CONTROLS},
+            alignment_unexplained=cs.stats(s, "alignment_unexplained"),
+            cos_grad_belief=cs.stats(s, "cos_grad_belief"),
+            gaps=_gaps(cs, s), strongest_control=_strongest(cs, s), null_band=cs.interval(s, "null_band"),
+            step_size=cs.stats(s, "step_size"), step_size_scaled=cs.stats(s, "step_size_scaled"),
+            relative_update=cs.stats(s, "relative_update"), angular_step=cs.stats(s, "angular_step"),
+            norm_before=cs.stats(s, "norm_before"),
             norm_update=cs.stats(s, "norm_update"), norm_grad=cs.stats(s, "norm_grad"),
-            first_order_decrease=cs.num(s, "first_order_decrease"),
-            actual_decrease=cs.num(s, "actual_decrease"),
+            first_order_decrease=cs.mean_ci(s, "first_order_decrease"),
+            actual_decrease=cs.mean_ci(s, "actual_decrease"),
             pos_alignment=cp.nums(bp, "alignment"), pos_loss_before=cp.nums(bp, "loss_before"),
-            cos_state_grad=cs.opt_stats(s, "cos_state_grad"), radial_update=cs.opt_stats(s, "radial_update"),
-            norm_sq_growth=opt_mean(cs, s, "norm_sq_growth"),
-            norm_sq_growth_radial=opt_mean(cs, s, "norm_sq_growth_radial"),
-            norm_sq_growth_update=opt_mean(cs, s, "norm_sq_growth_update"),
-            norm_sq_growth_gradient_step=opt_mean(cs, s, "norm_sq_growth_gradient_step")))
+            bigram_fallback=cs.mean_ci(s, "bigram_fallback"),
+            cos_state_grad=cs.stats(s, "cos_state_grad"), radial_update=cs.stats(s, "radial_update"),
+            **{key: cs.mean_ci(s, key) for key in GROWTH_KEYS}))
 
     states = []
     for i, s in enumerate(raw_states):
@@ -396,10 +468,10 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
             cb, v = _by_token(cs, s, "norm_by_frequency")
             bins = _freq_bins(cb, v, with_loss=True)
         states.append(State(
-            site=site, depth=depth, loss=cs.num(s, "loss"), norm=cs.stats(s, "norm"),
+            site=site, depth=depth, loss=cs.mean_ci(s, "loss"), norm=cs.stats(s, "norm"),
             norm_by_position=cs.nums(s, "norm_by_position"), loss_by_position=cs.nums(s, "loss_by_position"),
             norm_freq_spearman=rho, freq_bins=bins,
-            cos_state_grad=cs.opt_stats(s, "cos_state_grad"), cos_ones_grad=cs.opt_stats(s, "cos_ones_grad")))
+            cos_state_grad=cs.stats(s, "cos_state_grad"), cos_ones_grad=cs.stats(s, "cos_ones_grad")))
 
     tables = {}
     ct = c.at("tables")
@@ -411,13 +483,16 @@ def parse_analysis(raw: Any, path: str, prefix: str = "") -> Analysis:
         if with_freq:
             rho = cn.num(t, "norm_freq_spearman")
             bins = _freq_bins(cn.at("by_frequency"), cn.get(t, "by_frequency"), with_loss=False)
-        tables[name] = Table(name, cn.stats(t, "norm"), rho, bins)
+        tables[name] = Table(name, cn.stats(t, "norm", with_ci=False), rho, bins)  # rows, not sequences
 
+    cb = c.at("bootstrap")
+    boot = cb.obj(c.get(top, "bootstrap"), "bootstrap")
     step_val = top.get("step")
     return Analysis(
         path=path, tokens=c.num(top, "tokens"), granularity=granularity,
-        final_loss=c.num(top, "final_loss"), chance_alignment=c.num(top, "chance_alignment"),
-        steps=steps, states=states, tables=tables,
+        final_loss=c.num(top, "final_loss"), chance_alignment_per_token=c.num(top, "chance_alignment_per_token"),
+        lens=c.string(top, "lens"), steps=steps, states=states,
+        bootstrap_resamples=cb.integer(boot, "resamples"), permutations=c.integer(top, "permutations"), tables=tables,
         outer_step=int(step_val) if isinstance(step_val, (int, float)) and not isinstance(step_val, bool) else None,
         n_layers=n_layers)
 
@@ -504,7 +579,8 @@ def load_synthetic_icl(path: str) -> List[IclRun]:
         for i, p in enumerate(c.lst(o, "points")):
             cp = c.at("points").at(i)
             p = cp.obj(p)
-            pts.append(IclPoint(cp.num(p, "n"), cp.stats(p, "alignment"), cp.stats(p, "step_size"),
+            pts.append(IclPoint(cp.num(p, "n"), cp.stats(p, "alignment", with_ci=False),
+                                cp.stats(p, "step_size", with_ci=False),
                                 cp.num(p, "loss_before"), cp.num(p, "loss_after")))
         if not pts:
             c.fail("points", "empty list")

@@ -17,6 +17,15 @@ KIND_MARKER = {"block": "o", "attn": "^", "mlp": "s"}
 KIND_NAME = {"block": "block", "attn": "attention sublayer", "mlp": "MLP sublayer"}
 CONTROL_COLOR = "tab:red"
 CHANCE_COLOR = "0.6"
+NULL_COLOR = "0.55"
+# The controls of design.md 5.5: colour, marker and how a legend names them.
+CONTROL_STYLE = {
+    "shuffled": ("tab:red", "v", "shuffled-target control"),
+    "bigram": ("tab:purple", "D", "bigram-target control"),
+    "belief": ("tab:brown", "P", "belief control"),
+    "uniform": ("tab:pink", "x", "uniform-target control"),
+}
+NULL_LABEL = "permutation null: 2.5–97.5 % of the mean"
 DEPTH_LABEL = "depth (blocks: 0 = embeddings, L = final state)"
 
 
@@ -89,3 +98,24 @@ def legend(ax, **kw):
 
 def band(ax, x: Sequence[float], lo: Iterable[float], hi: Iterable[float], color, label=None, alpha=0.18):
     ax.fill_between(list(x), list(lo), list(hi), color=color, alpha=alpha, linewidth=0, label=label)
+
+
+def ci_bars(ax, x: Sequence[float], cis: Iterable, color, gid: str, linewidth: float = 1.3, alpha: float = 0.8):
+    """Vertical bars from lo to hi of each 95 % interval, exactly as the JSON gives them (an
+    interval need not be symmetric about its mean); gid names them so tests can find them."""
+    cis = list(cis)
+    coll = ax.vlines(list(x), [c[0] for c in cis], [c[1] for c in cis], colors=color, linewidth=linewidth,
+                     alpha=alpha)
+    coll.set_gid(gid)
+    return coll
+
+
+def null_band(ax, x: Sequence[float], bands: Iterable, width: float = 0.3, label: str = NULL_LABEL):
+    """One grey box per step from the permutation null's 2.5 % to its 97.5 % quantile of the mean
+    alignment (design.md 5.6): where the mean would fall if updates and gradients were paired at random."""
+    bands = list(bands)
+    bars = ax.bar(list(x), [hi - lo for lo, hi in bands], width=width, bottom=[lo for lo, _ in bands],
+                  color=NULL_COLOR, alpha=0.35, linewidth=0, label=label, zorder=0)
+    for r in bars:
+        r.set_gid("null_band")
+    return bars

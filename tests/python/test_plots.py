@@ -1,4 +1,5 @@
-"""Figures F1-F8 and the training curve: labelled axes, valid small PNGs, strict input checks.
+"""Figures F1-F9 and the training curve: labelled axes, valid small PNGs, strict input checks;
+the intervals, controls and null band drawn are exactly the analysis JSON's (version 2).
 
 Run: MPLBACKEND=Agg /usr/bin/python3 tests/python/test_plots.py   (cwd = repo root)
 """
@@ -56,21 +57,55 @@ def has_legend(fig) -> bool:
     return any(ax.get_legend() is not None for ax in fig.axes)
 
 
+def by_gid(ax, gid: str):
+    """The one artist of a panel drawn under this gid (ci bars: "ci:<what>")."""
+    found = [c for c in ax.collections if c.get_gid() == gid]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} artists with gid {gid!r} in panel '{ax.get_title()}'")
+    return found[0]
+
+
+def bars_of(ax, gid: str):
+    """[(x, lo, hi)] of the vertical interval bars drawn under gid."""
+    return [(seg[0][0], seg[0][1], seg[1][1]) for seg in by_gid(ax, gid).get_segments()]
+
+
+def null_boxes(ax):
+    """[(x centre, lo, hi)] of the null-band boxes of a panel."""
+    return [(r.get_x() + r.get_width() / 2, r.get_y(), r.get_y() + r.get_height())
+            for r in ax.patches if r.get_gid() == "null_band"]
+
+
+def line(ax, label: str):
+    found = [l for l in ax.get_lines() if l.get_label() == label]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} lines labelled {label!r}: {[l.get_label() for l in ax.get_lines()]}")
+    return found[0]
+
+
 class Fixture:
     def __init__(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="metalm_plots_")
-        self.out = fx.write_layout(self.tmp.name, ckpt_steps=(50, 100))
-        a = os.path.join(self.out, "tiny", "analysis")
+        self.out = fx.write_layout(self.tmp.name, ckpt_steps=(50, 100), tuned=True)
+        root = os.path.join(self.out, "tiny", "seed1337")
+        a = os.path.join(root, "analysis")
         self.paths = {
             "block": os.path.join(a, "step100_block.json"), "block50": os.path.join(a, "step50_block.json"),
             "sublayer": os.path.join(a, "step100_sublayer.json"), "untrained": os.path.join(a, "untrained_block.json"),
-            "jsonl": os.path.join(self.out, "tiny", "run", "analysis.jsonl"),
-            "metrics": os.path.join(self.out, "tiny", "run", "metrics.jsonl"),
+            "tuned": os.path.join(a, "tuned_step100_block.json"),
+            "jsonl": os.path.join(root, "run", "analysis.jsonl"),
+            "metrics": os.path.join(root, "run", "metrics.jsonl"),
             "icl": os.path.join(self.out, "synthetic_icl.json")}
+        # The strongest matched control differs between the steps of this file (bigram, shuffled, belief).
+        raw = fx.make_analysis(3, "block", trained=1.0, seed=5, step=100, from_cli=True)
+        fx.set_gap(raw["steps"][1], "shuffled", 0.03, 0.01, 0.06)
+        fx.set_gap(raw["steps"][2], "belief", -0.02, -0.05, 0.004)
+        fx.write_json(self.paths["block"], raw)
         self.block = plots.load_analysis(self.paths["block"])
         self.block50 = plots.load_analysis(self.paths["block50"])
         self.sublayer = plots.load_analysis(self.paths["sublayer"])
         self.untrained = plots.load_analysis(self.paths["untrained"])
+        self.tuned = plots.load_analysis(self.paths["tuned"])
 
 
 class FigureFunctions(unittest.TestCase):
@@ -94,42 +129,91 @@ class FigureFunctions(unittest.TestCase):
         lines = fig.axes[0].get_lines()
         self.assertEqual(len(lines), 3)
         self.assertEqual(lines[0].get_linestyle(), "--")
-        self.assertEqual(list(lines[2].get_ydata()), [s.loss for s in f.block.states])
+        self.assertEqual(list(lines[2].get_ydata()), [s.loss.mean for s in f.block.states])
 
-    def test_f2_alignment_shows_controls_and_chance_band(self):
+    def test_f1_draws_the_tuned_lens_in_one_coordinate_system(self):
+        f = self.fx
+        fig = plots.fig_inner_loss([("step 100", f.block)], None, f.tuned)
+        self.check(fig)
+        tuned = line(fig.axes[0], "final, tuned lens (one coordinate system)")
+        self.assertEqual(list(tuned.get_ydata()), [s.loss.mean for s in f.tuned.states])
+
+    def test_f2_null_band_is_the_permutation_null_not_the_per_token_chance(self):
         f = self.fx
         fig = plots.fig_alignment(f.block, f.sublayer, f.untrained)
         self.check(fig)
-        labels = fig.axes[0].get_legend_handles_labels()[1]
-        self.assertTrue(any("random-target" in l for l in labels))
-        self.assertTrue(any("chance" in l for l in labels))
-        self.assertTrue(any("untrained" in l for l in labels))
-        sub_labels = fig.axes[1].get_legend_handles_labels()[1]
-        self.assertTrue(any("attention" in l for l in sub_labels) and any("MLP" in l for l in sub_labels))
+        a1, _, a3 = fig.axes
+        for ax, steps in ((a1, f.block.steps), (a3, f.sublayer.steps)):
+            boxes = null_boxes(ax)
+            self.assertEqual(len(boxes), len(steps))
+            for (x, lo, hi), s in zip(boxes, steps):
+                self.assertAlmostEqual(x, s.depth)
+                self.assertAlmostEqual(lo, s.null_band[0], places=12)
+                self.assertAlmostEqual(hi, s.null_band[1], places=12)
+        labels = [l for ax in fig.axes for l in ax.get_legend_handles_labels()[1]]
+        self.assertIn("permutation null: 2.5–97.5 % of the mean", labels)
+        self.assertFalse(any("chance" in l for l in labels), labels)
+        chance = f.block.chance_alignment_per_token
+        self.assertFalse(any(abs(b - chance) < 1e-12 for ax in fig.axes for (_, lo, hi) in null_boxes(ax)
+                             for b in (lo, hi)))
 
-    def test_f1_and_f2_draw_the_tuned_lens_beside_the_logit_lens(self):
+    def test_f2_interval_bars_are_the_bootstrap_intervals(self):
         f = self.fx
-        tuned = f.block50  # any analysis of the same model shape stands in for a tuned-lens one
-        fig = plots.fig_inner_loss([("step 100", f.block)], None, tuned)
+        fig = plots.fig_alignment(f.block, f.sublayer, f.untrained)
+        a1, a2, a3 = fig.axes
+        steps = f.block.steps
+        # The fixture's intervals are asymmetric about the mean, so bars of ± a spread would not match.
+        self.assertNotAlmostEqual(steps[0].alignment.mean - steps[0].alignment.ci[0],
+                                  steps[0].alignment.ci[1] - steps[0].alignment.mean)
+        self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a1, "ci:alignment")], [s.alignment.ci for s in steps])
+        self.assertEqual(list(line(a1, "true target").get_ydata()), [s.alignment.mean for s in steps])
+        for c in ("shuffled", "bigram", "belief", "uniform"):
+            with self.subTest(control=c):
+                self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a1, f"ci:alignment_{c}")],
+                                 [s.controls[c].ci for s in steps])
+                self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a2, f"ci:gap_{c}")], [s.gaps[c].ci for s in steps])
+        self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a1, "ci:untrained")],
+                         [s.alignment.ci for s in f.untrained.steps])
+        self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a3, "ci:mlp")],
+                         [s.alignment.ci for s in f.sublayer.steps_of("mlp")])
+
+    def test_f2_gap_panel_follows_the_strongest_matched_control_of_each_step(self):
+        f = self.fx
+        self.assertEqual([s.strongest_control for s in f.block.steps], ["bigram", "shuffled", "belief"])
+        a2 = plots.fig_alignment(f.block).axes[1]
+        self.assertEqual(list(line(a2, "over the strongest matched control").get_ydata()), [0.085, 0.03, -0.02])
+        self.assertIn("CI above 0", a2.get_title())
+
+    def test_f2_tuned_lens_shows_its_alignment_and_its_gap_with_intervals(self):
+        f = self.fx
+        fig = plots.fig_alignment(f.block, f.sublayer, f.untrained, f.tuned)
         self.check(fig)
-        lines = fig.axes[0].get_lines()
-        self.assertEqual(len(lines), 2)
-        self.assertEqual(list(lines[1].get_ydata()), [s.loss for s in tuned.states])
-        self.assertIn("tuned lens", lines[1].get_label())
-        fig = plots.fig_alignment(f.block, f.sublayer, f.untrained, tuned)
-        self.check(fig)
-        by_label = {l.get_label(): l for l in fig.axes[0].get_lines()}
-        self.assertEqual(list(by_label["tuned lens: true target"].get_ydata()),
-                         [s.alignment.mean for s in tuned.steps_of("block") or tuned.steps])
-        self.assertIn("tuned lens: random-target control", by_label)
+        a1, a2, _ = fig.axes
+        self.assertEqual(list(line(a1, "tuned lens (one coordinate system): true target").get_ydata()),
+                         [s.alignment.mean for s in f.tuned.steps])
+        self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a1, "ci:tuned")], [s.alignment.ci for s in f.tuned.steps])
+        self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a2, "ci:gap_tuned")],
+                         [s.gaps[s.strongest_control].ci for s in f.tuned.steps])
 
     def test_f2_without_sublayer_skips_the_panel_with_a_note(self):
         fig = plots.fig_alignment(self.fx.block)
         self.check(fig)
         self.assertTrue(any("panel skipped" in t for t in texts(fig)))
 
-    def test_f3_step_size(self):
-        self.check(plots.fig_step_size(self.fx.block, self.fx.sublayer))
+    def test_f3_uses_the_scale_free_step_sizes_with_their_intervals(self):
+        f = self.fx
+        fig = plots.fig_step_size(f.block, f.sublayer)
+        self.check(fig)
+        for ax, key in zip(fig.axes, ("step_size_scaled", "relative_update", "angular_step")):
+            with self.subTest(statistic=key):
+                self.assertEqual(list(line(ax, "block").get_ydata()), [getattr(s, key).mean for s in f.block.steps])
+                self.assertEqual([(lo, hi) for _, lo, hi in bars_of(ax, f"ci:{key}")],
+                                 [getattr(s, key).ci for s in f.block.steps])
+                self.assertEqual([(lo, hi) for _, lo, hi in bars_of(ax, f"ci:{key}_attn")],
+                                 [getattr(s, key).ci for s in f.sublayer.steps_of("attn")])
+        self.assertIn("η / ‖s_k‖²", fig.axes[0].get_ylabel())
+        self.assertEqual([(lo, hi) for _, lo, hi in bars_of(fig.axes[3], "ci:actual_decrease")],
+                         [s.actual_decrease.ci for s in f.block.steps])
 
     def test_f4_norms_marks_position_zero(self):
         fig = plots.fig_norms(self.fx.block, self.fx.sublayer)
@@ -149,31 +233,40 @@ class FigureFunctions(unittest.TestCase):
         assert_labelled(self, fig)
         self.assertTrue(any("panel skipped" in t for t in texts(fig)))
 
-    def test_f6_evolution_has_one_line_per_layer(self):
+    def test_f6_evolution_has_one_line_per_layer_and_its_strongest_control(self):
         recs = plots.load_analysis_jsonl(self.fx.paths["jsonl"])
         fig = plots.fig_evolution(recs)
         self.check(fig)
-        # 3 block steps x (true target + random target)
-        self.assertEqual(len(fig.axes[0].get_lines()), 6)
-        self.assertEqual(list(fig.axes[0].get_lines()[0].get_xdata()), [0, 50, 100])
+        # 3 block steps x (true target + strongest matched control), and the zero line
+        lines = [l for l in fig.axes[0].get_lines() if len(l.get_xdata()) == 3]
+        self.assertEqual(len(lines), 6)
+        self.assertEqual(list(lines[0].get_xdata()), [0, 50, 100])
+        self.assertEqual(list(lines[1].get_ydata()), [r.steps[0].strongest()[1].mean for r in recs])
+        self.assertEqual(list(fig.axes[1].get_lines()[0].get_ydata()),
+                         [r.steps[0].step_size_scaled.mean for r in recs])
 
     def test_f7_position_heatmaps(self):
         self.check(plots.fig_position_heatmaps(self.fx.sublayer), legend=False)
 
-    def test_f9_norm_identity_shows_the_parts_and_the_share(self):
-        fig = plots.fig_norm_identity(self.fx.block, self.fx.untrained)
+    def test_f9_signed_growth_against_its_null_and_no_share_explained(self):
+        f = self.fx
+        fig = plots.fig_norm_identity(f.block, f.untrained)
         self.check(fig)
-        a1 = fig.axes[0]
-        self.assertEqual(len(a1.lines), 5)  # four parts and the zero line
-        measured = a1.lines[0].get_ydata()
-        radial, update = a1.lines[1].get_ydata(), a1.lines[2].get_ydata()
-        for m, r, u in zip(measured, radial, update):
+        a1, a2, a3, a4 = fig.axes
+        parts = [l for l in a1.lines if len(l.get_xdata()) == len(f.block.steps)]
+        self.assertEqual(len(parts), 3)  # measured, radial, update
+        for m, r, u in zip(*(p.get_ydata() for p in parts)):
             self.assertAlmostEqual(m, r + u, places=9)  # the fixture obeys the identity
-        share = plots.growth_share(self.fx.block)
-        self.assertIn(f"{share:.1%}", a1.get_title())
-        self.assertEqual(share, sum(s.norm_sq_growth_gradient_step for s in self.fx.block.steps)
-                         / sum(s.norm_sq_growth for s in self.fx.block.steps))
-        self.assertEqual(fig.axes[2].get_yscale(), "log")
+        for who, a in (("trained", f.block), ("untrained", f.untrained)):
+            for key in ("norm_sq_growth_gradient_signed", "norm_sq_growth_gradient_signed_permuted"):
+                with self.subTest(who=who, key=key):
+                    self.assertEqual([(lo, hi) for _, lo, hi in bars_of(a3, f"ci:{who}_{key}")],
+                                     [getattr(s, key).ci for s in a.steps])
+        titles = " ".join(ax.get_title() for ax in fig.axes)
+        self.assertNotIn("explain", titles)
+        self.assertNotIn("%", titles)
+        self.assertIn("sanity check", a4.get_title())
+        self.assertEqual(a4.get_yscale(), "log")
 
     def test_f9_without_untrained_skips_the_panel(self):
         fig = plots.fig_norm_identity(self.fx.block)
@@ -210,27 +303,64 @@ class Validation(unittest.TestCase):
         a = parse_analysis(raw, "f.json")
         self.assertTrue(math.isnan(a.steps[0].alignment.std))
 
-    def test_norm_identity_fields_are_read_and_optional(self):
+    def test_version_2_fields_are_read_where_metalm_puts_them(self):
         raw = fx.make_analysis()
+        fx.set_gap(raw["steps"][1], "belief", 0.001, -0.01, 0.02)
         a = parse_analysis(raw, "f.json")
         st, rs = a.steps[1], raw["steps"][1]
-        self.assertEqual(st.cos_state_grad.mean, rs["cos_state_grad"]["mean"])
-        self.assertEqual(st.radial_update.q90, rs["radial_update"]["q90"])
-        for key in ("norm_sq_growth", "norm_sq_growth_radial", "norm_sq_growth_update",
-                    "norm_sq_growth_gradient_step"):
-            self.assertEqual(getattr(st, key), rs[key], key)
-        self.assertEqual(a.states[0].cos_ones_grad.median, raw["states"][0]["cos_ones_grad"]["median"])
+        self.assertEqual(st.alignment.ci, tuple(rs["alignment"]["ci"]))
+        for c in ("uniform", "shuffled", "bigram", "belief", "permuted"):
+            self.assertEqual(st.controls[c].mean, rs[f"alignment_{c}"]["mean"], c)
+            self.assertEqual(st.gaps[c].ci, tuple(rs["gaps"][c]["ci"]), c)
+        self.assertEqual(st.strongest_control, "belief")
+        self.assertEqual(st.strongest(), ("belief", st.controls["belief"], st.gaps["belief"]))
+        self.assertEqual(st.null_band, tuple(rs["null_band"]))
+        for key in ("step_size_scaled", "angular_step", "relative_update", "alignment_unexplained", "cos_grad_belief"):
+            self.assertEqual(getattr(st, key).ci, tuple(rs[key]["ci"]), key)
+        for key in ("norm_sq_growth", "norm_sq_growth_gradient_signed", "norm_sq_growth_gradient_signed_permuted",
+                    "actual_decrease", "loss_before", "bigram_fallback"):
+            self.assertEqual((getattr(st, key).mean, getattr(st, key).ci), (rs[key], tuple(rs[f"{key}_ci"])), key)
+        self.assertEqual((a.states[2].loss.mean, a.states[2].loss.ci),
+                         (raw["states"][2]["loss"], tuple(raw["states"][2]["loss_ci"])))
+        self.assertEqual(a.chance_alignment_per_token, raw["chance_alignment_per_token"])
+        self.assertEqual((a.bootstrap_resamples, a.permutations), (1000, 100))
         self.assertTrue(math.isnan(a.states[-1].cos_state_grad.mean))  # null for the last state
-        # A version-1 file of an older metalm has none of them: they read as missing, not as an error.
-        for s in raw["steps"]:
-            for key in [k for k in s if k.startswith(("cos_", "radial_", "norm_sq_"))]:
-                del s[key]
-        for s in raw["states"]:
-            del s["cos_state_grad"], s["cos_ones_grad"]
-        old = parse_analysis(raw, "f.json")
-        self.assertIsNone(old.steps[0].cos_state_grad)
-        self.assertIsNone(old.states[0].cos_ones_grad)
-        self.assertTrue(math.isnan(old.steps[0].norm_sq_growth))
+
+    def test_missing_or_malformed_interval_names_its_path(self):
+        cases = {"summary ci": (lambda r: r["steps"][1]["alignment"].pop("ci"), r"steps\[1\]\.alignment\.ci: missing key"),
+                 "mean ci": (lambda r: r["steps"][0].pop("actual_decrease_ci"), r"steps\[0\]\.actual_decrease_ci: missing key"),
+                 "gap": (lambda r: r["steps"][2]["gaps"].pop("bigram"), r"steps\[2\]\.gaps\.bigram: missing key"),
+                 "null band": (lambda r: r["steps"][0].update(null_band=[0.1]),
+                               r"steps\[0\]\.null_band: expected an interval \[lo, hi\], got list"),
+                 "strongest": (lambda r: r["steps"][0].update(strongest_control="uniform"),
+                               r"steps\[0\]\.strongest_control: expected one of shuffled, bigram, belief or null"),
+                 "state loss ci": (lambda r: r["states"][1].pop("loss_ci"), r"states\[1\]\.loss_ci: missing key"),
+                 "renamed chance": (lambda r: r.update(chance_alignment=r.pop("chance_alignment_per_token")),
+                                    r"chance_alignment_per_token: missing key")}
+        for name, (damage, pattern) in cases.items():
+            with self.subTest(case=name):
+                raw = fx.make_analysis()
+                damage(raw)
+                with self.assertRaisesRegex(InputError, pattern):
+                    parse_analysis(raw, "f.json")
+
+    def test_null_controls_read_as_nan_and_no_strongest_control(self):
+        raw = fx.make_analysis()
+        st = raw["steps"][0]
+        st["alignment_belief"] = None
+        st["gaps"]["belief"] = {"mean": None, "ci": [None, None]}
+        st["strongest_control"] = None
+        st["null_band"] = None
+        a = parse_analysis(raw, "f.json").steps[0]
+        self.assertTrue(math.isnan(a.controls["belief"].mean) and math.isnan(a.controls["belief"].ci[0]))
+        self.assertTrue(math.isnan(a.gaps["belief"].mean) and math.isnan(a.gaps["belief"].ci[1]))
+        name, _, gap = a.strongest()
+        self.assertIsNone(name)
+        self.assertTrue(math.isnan(gap.mean) and math.isnan(gap.ci[0]))
+        self.assertTrue(all(math.isnan(v) for v in a.null_band))
+        # metalm may leave an uncomputed control out of "gaps": that reads as NaN too
+        del st["gaps"]["belief"]
+        self.assertTrue(math.isnan(parse_analysis(raw, "f.json").steps[0].gaps["belief"].mean))
 
     def test_frequency_data_is_read_by_the_current_token(self):
         raw = fx.make_analysis()
@@ -258,7 +388,8 @@ class Validation(unittest.TestCase):
 
     def test_other_formats_and_versions_are_refused_in_one_line(self):
         cases = {"no format": ("format", None), "another format": ("format", "metalm-checkpoint"),
-                 "version 2": ("version", 2), "version as text": ("version", "1"), "version true": ("version", True)}
+                 "version 1": ("version", 1), "version 3": ("version", 3), "version as text": ("version", "2"),
+                 "version true": ("version", True)}
         for name, (key, value) in cases.items():
             with self.subTest(case=name):
                 raw = fx.make_analysis()
@@ -269,20 +400,21 @@ class Validation(unittest.TestCase):
                 with self.assertRaises(InputError) as cm:
                     parse_analysis(raw, "old.json")
                 msg = str(cm.exception)
-                self.assertTrue(msg.startswith('old.json: not a "metalm-analysis" version 1 analysis ('), msg)
+                self.assertTrue(msg.startswith('old.json: not a "metalm-analysis" version 2 analysis ('), msg)
                 self.assertIn("metalm analyze", msg)
                 self.assertNotIn("\n", msg)
-        with self.assertRaisesRegex(InputError, r'^a\.jsonl: line 3: not a "metalm-analysis" version 1 analysis '
-                                                r'\("format": "metalm-analysis", "version": 2\)'):
+        with self.assertRaisesRegex(InputError, r'^a\.jsonl: line 3: not a "metalm-analysis" version 2 analysis '
+                                                r'\("format": "metalm-analysis", "version": 1\)'):
             raw = fx.make_analysis(step=5)
-            raw["version"] = 2
+            raw["version"] = 1
             parse_analysis(raw, "a.jsonl", "line 3")
 
     def test_null_statistics_object_reads_as_nan(self):
         raw = fx.make_analysis()
-        raw["steps"][0]["alignment_random_target"] = None
+        raw["steps"][0]["alignment_uniform"] = None
         a = parse_analysis(raw, "f.json")
-        self.assertTrue(math.isnan(a.steps[0].alignment_random_target.mean))
+        self.assertTrue(math.isnan(a.steps[0].alignment_uniform.mean))
+        self.assertTrue(all(math.isnan(v) for v in a.steps[0].alignment_uniform.ci))
 
     def test_malformed_frequency_bin_names_its_path(self):
         raw = fx.make_analysis()
@@ -347,7 +479,8 @@ class PlotCli(unittest.TestCase):
         p = self.fx.paths
         cases = {
             "f1": ["f1", f"early={p['block50']}", p["block"], "--untrained", p["untrained"]],
-            "f2": ["f2", "--block", p["block"], "--sublayer", p["sublayer"], "--untrained", p["untrained"]],
+            "f2": ["f2", "--block", p["block"], "--sublayer", p["sublayer"], "--untrained", p["untrained"],
+                   "--tuned", p["tuned"]],
             "f3": ["f3", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f4": ["f4", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f5": ["f5", p["block"]], "f6": ["f6", p["jsonl"]], "f7": ["f7", p["sublayer"]],
@@ -362,6 +495,8 @@ class PlotCli(unittest.TestCase):
     def test_cli_writes_a_valid_png(self):
         p = self.fx.paths
         for name, args in {"f1": ["f1", f"early={p['block50']}", p["block"], "--untrained", p["untrained"]],
+                           "f2": ["f2", "--block", p["block"], "--sublayer", p["sublayer"], "--untrained",
+                                  p["untrained"], "--tuned", p["tuned"]],
                            "f7": ["f7", p["sublayer"]]}.items():
             with self.subTest(figure=name):
                 out = os.path.join(self.fx.out, "png", f"{name}.png")
@@ -392,8 +527,9 @@ class RealOutput(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp, cls.out = fx.real_layout_or_skip("metalm_real_")
-        cls.adir = os.path.join(cls.out, "tiny", "analysis")
-        cls.jsonl = os.path.join(cls.out, "tiny", "run", "analysis.jsonl")
+        cls.root = os.path.join(cls.out, "tiny", "seed1337")
+        cls.adir = os.path.join(cls.root, "analysis")
+        cls.jsonl = os.path.join(cls.root, "run", "analysis.jsonl")
 
     @classmethod
     def tearDownClass(cls):
@@ -416,28 +552,34 @@ class RealOutput(unittest.TestCase):
             with self.subTest(granularity=g):
                 self.assert_same_keys(self.read(f"step4_{g}.json"),
                                       fx.make_analysis(n_layers=2, granularity=g, step=4, from_cli=True))
+        self.assert_same_keys(self.read("tuned_step4_block.json"),
+                              fx.make_analysis(n_layers=2, step=4, from_cli=True, lens="tuned:x"))
         with open(self.jsonl) as f:
             lines = [json.loads(line) for line in f]
         self.assertEqual([line["step"] for line in lines], [0, 2, 4])
         self.assert_same_keys(lines[0], fx.make_analysis(n_layers=2, step=2))
 
-    def test_metalm_writes_format_and_version(self):
-        for name in ("untrained_block.json", "step2_block.json", "step4_sublayer.json"):
+    def test_metalm_writes_format_version_and_lens(self):
+        for name, lens in (("untrained_block.json", "logit"), ("step2_block.json", "logit"),
+                           ("step4_sublayer.json", "logit"), ("tuned_step4_block.json", "tuned:")):
             j = self.read(name)
-            self.assertEqual((j["format"], j["version"]), ("metalm-analysis", 1), name)
+            self.assertEqual((j["format"], j["version"]), ("metalm-analysis", 2), name)
+            self.assertTrue(j["lens"].startswith(lens), name)
 
     def test_every_figure_draws_from_real_output(self):
         p = {g: os.path.join(self.adir, f"step4_{g}.json") for g in ("block", "sublayer")}
         untrained = os.path.join(self.adir, "untrained_block.json")
+        tuned = os.path.join(self.adir, "tuned_step4_block.json")
         cases = {
-            "f1": ["f1", os.path.join(self.adir, "step2_block.json"), p["block"], "--untrained", untrained],
-            "f2": ["f2", "--block", p["block"], "--sublayer", p["sublayer"], "--untrained", untrained],
+            "f1": ["f1", os.path.join(self.adir, "step2_block.json"), p["block"], "--untrained", untrained,
+                   "--tuned", tuned],
+            "f2": ["f2", "--block", p["block"], "--sublayer", p["sublayer"], "--untrained", untrained, "--tuned", tuned],
             "f3": ["f3", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f4": ["f4", "--block", p["block"], "--sublayer", p["sublayer"]],
             "f5": ["f5", p["block"]], "f6": ["f6", self.jsonl], "f7": ["f7", p["sublayer"]],
             "f8": ["f8", os.path.join(self.out, "synthetic_icl.json")],
             "f9": ["f9", p["sublayer"], "--untrained", untrained],
-            "train": ["train", os.path.join(self.out, "tiny", "run", "metrics.jsonl")]}
+            "train": ["train", os.path.join(self.root, "run", "metrics.jsonl")]}
         self.assertEqual(set(cases), set(plots.FIGURES))
         for name, args in cases.items():
             with self.subTest(figure=name):
@@ -454,8 +596,12 @@ class RealOutput(unittest.TestCase):
         self.assertEqual(a.states[1].norm_freq_spearman, raw["states"][1]["norm_freq_spearman"]["current"])
         self.assertEqual(len(a.states[1].freq_bins), raw["frequency_bins"]["bins"])
         self.assertEqual(len(a.steps[0].pos_alignment), raw["seq_len"])
-        self.assertEqual(a.steps[1].norm_sq_growth, raw["steps"][1]["norm_sq_growth"])
-        self.assertEqual(a.steps[1].cos_state_grad.mean, raw["steps"][1]["cos_state_grad"]["mean"])
+        st, rs = a.steps[1], raw["steps"][1]
+        self.assertEqual(st.norm_sq_growth.mean, rs["norm_sq_growth"])
+        self.assertEqual(list(st.null_band), rs["null_band"])
+        self.assertEqual(st.strongest_control, rs["strongest_control"])
+        self.assertEqual(list(st.gaps["shuffled"].ci), rs["gaps"]["shuffled"]["ci"])
+        self.assertEqual(list(st.alignment.ci), rs["alignment"]["ci"])
         self.assertEqual(a.states[0].cos_ones_grad.mean, raw["states"][0]["cos_ones_grad"]["mean"])
 
 
