@@ -19,25 +19,29 @@ torch::Tensor BlockImpl::resid_dropout(const torch::Tensor& x) {
   return x;
 }
 
+torch::Tensor BlockImpl::forward_attn(const torch::Tensor& x, const AttentionContext& ctx, LayerKVCache* cache,
+                                      torch::Tensor* pattern, torch::Tensor* attn_out) {
+  if (post_ln_) return ln_1(x + resid_dropout(attn(x, ctx, cache, pattern)));
+  torch::Tensor out = resid_dropout(attn(ln_1(x), ctx, cache, pattern));
+  if (attn_out != nullptr) *attn_out = out;
+  return x + out;
+}
+
+torch::Tensor BlockImpl::forward_mlp(const torch::Tensor& mid, torch::Tensor* mlp_out) {
+  if (!mlp) return mid;
+  if (post_ln_) return ln_2(mid + resid_dropout(mlp(mid)));
+  torch::Tensor out = resid_dropout(mlp(ln_2(mid)));
+  if (mlp_out != nullptr) *mlp_out = out;
+  return mid + out;
+}
+
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionContext& ctx, const TraceWriter* writer,
                                  int64_t layer, LayerKVCache* cache) {
   torch::Tensor pattern;
   torch::Tensor* pattern_out = (writer != nullptr && writer->wants(Site::AttnPattern)) ? &pattern : nullptr;
-  torch::Tensor attn_out, mid, mlp_out, post;
-
-  if (!post_ln_) {
-    attn_out = resid_dropout(attn(ln_1(x), ctx, cache, pattern_out));
-    mid = x + attn_out;
-    if (mlp) {
-      mlp_out = resid_dropout(mlp(ln_2(mid)));
-      post = mid + mlp_out;
-    } else {
-      post = mid;
-    }
-  } else {
-    mid = ln_1(x + resid_dropout(attn(x, ctx, cache, pattern_out)));
-    post = mlp ? ln_2(mid + resid_dropout(mlp(mid))) : mid;
-  }
+  torch::Tensor attn_out, mlp_out;
+  const torch::Tensor mid = forward_attn(x, ctx, cache, pattern_out, &attn_out);
+  const torch::Tensor post = forward_mlp(mid, &mlp_out);
 
   if (writer != nullptr) {
     writer->put(Site::ResidPre, layer, x);

@@ -134,19 +134,42 @@ torch::Tensor CausalTransformerImpl::run(const torch::Tensor& tokens, const Trac
   }
   if (cfg_.embd_dropout > 0.0 && is_training()) x = at::dropout(x, cfg_.embd_dropout, /*train=*/true);
 
-  AttentionContext ctx;
-  ctx.causal_mask = &causal_mask(tokens.device());
-  ctx.causal_bias = &causal_bias(tokens.device(), x.scalar_type());
-  if (cfg_.position == PositionKind::Rope) {
-    ctx.rope_cos = &rope_cos_;
-    ctx.rope_sin = &rope_sin_;
-  }
-  ctx.offset = offset;
+  const AttentionContext ctx = attention_context(x, offset);
   for (int64_t l = 0; l < cfg_.n_layer; ++l)
     x = block_list_[l]->forward(x, ctx, writer, l, cache != nullptr ? &cache->layers[l] : nullptr);
   if (cache != nullptr) cache->length += T;
 
   if (writer != nullptr) writer->put(Site::Final, -1, x);
+  return unembed(final_norm(x));  // [B, T, V]
+}
+
+AttentionContext CausalTransformerImpl::attention_context(const torch::Tensor& x, int64_t offset) {
+  AttentionContext ctx;
+  ctx.causal_mask = &causal_mask(x.device());
+  ctx.causal_bias = &causal_bias(x.device(), x.scalar_type());
+  if (cfg_.position == PositionKind::Rope) {
+    ctx.rope_cos = &rope_cos_;
+    ctx.rope_sin = &rope_sin_;
+  }
+  ctx.offset = offset;
+  return ctx;
+}
+
+torch::Tensor CausalTransformerImpl::forward_from(const torch::Tensor& state, int64_t j, Granularity granularity) {
+  const bool sublayer = granularity == Granularity::Sublayer;
+  const int64_t K = sublayer ? 2 * cfg_.n_layer : cfg_.n_layer;
+  if (state.dim() != 3 || state.size(2) != cfg_.d_model || state.size(1) > cfg_.context)
+    throw ShapeError("CausalTransformer::forward_from: expected a state [B, T <= " + std::to_string(cfg_.context) +
+                     ", " + std::to_string(cfg_.d_model) + "], got " + std::to_string(state.dim()) + " dims");
+  if (j < 0 || j > K)
+    throw ShapeError("CausalTransformer::forward_from: state " + std::to_string(j) + " is outside the trajectory's 0 … " +
+                     std::to_string(K));
+  const AttentionContext ctx = attention_context(state, 0);
+  torch::Tensor x = state;
+  // s_j is resid_pre of block `first`, or (an odd sublayer state) its resid_mid.
+  int64_t first = sublayer ? j / 2 : j;
+  if (sublayer && j % 2 == 1) x = block_list_[first++]->forward_mlp(x);
+  for (int64_t l = first; l < cfg_.n_layer; ++l) x = block_list_[l]->forward(x, ctx);
   return unembed(final_norm(x));  // [B, T, V]
 }
 

@@ -217,6 +217,51 @@ TEST(CausalTransformer, Gpt2InitialisationScalesResidualProjections) {
   EXPECT_NEAR(params["lm_head.weight"].std().item<double>(), 0.02, 0.001);
 }
 
+TEST(CausalTransformer, ForwardFromAnUneditedStateReproducesTheLogits) {
+  for (const auto& [name, cfg] : config_grid()) {
+    torch::manual_seed(1);
+    CausalTransformer model(cfg);
+    model->eval();
+    const torch::Tensor tokens = random_tokens(cfg.vocab_size, 2, 9, 4);
+    Trace trace;
+    const torch::Tensor logits = model->forward(tokens, CaptureRequest::residual_stream(), trace);
+    for (Granularity g : {Granularity::Block, Granularity::Sublayer}) {
+      const std::vector<torch::Tensor> states = trace.trajectory(g);
+      for (size_t j = 0; j < states.size(); ++j)
+        EXPECT_TRUE(torch::equal(model->forward_from(states[j], static_cast<int64_t>(j), g), logits))
+            << name << " " << to_string(g) << " state " << j;
+    }
+  }
+}
+
+TEST(CausalTransformer, ForwardFromAnEditedStateChangesOnlyLaterPositions) {
+  for (const auto& [name, cfg] : config_grid()) {
+    torch::manual_seed(1);
+    CausalTransformer model(cfg);
+    model->eval();
+    Trace trace;
+    const torch::Tensor logits =
+        model->forward(random_tokens(cfg.vocab_size, 1, 9, 4), CaptureRequest::residual_stream(), trace);
+    const std::vector<torch::Tensor> states = trace.trajectory(Granularity::Sublayer);
+    for (size_t j = 0; j < states.size(); ++j) {
+      torch::Tensor edited = states[j].clone();
+      edited.select(1, 5).add_(torch::randn({cfg.d_model}));
+      const torch::Tensor out = model->forward_from(edited, static_cast<int64_t>(j), Granularity::Sublayer);
+      EXPECT_TRUE(torch::allclose(out.narrow(1, 0, 5), logits.narrow(1, 0, 5), 0, 1e-6)) << name << " state " << j;
+      EXPECT_FALSE(torch::allclose(out.select(1, 5), logits.select(1, 5))) << name << " state " << j;
+    }
+  }
+}
+
+TEST(CausalTransformer, ForwardFromRefusesAStateOutsideTheTrajectory) {
+  CausalTransformer model(tiny_config());
+  const torch::Tensor state = torch::zeros({1, 4, 16});
+  EXPECT_THROW(model->forward_from(state, 4, Granularity::Block), ShapeError);
+  EXPECT_THROW(model->forward_from(state, -1, Granularity::Sublayer), ShapeError);
+  EXPECT_THROW(model->forward_from(torch::zeros({1, 4, 15}), 0, Granularity::Block), ShapeError);
+  EXPECT_NO_THROW(model->forward_from(state, 6, Granularity::Sublayer));
+}
+
 TEST(CausalTransformer, RejectsSequencesLongerThanTheContext) {
   CausalTransformer model(tiny_config());
   EXPECT_THROW(model->forward(torch::zeros({1, 17}, torch::kLong)), ShapeError);

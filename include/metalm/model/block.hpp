@@ -33,6 +33,15 @@ class BlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx, const TraceWriter* writer = nullptr,
                         int64_t layer = 0, LayerKVCache* cache = nullptr);
 
+  // The two sublayers forward() composes, for running the block from
+  // resid_mid (CausalTransformer::forward_from). forward_attn: resid_pre ->
+  // resid_mid; `attn_out` (may be null) receives pre-LN's additive output,
+  // `pattern` the attention weights. forward_mlp: resid_mid -> resid_post
+  // (the identity when mlp = none); `mlp_out` receives pre-LN's additive output.
+  torch::Tensor forward_attn(const torch::Tensor& x, const AttentionContext& ctx, LayerKVCache* cache = nullptr,
+                             torch::Tensor* pattern = nullptr, torch::Tensor* attn_out = nullptr);
+  torch::Tensor forward_mlp(const torch::Tensor& mid, torch::Tensor* mlp_out = nullptr);
+
   Norm ln_1{nullptr};
   CausalSelfAttention attn{nullptr};
   Norm ln_2{nullptr};  // null when mlp = none

@@ -54,6 +54,15 @@ class CausalTransformerImpl : public torch::nn::Module {
   // Same logits; also clears `trace` and fills it with the requested sites.
   torch::Tensor forward(const torch::Tensor& tokens, const CaptureRequest& request, Trace& trace);
 
+  // The rest of the forward pass from state j of the inner trajectory of
+  // `granularity` (docs/design.md 5.1): `state` [B, T, d] (positions 0 … T−1)
+  // takes the place of s_j, then the remaining sublayers or blocks, the final
+  // norm and the head run exactly as in forward(). Returns logits [B, T, V].
+  // j = 0 runs every block from resid_pre[0], j = K only the readout. Runs in
+  // the module's mode (eval: no dropout). Throws ShapeError for a state that
+  // does not fit the model or j outside 0 … K.
+  torch::Tensor forward_from(const torch::Tensor& state, int64_t j, Granularity granularity);
+
   // Readout with exactly the model's own parameters; h: [..., d].
   torch::Tensor final_norm(const torch::Tensor& h);   // [..., d]
   torch::Tensor unembed(const torch::Tensor& h);      // [..., V]
@@ -94,6 +103,8 @@ class CausalTransformerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor run(const torch::Tensor& tokens, const TraceWriter* writer, KVCache* cache);
+  // What every block's attention shares in one pass over states `x` [B, T, d].
+  AttentionContext attention_context(const torch::Tensor& x, int64_t offset);
   void init_parameters();
   void rebuild_position_tables();
   const torch::Tensor& causal_mask(const torch::Device& device);
