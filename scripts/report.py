@@ -337,12 +337,12 @@ def held(rows: List[GapRow]) -> str:
     return f"{len(ok)} of {len(rows)} steps" + (f" ({', '.join(ok)})" if ok else "")
 
 
-def positive_rows(settings_runs: Sequence[Tuple[int, Analysis]], value: Callable[[Step], Mean]) -> List[Tuple[str, List[Mean], bool, str]]:
+def positive_rows(runs: Sequence[Tuple[int, Analysis]], value: Callable[[Step], Mean]) -> List[Tuple[str, List[Mean], bool, str]]:
     """Per step: a statistic whose claim is "positive" (e.g. the lens loss falls), each seed's mean
     and interval, and the every-seed verdict."""
     out = []
-    for k, x in enumerate(settings_runs[0][1].steps):
-        vals = [(seed, value(a.steps[k])) for seed, a in settings_runs]
+    for k, x in enumerate(runs[0][1].steps):
+        vals = [(seed, value(a.steps[k])) for seed, a in runs]
         ok, text = interval_verdict([(seed, v.ci) for seed, v in vals])
         out.append((step_label(x), [v for _, v in vals], ok, text))
     return out
@@ -680,7 +680,7 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
             if all(r.sublayer for r in s.seeds):
                 md += [f"### Gaps at step {s.final_step} (sublayer granularity, logit lens)", ""]
                 md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.sublayer))))
-            md += [f"### The untrained control (logit lens)", ""]
+            md += ["### The untrained control (logit lens)", ""]
             md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.untrained))))
             md += [f"### Step sizes at step {s.final_step}", ""]
             md += table(SCALE_FREE_HEADER, scale_free_rows(s))

@@ -168,7 +168,7 @@ def fig_alignment(block: Analysis, sublayer: Optional[Analysis] = None,
 # The scale-free forms of the step (design.md 5.5): attribute, y label, panel title.
 F3_PANELS = (("step_size_scaled", "η / ‖s_k‖²  (per nat; mean, 95 % CI)", "scaled step size η/‖s_k‖²"),
              ("relative_update", "‖Δ‖ / ‖s_k‖  (mean, 95 % CI)", "relative update"),
-             ("angular_step", "angle between s_k and s_k+1 (radians; mean, 95 % CI)", "angle turned"))
+             ("angular_step", "∠(s_k, s_k+1) (radians; mean, 95 % CI)", "angle turned"))
 
 
 def fig_step_size(block: Analysis, sublayer: Optional[Analysis] = None) -> Figure:
