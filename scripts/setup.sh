@@ -17,6 +17,8 @@ packages=(
   python3 python3-numpy python3-matplotlib
   nodejs npm
 )
+# scripts/test.sh's METALM_TEST_PYTORCH=1: the golden references regenerate with torch.
+[[ ${METALM_TEST_PYTORCH:-0} == 1 ]] && packages+=(python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,11 +4,28 @@
 # METALM_TEST_SANITIZE=subset (CI sets it) then runs scripts/sanitize.sh
 # --subset, the core, config and data suites and their fuzz replays under
 # ASan + UBSan in build-asan/; =all runs the whole suite there.
+# METALM_TEST_PYTORCH=1 (CI sets it) installs Debian's python3-torch if it is
+# missing, so the tests that regenerate the golden references (analysis,
+# model, import-hf) run instead of skipping; without it they skip when the
+# tests' python3 has no torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${METALM_TEST_PYTORCH:-0} in
+  0) ;;
+  1) unset METALM_GOLDEN_NO_PYTHON ;;
+  *) echo "test: METALM_TEST_PYTORCH must be 0 or 1, not '$METALM_TEST_PYTORCH'" >&2; exit 2 ;;
+esac
 scripts/setup.sh
 scripts/build.sh
 build=${BUILD_DIR:-build}
+if [[ ${METALM_TEST_PYTORCH:-0} == 1 ]]; then
+  # The golden tests skip when this import fails; here that must not happen silently.
+  python=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
+  [[ -n $python ]] && "$python" -c 'import torch, numpy' || {
+    echo "test: METALM_TEST_PYTORCH=1 but the tests' python3 ('$python', CMake's Python3_EXECUTABLE) cannot import torch and numpy" >&2
+    exit 1
+  }
+fi
 # Tests run two at a time; each uses one torch thread so they do not fight
 # over the two cores (the thread-count behaviour is tested explicitly).
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1

@@ -33,13 +33,25 @@ STEP_STATISTICS, STATE_STATISTICS or DERIVED_STEP_STATISTICS, with the
 aggregates it gets (MEAN, SUMMARY, POSITIONAL, FREQ_SPEARMAN) as in
 include/metalm/analysis/trajectory.hpp; the JSON follows from the lists.
 
-Usage: /usr/bin/python3 tests/golden/make_analysis_golden.py [OUT_DIR]
-(default: tests/golden next to this script). Deterministic: the same torch
-and numpy give the same bytes.
+Usage: /usr/bin/python3 tests/golden/make_analysis_golden.py [--weights FILE |
+--weights-only] [OUT_DIR]   (OUT_DIR defaults to tests/golden next to this script)
+  --weights FILE   take every model's weights, batches and training counts from
+                   FILE (a committed analysis_golden.safetensors) instead of
+                   training or drawing them, and compute only the expectations.
+                   Training rounds differently on different CPUs (BLAS kernels,
+                   libm); the analysis of fixed float32 weights in float64 does
+                   not, beyond the tolerance of the test. The test regenerates
+                   the expectations this way.
+  --weights-only   train and draw the models, write only the safetensors (the
+                   test compares them with the committed ones at the tolerance
+                   of docs/analysis-schema.md).
+Deterministic on one machine: the same torch and numpy give the same bytes.
 """
+import argparse
 import json
 import math
 import os
+import struct
 import sys
 
 import numpy as np
@@ -539,11 +551,8 @@ def make_batches(corpus_rng, succ, probs):
     return batches
 
 
-def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the result never depends on them)
-    tensors, metadata = {}, {"cases": ",".join(MODELS), "generator": "tests/golden/make_analysis_golden.py"}
+def build_models():
+    """Trains or draws every model: name -> (config, weights, batches, counts)."""
     models = {}
     for i, (name, (override, kind)) in enumerate(MODELS.items()):
         c = dict(BASE, **override)
@@ -558,8 +567,61 @@ def main():
             w = fwd.draw_weights(c, gen)
         else:
             w = init_weights(c, gen)
-        batches = make_batches(corpus_rng, succ, probs)
-        models[name] = (c, w, batches, counts)
+        models[name] = (c, w, make_batches(corpus_rng, succ, probs), counts)
+    return models
+
+
+def read_safetensors(path):
+    """(tensors as numpy arrays, metadata) of the F32/I64 files write_safetensors makes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    metadata = header.pop("__metadata__", {})
+    kinds = {"F32": np.dtype("<f4"), "I64": np.dtype("<i8")}
+    tensors = {}
+    for name, h in header.items():
+        lo, hi = h["data_offsets"]
+        tensors[name] = np.frombuffer(data[8 + n + lo:8 + n + hi], dtype=kinds[h["dtype"]]).reshape(h["shape"])
+    return tensors, metadata
+
+
+def load_models(path):
+    """The models of a golden safetensors file, as build_models returns them;
+    refuses a file made for other models or batches."""
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("cases") != ",".join(MODELS):
+        sys.exit("%s: holds the models %r, this script makes %r" % (path, metadata.get("cases"), ",".join(MODELS)))
+    models = {}
+    for name, (override, _) in MODELS.items():
+        c = dict(BASE, **override)
+        if json.loads(metadata[name + ".config"]) != c:
+            sys.exit("%s: %s.config is not this script's configuration of %s" % (path, name, name))
+        prefix = name + ".weights."
+        w = {k[len(prefix):]: torch.from_numpy(t.astype(np.float64)) for k, t in tensors.items() if k.startswith(prefix)}
+        if set(w) != set(fwd.param_shapes(c)):
+            sys.exit("%s: the weights of %s are not those of its configuration" % (path, name))
+        batches = [(tensors["%s.batch%d.inputs" % (name, b)].copy(), tensors["%s.batch%d.targets" % (name, b)].copy())
+                   for b in range(len(BATCH_SHAPES))]
+        if [x.shape for x, _ in batches] != BATCH_SHAPES:
+            sys.exit("%s: the batches of %s are not %r" % (path, name, BATCH_SHAPES))
+        models[name] = (c, w, batches, tensors[name + ".train_counts"].copy())
+    return models
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", nargs="?", default=os.path.dirname(os.path.abspath(__file__)), metavar="OUT_DIR")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--weights", metavar="FILE", help="models, batches and counts from FILE (no training)")
+    what.add_argument("--weights-only", action="store_true", help="write only the safetensors")
+    args = parser.parse_args()
+    out_dir = args.out_dir
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the result never depends on them)
+    models = load_models(args.weights) if args.weights else build_models()
+    tensors, metadata = {}, {"cases": ",".join(MODELS), "generator": "tests/golden/make_analysis_golden.py"}
+    for name, (c, w, batches, counts) in models.items():
         metadata[name + ".config"] = json.dumps({k: v for k, v in c.items()}, sort_keys=True)
         for k, t in w.items():
             tensors["%s.weights.%s" % (name, k)] = t.float().numpy()
@@ -571,6 +633,9 @@ def main():
         with torch.no_grad():
             h = fwd.run(c, w, torch.from_numpy(x0))["blocks.0.resid_post"].numpy().reshape(-1, c["d_model"])
         check_gradient_against_autograd(c, w, h, y0.reshape(-1))
+    if args.weights_only:
+        fwd.write_safetensors(os.path.join(out_dir, "analysis_golden.safetensors"), tensors, metadata)
+        return
 
     cases = {}
     for case, (model, granularity, chunk, freq_bins, seed, with_meta) in CASES.items():
