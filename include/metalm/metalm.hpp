@@ -77,3 +77,11 @@
 #include "metalm/train/run_lock.hpp"
 #include "metalm/train/sharded_sampler.hpp"
 #include "metalm/train/trainer.hpp"
+
+// icl: in-context regression, trained attention layers and reference algorithms
+#include "metalm/icl/compare.hpp"
+#include "metalm/icl/config.hpp"
+#include "metalm/icl/model.hpp"
+#include "metalm/icl/reference.hpp"
+#include "metalm/icl/task.hpp"
+#include "metalm/icl/train.hpp"

@@ -128,30 +128,7 @@ void save_checkpoint(const std::string& dir, const RunConfig& config, CausalTran
   try {
     write_json_file(out / "config.json", to_json(config));
     save_weights(*model, out / "model.safetensors", {{"format", "metalm"}, {"step", std::to_string(state.step)}});
-    if (optimizer != nullptr) {
-      torch::serialize::OutputArchive archive;
-      optimizer->save(archive);
-      AtomicFile file(out / "optimizer.pt");
-      // torch's zip writer calls this from C code: an error must not be
-      // thrown through it, so it is kept and rethrown after.
-      std::exception_ptr failed;
-      try {
-        archive.save_to([&](const void* data, size_t n) -> size_t {
-          try {
-            file.write(data, n);
-            return n;
-          } catch (...) {
-            failed = std::current_exception();
-            return 0;
-          }
-        });
-      } catch (const c10::Error&) {
-        if (failed) std::rethrow_exception(failed);
-        throw;
-      }
-      if (failed) std::rethrow_exception(failed);
-      file.commit();
-    }
+    if (optimizer != nullptr) save_optimizer_state(out / "optimizer.pt", *optimizer);
     // state.json last: a directory without it is never taken for a checkpoint.
     write_json_file(out / "state.json", state_to_json(state, optimizer != nullptr));
     verify_written(out.temp_path(), state.step, model, optimizer != nullptr);
@@ -238,6 +215,31 @@ LoadedCheckpoint load_resume_checkpoint(const std::string& run_dir) {
     }
   }
   throw FormatError("no valid checkpoint to resume in " + run_dir + "/checkpoints; the newest: " + invalid.front());
+}
+
+void save_optimizer_state(const std::string& path, const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  AtomicFile file(path);
+  // torch's zip writer calls this from C code: an error must not be
+  // thrown through it, so it is kept and rethrown after.
+  std::exception_ptr failed;
+  try {
+    archive.save_to([&](const void* data, size_t n) -> size_t {
+      try {
+        file.write(data, n);
+        return n;
+      } catch (...) {
+        failed = std::current_exception();
+        return 0;
+      }
+    });
+  } catch (const c10::Error&) {
+    if (failed) std::rethrow_exception(failed);
+    throw;
+  }
+  if (failed) std::rethrow_exception(failed);
+  file.commit();
 }
 
 void load_optimizer_state(const std::string& dir, torch::optim::Optimizer& optimizer) {

@@ -75,6 +75,10 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWe
 // none is valid.
 LoadedCheckpoint load_resume_checkpoint(const std::string& run_dir);
 
+// Writes an optimizer's state (torch::save's archive) to the file `path`
+// atomically (AtomicFile); IoError or c10::Error on failure.
+void save_optimizer_state(const std::string& path, const torch::optim::Optimizer& optimizer);
+
 // Restores the optimizer state saved with the checkpoint at `dir`.
 void load_optimizer_state(const std::string& dir, torch::optim::Optimizer& optimizer);
 

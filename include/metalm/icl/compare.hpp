@@ -1,0 +1,50 @@
+// A trained in-context regression model against the reference algorithms
+// (`metalm icl-compare`), and metalm's inner-optimization analysis of its
+// residual stream (docs/design.md 8.4, 8.5; the JSON in section 7).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+
+#include "metalm/icl/config.hpp"
+#include "metalm/icl/model.hpp"
+#include "metalm/icl/reference.hpp"
+
+namespace metalm::icl {
+
+struct CompareOptions {
+  int64_t tasks = 4096;       // test tasks (the Test stream)
+  int64_t tune_tasks = 4096;  // tuning tasks (the Tune stream)
+};
+
+// ∂ŷ/∂x_q of the model for every task: [B, d_y, d_x] (autograd, d_y passes).
+at::Tensor model_sensitivity(IclTransformerImpl& model, const TaskBatch& b);
+
+// The comparison of one reference with the model on test tasks.
+struct ReferenceComparison {
+  double loss = 0;                   // prediction_loss of the reference
+  double prediction_difference = 0;  // mean over tasks of ‖ŷ_TF − ŷ_alg‖² / d_y
+  double prediction_cosine = 0;      // cos of the predictions, all tasks' outputs as one vector
+  double sensitivity_cosine = 0;     // mean over tasks of cos(∂ŷ_TF/∂x_q, Ŵ_alg), flattened
+};
+ReferenceComparison compare_predictions(const at::Tensor& y_model, const at::Tensor& sensitivity_model,
+                                        const Reference& r, const std::vector<double>& params, const TaskBatch& test);
+
+// The inner-optimization analysis of the model on `test`, step by step
+// (one step per layer): the analyser's alignment and step size against the
+// query's loss ℓ(h) = ½ ‖−h_y − y_q‖², the pooled step size
+// Σ⟨Δ, −g⟩ / Σ‖g‖², and the alignments with the in-context gradient read from
+// the state, plain and preconditioned by `preconditioner` [d_x, d_x]:
+// {"steps": [{"layer", "alignment": {summary}, "step_size": {summary},
+//   "step_size_pooled", "loss_before", "loss_after",
+//   "alignment_context_gradient": {mean, ci95}, "alignment_preconditioned": {mean, ci95},
+//   "preconditioned_minus_plain": {mean, ci95}}]}.
+nlohmann::json analyse_model(IclTransformerImpl& model, const TaskBatch& test, const at::Tensor& preconditioner,
+                             uint64_t seed);
+
+// The whole comparison written by `metalm icl-compare` (docs/design.md 7).
+nlohmann::json compare_with_references(IclTransformerImpl& model, const IclConfig& config, const CompareOptions& options);
+
+}  // namespace metalm::icl
