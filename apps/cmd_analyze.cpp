@@ -201,13 +201,21 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
       result["control_untrained"] =
           analyze_untrained(cfg.model, static_cast<uint64_t>(cfg.train.seed), batches, opts, meta ? &*meta : nullptr);
     }
-    auto log_steps = [](const nlohmann::json& r, const char* title) {
+    // The gap to the strongest matched control: its mean (0) or interval end (1, 2).
+    auto gap_of = [](const nlohmann::json& st, int part) -> double {
+      if (!st["strongest_control"].is_string()) return std::nan("");
+      const nlohmann::json& g = st["gaps"][st["strongest_control"].get<std::string>()];
+      if (part == 0) return num(g["mean"]);
+      return g["ci"].is_array() ? num(g["ci"][static_cast<size_t>(part - 1)]) : std::nan("");
+    };
+    auto log_steps = [&gap_of](const nlohmann::json& r, const char* title) {
       spdlog::info("analyze: {}", title);
       for (const auto& st : r["steps"])
-        spdlog::info("  {:>22} -> {:<22} loss {:.3f} -> {:.3f}  alignment {:+.3f} (random target {:+.3f}, chance {:.3f})",
+        spdlog::info("  {:>22} -> {:<22} loss {:.3f} -> {:.3f}  alignment {:+.3f}, gap to the {} control {:+.3f} [{:+.3f}, {:+.3f}]",
                      st["from"].get<std::string>(), st["to"].get<std::string>(), num(st["loss_before"]),
                      num(st["loss_after"]), num(st["alignment"]["mean"]),
-                     num(st["alignment_random_target"]["mean"]), num(r["chance_alignment"]));
+                     st["strongest_control"].is_string() ? st["strongest_control"].get<std::string>() : "strongest",
+                     gap_of(st, 0), gap_of(st, 1), gap_of(st, 2));
     };
     log_steps(result, "the checkpoint");
     if (result.contains("control_untrained"))

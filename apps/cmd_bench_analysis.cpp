@@ -85,14 +85,10 @@ int run(const Settings& s, const GlobalOptions& global) {
     const ModelTrajectory mt = capture_trajectory(model, batch.inputs, ao.granularity);
     capture += seconds_since(t0);
     const LensObjective logit = make_lens_objective(model, batch.targets);
-    CausalTransformer handle = model;
-    const std::unique_ptr<Objective> tuned =
-        lens ? std::make_unique<TunedLensObjective>(
-                   [handle](const at::Tensor& h) mutable { return handle->lens_logits(h); }, batch.targets,
-                   cfg.vocab_size, lens, mt.names)
-             : nullptr;
     t0 = Clock::now();
-    analyze_trajectory(mt.states, mt.names, tuned ? *tuned : static_cast<const Objective&>(logit), ao);
+    // A tuned lens maps the states first (docs/design.md 5.2), part of its cost.
+    analyze_trajectory(lens ? translate_states(*lens, mt.states, mt.names) : mt.states, mt.names, logit, ao,
+                       batch.inputs);
     analyse += seconds_since(t0);
   };
 

@@ -55,7 +55,9 @@
 
 // analysis: the inner-optimization analysis
 #include "metalm/analysis/analyze_model.hpp"
+#include "metalm/analysis/controls.hpp"
 #include "metalm/analysis/csv_export.hpp"
+#include "metalm/analysis/inference.hpp"
 #include "metalm/analysis/linear_icl.hpp"
 #include "metalm/analysis/objective.hpp"
 #include "metalm/analysis/report.hpp"

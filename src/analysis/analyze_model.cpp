@@ -95,18 +95,14 @@ BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t
     const at::Tensor nll = -logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);  // [B, T]
     out.nll_sum = nll.masked_select(valid).sum().item<double>();
   }
-  const LensObjective logit = make_lens_objective(model, targets);
-  std::unique_ptr<TunedLensObjective> tuned;
-  if (lens) {
-    CausalTransformer handle = model;  // shares the module
-    tuned = std::make_unique<TunedLensObjective>([handle](const at::Tensor& h) mutable { return handle->lens_logits(h); },
-                                                 targets, model->config().vocab_size, lens, mt.names);
-  }
-  const Objective& objective = tuned ? static_cast<const Objective&>(*tuned) : logit;
+  // A tuned lens maps every state into the final state's coordinates; the
+  // mapped trajectory is read under the one logit lens (docs/design.md 5.2).
+  if (lens) mt.states = translate_states(*lens, mt.states, mt.names);
+  const LensObjective objective = make_lens_objective(model, targets);
   AnalysisConfig per_batch = analysis;
-  // A different wrong token per batch, reproducibly (modulo 2^64, like the seed itself).
+  // Different control draws per batch, reproducibly (modulo 2^64, like the seed itself).
   per_batch.seed = static_cast<int64_t>(static_cast<uint64_t>(analysis.seed) + index);
-  out.trajectory = analyze_trajectory(mt.states, mt.names, objective, per_batch);
+  out.trajectory = analyze_trajectory(mt.states, mt.names, objective, per_batch, inputs);
   Trajectory& tr = out.trajectory;
   tr.current_token = inputs.reshape({-1}).index_select(0, tr.rows).cpu();
   tr.target_token = targets.reshape({-1}).index_select(0, tr.rows).cpu();
@@ -132,6 +128,16 @@ void for_each_packed(Tr& tr, F&& f) {
       if (holds(stat.presence, k, tr.states.size())) f(tr.states[k].*stat.member, false);
   for (auto& st : tr.steps)
     for (const auto& stat : kStepStatistics) f(st.*stat.member, false);
+}
+
+// The values of a batch's trajectory that are not per position, after them
+// in the exchange format: each step's null-band sums and counts ([P] each).
+template <class Tr, class F>
+void for_each_packed_total(Tr& tr, F&& f) {
+  for (auto& st : tr.steps) {
+    f(st.null_sum);
+    f(st.null_count);
+  }
 }
 
 // A trajectory with the sites of the model's analysis and no values: the
@@ -168,13 +174,19 @@ int64_t analysed_positions(const Batch& batch) { return batch.targets.ge(0).sum(
 }  // namespace
 
 int64_t packed_numel(const ModelConfig& config, const Batch& batch, const AnalysisConfig& analysis) {
-  return 1 + analysed_positions(batch) * values_per_position(config, batch, analysis.granularity);
+  const int64_t steps = static_cast<int64_t>(trajectory_names(config.n_layer, analysis.granularity).size()) - 1;
+  return 1 + analysed_positions(batch) * values_per_position(config, batch, analysis.granularity) +
+         steps * 2 * analysis.permutations;
 }
 
 at::Tensor pack(const BatchAnalysis& part) {
   std::vector<at::Tensor> pieces{at::full({1}, part.nll_sum, at::kDouble)};
   for_each_packed(part.trajectory, [&](const at::Tensor& t, bool) {
     if (!t.defined()) throw ShapeError("pack: the trajectory lacks a field of the exchange format");
+    pieces.push_back(t.to(at::kDouble).reshape({-1}));
+  });
+  for_each_packed_total(part.trajectory, [&](const at::Tensor& t) {
+    if (!t.defined()) throw ShapeError("pack: the trajectory lacks the null band");
     pieces.push_back(t.to(at::kDouble).reshape({-1}));
   });
   return at::cat(pieces);
@@ -195,6 +207,10 @@ BatchAnalysis unpack(const at::Tensor& flat, const ModelConfig& config, const Ba
     t = flat.narrow(0, offset, positions).clone();
     if (is_index) t = t.to(at::kLong);
     offset += positions;
+  });
+  for_each_packed_total(out.trajectory, [&](at::Tensor& t) {
+    t = flat.narrow(0, offset, analysis.permutations).clone();
+    offset += analysis.permutations;
   });
   return out;
 }
@@ -231,13 +247,17 @@ json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batc
   j["n_layer"] = cfg.n_layer;
   j["vocab_size"] = cfg.vocab_size;
   j["seed"] = static_cast<uint64_t>(analysis.seed);
-  j["chance_alignment"] = 1.0 / std::sqrt(static_cast<double>(cfg.d_model));
+  // The spread of one position's cosine with a random direction, not a band for a mean (5.5).
+  j["chance_alignment_per_token"] = 1.0 / std::sqrt(static_cast<double>(cfg.d_model));
+  const ClusterBootstrap boot = sequence_bootstrap(all, analysis);
+  j["bootstrap"] = {{"resamples", boot.resamples()}, {"seed", boot.seed()}, {"level", 0.95}, {"clusters", boot.clusters()}};
+  j["permutations"] = analysis.permutations;
   j["lens"] = analysis.lens;
   j["final_loss"] = number(final_count ? final_loss_sum / static_cast<double>(final_count) : NAN);
-  json steps = steps_to_json(all, bins_ptr);
+  json steps = steps_to_json(all, bins_ptr, &boot);
   for (size_t k = 0; k < steps.size(); ++k) label_step(steps[k], k, analysis.granularity);
   j["steps"] = std::move(steps);
-  j["states"] = states_to_json(all, bins_ptr);
+  j["states"] = states_to_json(all, bins_ptr, &boot);
   {
     at::NoGradGuard no_grad;
     j["tables"]["embedding"] = table_to_json(model->embedding_table(), bins_ptr);
@@ -291,7 +311,10 @@ json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std:
                        const AnalysisConfig& analysis, const DatasetMeta* meta) {
   torch::manual_seed(init_seed);
   CausalTransformer fresh(config);
-  return analyze_model(fresh, batches, analysis, meta);
+  // A tuned lens fitted to the trained model means nothing for this one (5.5).
+  AnalysisConfig logit = analysis;
+  logit.lens = "logit";
+  return analyze_model(fresh, batches, logit, meta);
 }
 
 }  // namespace metalm

@@ -58,7 +58,7 @@ class CsvFile {
 void write_analysis_csv(const json& a, const std::string& dir) {
   // The three tables appear together or not at all (core/atomic_file.hpp).
   AtomicDir out(dir);
-  const std::vector<std::string> summaries{"alignment", "alignment_random_target", "step_size", "norm_before",
+  const std::vector<std::string> summaries{"alignment", "alignment_uniform", "step_size", "norm_before",
                                            "norm_update", "norm_grad"};
   {
     std::vector<std::string> header{"index", "layer", "kind", "from", "to", "loss_before", "loss_after",
@@ -86,7 +86,7 @@ void write_analysis_csv(const json& a, const std::string& dir) {
     f.save();
   }
   {
-    const std::vector<std::string> curves{"count", "alignment", "alignment_random_target", "step_size",
+    const std::vector<std::string> curves{"count", "alignment", "alignment_uniform", "step_size",
                                           "loss_before", "loss_after", "norm_update"};
     std::vector<std::string> header{"step", "position"};
     header.insert(header.end(), curves.begin(), curves.end());

@@ -115,7 +115,7 @@ nlohmann::json linear_icl_point(const LinearIclOptions& opts) {
   const StepRecord& st = tr.steps.at(0);
   return {{"n", opts.n},
           {"alignment", to_json(summarize(st.alignment))},
-          {"alignment_random_target", to_json(summarize(st.alignment_random))},
+          {"alignment_uniform", to_json(summarize(st.alignment_uniform))},
           {"step_size", to_json(summarize(st.step_size))},
           {"loss_before", number(summarize(st.loss_before).mean)},
           {"loss_after", number(summarize(st.loss_after).mean)}};

@@ -17,6 +17,43 @@ std::string shape_of(const at::Tensor& t) {
   return s + "]";
 }
 
+// [B*T] int64 rows of another position, checked against the B*T positions of
+// an objective's targets.
+void check_sources(const at::Tensor& source, int64_t positions, const char* who) {
+  if (source.dim() != 1 || source.size(0) != positions || source.scalar_type() != at::kLong)
+    throw ShapeError(std::string(who) + ": the target sources must be [" + std::to_string(positions) +
+                     "] int64 rows, got " + shape_of(source));
+  if (positions > 0 && (source.min().item<int64_t>() < 0 || source.max().item<int64_t>() >= positions))
+    throw ShapeError(std::string(who) + ": a target source row is outside 0.." + std::to_string(positions - 1));
+}
+
+// The belief control of the lens: the cross-entropy of the read-out of h
+// against the read-out of the final state at the same row, a soft target
+// (KL(p ‖ q(h)) plus the entropy of p, which has no gradient in h).
+class BeliefLensObjective final : public Objective {
+ public:
+  BeliefLensObjective(LogitsFn logits_fn, at::Tensor final, at::Tensor valid)
+      : logits_fn_(std::move(logits_fn)), final_(std::move(final)), valid_(std::move(valid)) {}
+
+  at::Tensor loss(const at::Tensor& h, const at::Tensor& rows) const override {
+    at::Tensor p;
+    {
+      at::NoGradGuard no_grad;
+      p = at::softmax(logits_fn_(final_.index_select(0, rows).to(h.scalar_type())), 1);  // [N, V]
+    }
+    return -(p * at::log_softmax(logits_fn_(h), 1)).sum(1);  // [N]
+  }
+  at::Tensor valid() const override { return valid_; }
+  std::unique_ptr<Objective> with_random_targets(uint64_t) const override {
+    throw ShapeError("the belief control has no random-target control of its own");
+  }
+
+ private:
+  LogitsFn logits_fn_;
+  at::Tensor final_;  // [B*T, d], detached
+  at::Tensor valid_;  // [B, T] bool
+};
+
 }  // namespace
 
 LossAndGrad loss_and_grad(const Objective& objective, const at::Tensor& h, const at::Tensor& rows,
@@ -84,6 +121,20 @@ std::unique_ptr<Objective> LensObjective::with_random_targets(uint64_t seed) con
   return std::make_unique<LensObjective>(logits_fn_, random, vocab_size_);
 }
 
+std::unique_ptr<Objective> LensObjective::with_targets_of(const at::Tensor& source) const {
+  check_sources(source, flat_targets_.size(0), "LensObjective");
+  at::Tensor moved = flat_targets_.index_select(0, source.to(flat_targets_.device())).reshape(targets_.sizes());
+  moved = at::where(targets_.ge(0), moved, targets_);  // keep "no target" marks
+  return std::make_unique<LensObjective>(logits_fn_, moved, vocab_size_);
+}
+
+std::unique_ptr<Objective> LensObjective::with_belief(const at::Tensor& final) const {
+  if (final.dim() != 2 || final.size(0) != flat_targets_.size(0))
+    throw ShapeError("LensObjective: the final states must be [" + std::to_string(flat_targets_.size(0)) +
+                     ", d], got " + shape_of(final));
+  return std::make_unique<BeliefLensObjective>(logits_fn_, final.detach(), valid());
+}
+
 // ---- SquaredLossObjective ----------------------------------------------------
 
 SquaredLossObjective::SquaredLossObjective(at::Tensor readout, at::Tensor targets, at::Tensor valid)
@@ -110,6 +161,22 @@ std::unique_ptr<Objective> SquaredLossObjective::with_random_targets(uint64_t se
   double rms = valid_targets.numel() ? valid_targets.pow(2).mean().sqrt().item<double>() : 1.0;
   at::Tensor random = at::normal(0.0, rms, targets_.sizes(), gen, targets_.options());
   return std::make_unique<SquaredLossObjective>(readout_, random, valid_);
+}
+
+std::unique_ptr<Objective> SquaredLossObjective::with_targets_of(const at::Tensor& source) const {
+  check_sources(source, flat_targets_.size(0), "SquaredLossObjective");
+  at::Tensor moved = flat_targets_.index_select(0, source.to(flat_targets_.device())).reshape(targets_.sizes());
+  return std::make_unique<SquaredLossObjective>(readout_, moved, valid_);
+}
+
+std::unique_ptr<Objective> SquaredLossObjective::with_belief(const at::Tensor& final) const {
+  if (final.dim() != 2 || final.size(0) != flat_targets_.size(0) || final.size(1) != readout_.size(1))
+    throw ShapeError("SquaredLossObjective: the final states must be [" + std::to_string(flat_targets_.size(0)) +
+                     ", " + std::to_string(readout_.size(1)) + "], got " + shape_of(final));
+  at::NoGradGuard no_grad;
+  const at::Tensor prediction = at::matmul(final.detach().to(readout_.scalar_type()), readout_.t());  // [B*T, m]
+  return std::make_unique<SquaredLossObjective>(readout_, prediction.reshape(targets_.sizes()).to(targets_.scalar_type()),
+                                                valid_);
 }
 
 }  // namespace metalm

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 
 namespace metalm {
 namespace {
@@ -11,12 +12,58 @@ using Fields = std::vector<std::pair<std::string, at::Tensor>>;
 
 double mean_of(const at::Tensor& t) { return t.defined() ? summarize(t).mean : std::numeric_limits<double>::quiet_NaN(); }
 
-json summary_or_null(const at::Tensor& t) { return t.defined() ? to_json(summarize(t)) : json(nullptr); }
+// [lo, hi] of the mean of t (null without a bootstrap or a tensor).
+json interval_of(const at::Tensor& t, const ClusterBootstrap* boot) {
+  if (!boot || !t.defined()) return json(nullptr);
+  const Interval ci = boot->mean_interval(t);
+  return json::array({number(ci.lo), number(ci.hi)});
+}
 
-// The kMean and kSummary aggregates of one statistic (trajectory.hpp).
-void put_aggregates(json& j, const std::string& key, unsigned aggregates, const at::Tensor& t) {
-  if (aggregates & kMean) j[key] = number(mean_of(t));
-  if (aggregates & kSummary) j[(aggregates & kMean) ? key + "_summary" : key] = summary_or_null(t);
+json summary_or_null(const at::Tensor& t, const ClusterBootstrap* boot) {
+  if (!t.defined()) return json(nullptr);
+  json j = to_json(summarize(t));
+  if (boot) j["ci"] = interval_of(t, boot);
+  return j;
+}
+
+// The kMean and kSummary aggregates of one statistic (trajectory.hpp), with
+// the mean's interval when there is a bootstrap.
+void put_aggregates(json& j, const std::string& key, unsigned aggregates, const at::Tensor& t,
+                    const ClusterBootstrap* boot) {
+  if (aggregates & kMean) {
+    j[key] = number(mean_of(t));
+    if (boot) j[key + "_ci"] = interval_of(t, boot);
+  }
+  if (aggregates & kSummary) j[(aggregates & kMean) ? key + "_summary" : key] = summary_or_null(t, boot);
+}
+
+// The gap alignment − alignment_c for every control, and which matched
+// control comes closest (docs/design.md 5.6).
+void put_gaps(json& j, const StepRecord& st, const ClusterBootstrap* boot) {
+  json gaps = json::object();
+  std::string strongest;
+  double smallest = std::numeric_limits<double>::infinity();
+  for (const auto& c : kControls) {
+    const at::Tensor& control = st.*c.alignment;
+    if (!st.alignment.defined() || !control.defined()) continue;
+    const at::Tensor gap = st.alignment - control;  // NaN where either is
+    const double mean = mean_of(gap);
+    gaps[c.name] = {{"mean", number(mean)}, {"ci", interval_of(gap, boot)}};
+    if (c.matched && std::isfinite(mean) && mean < smallest) {
+      smallest = mean;
+      strongest = c.name;
+    }
+  }
+  j["gaps"] = std::move(gaps);
+  j["strongest_control"] = strongest.empty() ? json(nullptr) : json(strongest);
+}
+
+// The 2.5 % and 97.5 % quantiles of the permutation null's means.
+json null_band(const StepRecord& st) {
+  if (!st.null_sum.defined() || !st.null_count.defined()) return json(nullptr);
+  const at::Tensor means = st.null_sum / st.null_count;  // 0/0: NaN, left out
+  const std::vector<double> m = to_vector(means);
+  return json::array({number(quantile(m, 0.025)), number(quantile(m, 0.975))});
 }
 
 // Mean of the named per-position values over positions selected by `mask`.
@@ -68,7 +115,7 @@ double frequency_spearman(const at::Tensor& values, const at::Tensor& tokens, co
 
 }  // namespace
 
-json steps_to_json(const Trajectory& tr, const FrequencyBins* bins) {
+json steps_to_json(const Trajectory& tr, const FrequencyBins* bins, const ClusterBootstrap* boot) {
   json steps = json::array();
   const at::Tensor pos0 = tr.positions.eq(0);
   const at::Tensor rest = tr.positions.gt(0);
@@ -81,10 +128,12 @@ json steps_to_json(const Trajectory& tr, const FrequencyBins* bins) {
     Fields positional;
     for (const auto& stat : kStepStatistics) {
       const at::Tensor& t = st.*stat.member;
-      put_aggregates(j, stat.key, stat.aggregates, t);
+      put_aggregates(j, stat.key, stat.aggregates, t, boot);
       if (stat.aggregates & kPositional) positional.emplace_back(stat.key, t);
     }
-    for (const auto& stat : kDerivedStepStatistics) put_aggregates(j, stat.key, stat.aggregates, stat.compute(st));
+    for (const auto& stat : kDerivedStepStatistics) put_aggregates(j, stat.key, stat.aggregates, stat.compute(st), boot);
+    put_gaps(j, st, boot);
+    j["null_band"] = null_band(st);
     j["position_0"] = masked_means(positional, pos0);
     j["positions_after_0"] = masked_means(positional, rest);
     j["by_position"] = position_curves(positional, tr.positions, tr.length);
@@ -97,7 +146,7 @@ json steps_to_json(const Trajectory& tr, const FrequencyBins* bins) {
   return steps;
 }
 
-json states_to_json(const Trajectory& tr, const FrequencyBins* bins) {
+json states_to_json(const Trajectory& tr, const FrequencyBins* bins, const ClusterBootstrap* boot) {
   const std::pair<const char*, const at::Tensor*> by_token[] = {{"current", &tr.current_token},
                                                                 {"target", &tr.target_token}};
   json states = json::array();
@@ -109,7 +158,7 @@ json states_to_json(const Trajectory& tr, const FrequencyBins* bins) {
     Fields positional;
     for (const auto& stat : kStateStatistics) {
       const at::Tensor& t = s.*stat.member;
-      put_aggregates(j, stat.key, stat.aggregates, t);
+      put_aggregates(j, stat.key, stat.aggregates, t, boot);
       if (stat.aggregates & kPositional) positional.emplace_back(stat.key, t);
       for (const auto& [which, tokens] : by_token)
         if ((stat.aggregates & kFreqSpearman) && bins && tokens->defined())
@@ -139,6 +188,11 @@ json table_to_json(const at::Tensor& table, const FrequencyBins* bins) {
     j["by_frequency"] = frequency_groups({{"norm", norms}}, ids, *bins);
   }
   return j;
+}
+
+ClusterBootstrap sequence_bootstrap(const Trajectory& tr, const AnalysisConfig& analysis) {
+  const at::Tensor sequence = tr.rows.defined() ? at::div(tr.rows, tr.length, "floor") : at::zeros({0}, at::kLong);
+  return ClusterBootstrap(sequence, analysis.bootstrap, static_cast<uint64_t>(analysis.seed));
 }
 
 }  // namespace metalm

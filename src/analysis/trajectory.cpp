@@ -3,52 +3,154 @@
 #include <algorithm>
 #include <cmath>
 
+#include "metalm/analysis/controls.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/model/device.hpp"
 
 namespace metalm {
 namespace {
 
-// cos(a, b) and ⟨a, b⟩ / ‖b‖² row by row; 0/0 gives NaN (excluded from
+// cos(a, b) from ⟨a, b⟩ and the norms; 0/0 gives NaN (excluded from
 // aggregates) rather than an invented value.
 at::Tensor row_cos(const at::Tensor& dot, const at::Tensor& na, const at::Tensor& nb) { return dot / (na * nb); }
+at::Tensor row_dot(const at::Tensor& a, const at::Tensor& b) { return (a * b).sum(1); }
+at::Tensor row_norm(const at::Tensor& a) { return a.norm(2, {1}); }
 
-// Per-position results of one state on one chunk, in double.
-struct ChunkState {
-  at::Tensor h;         // [n, d] double
-  at::Tensor loss;      // [n]
-  at::Tensor grad;      // [n, d] double (undefined for the last state)
-  at::Tensor grad_rnd;  // [n, d] double, against the random targets (undefined for the last state)
+// One state's loss and gradients over all analysed positions, in double.
+struct StateValues {
+  at::Tensor h;     // [n, d]
+  at::Tensor loss;  // [n]
+  // [n, d], undefined for the last state (no step starts there) and for a
+  // control the objective does not offer.
+  at::Tensor grad, grad_uniform, grad_shuffled, grad_bigram, grad_belief;
 };
 
-void put(at::Tensor& out, int64_t begin, const at::Tensor& values) {
-  out.narrow(0, begin, values.size(0)).copy_(values);
+// The objectives whose gradients a step is compared with.
+struct Objectives {
+  const Objective* main = nullptr;
+  std::unique_ptr<Objective> uniform, shuffled, bigram, belief;
+};
+
+// Loss (and, unless `last`, every gradient) of state `flat` [B*T, d] at the
+// analysed rows, `chunk` rows at a time.
+StateValues evaluate_state(const at::Tensor& flat, const at::Tensor& rows, const Objectives& o, bool last,
+                           int64_t chunk) {
+  const int64_t n = rows.size(0);
+  const at::Tensor h = flat.index_select(0, rows);  // [n, d]
+  StateValues v;
+  v.h = h.to(at::kDouble);
+  std::vector<at::Tensor> loss;
+  std::vector<at::Tensor> grads[5];
+  const Objective* controls[5] = {o.main, o.uniform.get(), o.shuffled.get(), o.bigram.get(), o.belief.get()};
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t len = std::min(chunk, n - begin);
+    const at::Tensor r = rows.narrow(0, begin, len), hc = h.narrow(0, begin, len);
+    LossAndGrad lg = loss_and_grad(*o.main, hc, r, !last);
+    loss.push_back(lg.loss.to(at::kDouble));
+    if (last) continue;
+    grads[0].push_back(lg.grad.to(at::kDouble));
+    for (int c = 1; c < 5; ++c)
+      if (controls[c]) grads[c].push_back(loss_and_grad(*controls[c], hc, r, true).grad.to(at::kDouble));
+  }
+  const auto cat = [n, &v](const std::vector<at::Tensor>& parts) {
+    return parts.empty() ? at::Tensor() : (n ? at::cat(parts) : at::zeros({0, v.h.size(1)}, v.h.options()));
+  };
+  v.loss = loss.empty() ? at::zeros({0}, v.h.options()) : at::cat(loss);
+  if (!last) {
+    v.grad = n ? at::cat(grads[0]) : at::zeros({0, v.h.size(1)}, v.h.options());
+    v.grad_uniform = cat(grads[1]);
+    v.grad_shuffled = cat(grads[2]);
+    v.grad_bigram = cat(grads[3]);
+    v.grad_belief = cat(grads[4]);
+  }
+  return v;
 }
 
-// State k's loss of an objective as an objective of its own, for loss_and_grad.
-class StateView final : public Objective {
- public:
-  StateView(const Objective& o, size_t k) : o_(o), k_(k) {}
-  at::Tensor loss(const at::Tensor& h, const at::Tensor& rows) const override { return o_.state_loss(k_, h, rows); }
-  at::Tensor valid() const override { return o_.valid(); }
-  std::unique_ptr<Objective> with_random_targets(uint64_t) const override {
-    throw ShapeError("StateView: take the random targets of the objective it views");
+// cos(Δ, −g') and ⟨Δ, −g'⟩ / ‖g'‖² of a control gradient (NaN when the
+// objective has no such control).
+void control_statistics(const at::Tensor& delta, const at::Tensor& nd, const at::Tensor& g, at::Tensor& alignment,
+                        at::Tensor* step_size) {
+  if (!g.defined()) return;
+  const at::Tensor ng = row_norm(g), dot = -row_dot(delta, g);
+  alignment.copy_(row_cos(dot, nd, ng));
+  if (step_size) step_size->copy_(dot / ng.pow(2));
+}
+
+void step_statistics(StepRecord& st, const StateValues& prev, const StateValues& cur, const at::Tensor& fallback,
+                     const std::vector<at::Tensor>& partners) {
+  const at::Tensor& g = prev.grad;
+  const at::Tensor delta = cur.h - prev.h;  // [n, d]
+  const at::Tensor nd = row_norm(delta);    // ‖Δ‖
+  const at::Tensor ng = row_norm(g);        // ‖g‖
+  const at::Tensor nb = row_norm(prev.h);   // ‖s_k‖
+  const at::Tensor dot = -row_dot(delta, g);  // ⟨Δ, −g⟩
+  const at::Tensor eta = dot / ng.pow(2);
+  st.loss_before.copy_(prev.loss);
+  st.loss_after.copy_(cur.loss);
+  st.alignment.copy_(row_cos(dot, nd, ng));
+  st.step_size.copy_(eta);
+  st.step_size_scaled.copy_(eta / nb.pow(2));
+  st.angular_step.copy_(at::arccos(row_cos(row_dot(prev.h, cur.h), nb, row_norm(cur.h)).clamp(-1.0, 1.0)));
+  st.first_order_decrease.copy_(dot);
+  st.actual_decrease.copy_(prev.loss - cur.loss);
+  st.norm_before.copy_(nb);
+  st.norm_update.copy_(nd);
+  st.norm_grad.copy_(ng);
+
+  control_statistics(delta, nd, prev.grad_uniform, st.alignment_uniform, &st.step_size_uniform);
+  control_statistics(delta, nd, prev.grad_shuffled, st.alignment_shuffled, &st.step_size_shuffled);
+  control_statistics(delta, nd, prev.grad_bigram, st.alignment_bigram, &st.step_size_bigram);
+  control_statistics(delta, nd, prev.grad_belief, st.alignment_belief, &st.step_size_belief);
+  if (prev.grad_bigram.defined()) st.bigram_fallback.copy_(fallback);
+  if (const at::Tensor& gb = prev.grad_belief; gb.defined()) {
+    // g = g_∥ + g_⊥ with g_∥ along the belief gradient.
+    const at::Tensor nbel = row_norm(gb), along = row_dot(g, gb);
+    st.cos_grad_belief.copy_(row_cos(along, ng, nbel));
+    const at::Tensor across = g - (along / nbel.pow(2)).unsqueeze(1) * gb;  // g_⊥
+    st.alignment_unexplained.copy_(row_cos(-row_dot(delta, across), nd, row_norm(across)));
   }
 
- private:
-  const Objective& o_;
-  size_t k_;
-};
+  // The norm identity: ‖s_{k+1}‖² − ‖s_k‖² = 2⟨s_k, Δ⟩ + ‖Δ‖².
+  const at::Tensor radial = row_dot(prev.h, delta);  // ⟨s_k, Δ⟩
+  st.cos_state_grad.copy_(row_cos(row_dot(prev.h, g), nb, ng));
+  st.radial_update.copy_(radial / nb);
+  st.norm_sq_growth.copy_(cur.h.pow(2).sum(1) - prev.h.pow(2).sum(1));
+  st.norm_sq_growth_radial.copy_(2.0 * radial);
+  st.norm_sq_growth_update.copy_(delta.pow(2).sum(1));
+  st.norm_sq_growth_gradient_signed.copy_(dot * dot.abs() / ng.pow(2));
+
+  // The permutation null: each update against the true gradient of its
+  // partner. partners[0] is the per-position statistic, all of them the band.
+  const at::Tensor unit_delta = delta / nd.unsqueeze(1);
+  const at::Tensor unit_descent = -g / ng.unsqueeze(1);
+  for (size_t p = 0; p < partners.size(); ++p) {
+    const at::Tensor cos = row_dot(unit_delta, unit_descent.index_select(0, partners[p]));
+    const at::Tensor finite = cos.isfinite();
+    st.null_sum[static_cast<int64_t>(p)] = at::where(finite, cos, at::zeros_like(cos)).sum();
+    st.null_count[static_cast<int64_t>(p)] = finite.sum().to(at::kDouble);
+    if (p == 0) {
+      const at::Tensor gp = g.index_select(0, partners[0]);
+      const at::Tensor dotp = -row_dot(delta, gp), ngp = row_norm(gp);
+      st.alignment_permuted.copy_(row_cos(dotp, nd, ngp));
+      st.norm_sq_growth_gradient_signed_permuted.copy_(dotp * dotp.abs() / ngp.pow(2));
+    }
+  }
+}
 
 }  // namespace
 
 Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
-                              const Objective& objective, const AnalysisConfig& config) {
+                              const Objective& objective, const AnalysisConfig& config, const at::Tensor& current) {
   if (states.size() < 2) throw ShapeError("analyze_trajectory: need at least two states, got " + std::to_string(states.size()));
   if (names.size() != states.size())
     throw ShapeError("analyze_trajectory: " + std::to_string(states.size()) + " states but " +
                      std::to_string(names.size()) + " names");
   if (config.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(config.chunk));
+  if (config.permutations < 1)
+    throw ConfigError("analysis.permutations must be at least 1, got " + std::to_string(config.permutations));
+  if (objective.reads_states_apart())
+    throw ShapeError("analyze_trajectory: the objective reads every state through its own read-out; map the states "
+                     "into one coordinate system first (docs/design.md 5.2)");
   FullPrecisionScope exact;  // the objective's gradients in the states' dtype, whatever the caller's autocast
   const at::Tensor& s0 = states[0];
   if (s0.dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");
@@ -63,96 +165,73 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
   at::Tensor valid = objective.valid();
   if (valid.dim() != 2 || valid.size(0) != tr.batch || valid.size(1) != tr.length)
     throw ShapeError("analyze_trajectory: the objective's targets do not match the states' [B, T]");
+  if (current.defined() && (current.dim() != 2 || current.size(0) != tr.batch || current.size(1) != tr.length))
+    throw ShapeError("analyze_trajectory: the current tokens do not match the states' [B, T]");
   tr.rows = valid.reshape({-1}).nonzero().reshape({-1}).to(at::kLong);  // [N]
   tr.positions = tr.rows.remainder(tr.length);
   const int64_t n = tr.rows.size(0);
   const size_t K = states.size() - 1;
+  const auto seed = static_cast<uint64_t>(config.seed);
+  const int64_t total = tr.batch * tr.length;
 
-  const std::unique_ptr<Objective> control = objective.with_random_targets(static_cast<uint64_t>(config.seed));
+  std::vector<at::Tensor> flat;  // [B*T, d] views
+  for (const auto& s : states) flat.push_back(s.detach().reshape({-1, tr.width}));
 
-  // Every statistic starts as NaN, so a position no chunk reached cannot pass for a value.
-  const auto nans = [n] { return at::full({n}, NAN, at::TensorOptions(at::kDouble)); };
+  // The controls of docs/design.md 5.5, drawn from the batch's seed.
+  const at::Tensor rows_cpu = tr.rows.cpu();
+  at::Tensor fallback;
+  const at::Tensor bigram = bigram_sources(
+      rows_cpu, current.defined() ? current.reshape({-1}).cpu().index_select(0, rows_cpu) : at::Tensor(), total, seed,
+      fallback);
+  Objectives o;
+  o.main = &objective;
+  o.uniform = objective.with_random_targets(seed);
+  o.shuffled = objective.with_targets_of(shuffled_sources(rows_cpu, total, seed).to(tr.rows.device()));
+  o.bigram = objective.with_targets_of(bigram.to(tr.rows.device()));
+  o.belief = objective.with_belief(flat[K]);
+  std::vector<at::Tensor> partners;
+  for (int64_t p = 0; p < config.permutations; ++p)
+    partners.push_back(cycle_partners(rows_cpu, seed, kPermutedStream + static_cast<uint64_t>(p)));
+
+  // Every statistic starts as NaN, so a position no computation reached cannot pass for a value.
+  const auto nans = [](int64_t size) { return at::full({size}, NAN, at::TensorOptions(at::kDouble)); };
   for (size_t k = 0; k <= K; ++k) {
     StateRecord s;
     s.site = names[k];
     for (const auto& stat : kStateStatistics)
-      if (holds(stat.presence, k, K + 1)) s.*stat.member = nans();
+      if (holds(stat.presence, k, K + 1)) s.*stat.member = nans(n);
     tr.states.push_back(std::move(s));
   }
   for (size_t k = 0; k < K; ++k) {
     StepRecord st;
     st.from = names[k];
     st.to = names[k + 1];
-    for (const auto& stat : kStepStatistics) st.*stat.member = nans();
+    for (const auto& stat : kStepStatistics) st.*stat.member = nans(n);
+    st.null_sum = at::zeros({config.permutations}, at::TensorOptions(at::kDouble));
+    st.null_count = at::zeros({config.permutations}, at::TensorOptions(at::kDouble));
     tr.steps.push_back(std::move(st));
   }
 
-  std::vector<at::Tensor> flat;  // [B*T, d] views
-  for (const auto& s : states) flat.push_back(s.detach().reshape({-1, tr.width}));
-
-  for (int64_t begin = 0; begin < n; begin += config.chunk) {
-    const int64_t len = std::min(config.chunk, n - begin);
-    const at::Tensor rows = tr.rows.narrow(0, begin, len);
-    ChunkState prev;
-    for (size_t k = 0; k <= K; ++k) {
-      const bool last = (k == K);
-      const at::Tensor h = flat[k].index_select(0, rows);  // [n, d]
-      ChunkState cur;
-      LossAndGrad lg = loss_and_grad(StateView(objective, k), h, rows, !last);
-      // Step k−1 is read through state k−1's loss, also after the step.
-      at::Tensor loss_after;
-      if (k > 0 && objective.reads_states_apart())
-        loss_after = loss_and_grad(StateView(objective, k - 1), h, rows, false).loss.to(at::kDouble);
-      at::NoGradGuard no_grad;
-      cur.h = h.to(at::kDouble);
-      cur.loss = lg.loss.to(at::kDouble);
-      if (!loss_after.defined()) loss_after = cur.loss;
-      if (!last) {
-        cur.grad = lg.grad.to(at::kDouble);
-        cur.grad_rnd = loss_and_grad(StateView(*control, k), h, rows, true).grad.to(at::kDouble);
-      }
-      StateRecord& rec = tr.states[k];
-      put(rec.loss, begin, cur.loss);
-      put(rec.norm, begin, cur.h.norm(2, {1}));
-      if (!last) {
-        const at::Tensor ng = cur.grad.norm(2, {1});
-        put(rec.norm_grad, begin, ng);
-        put(rec.cos_state_grad, begin, row_cos((cur.h * cur.grad).sum(1), cur.h.norm(2, {1}), ng));
-        put(rec.cos_ones_grad, begin, cur.grad.sum(1) / (std::sqrt(static_cast<double>(tr.width)) * ng));
-      }
-
-      if (k > 0) {
-        StepRecord& st = tr.steps[k - 1];
-        const at::Tensor delta = cur.h - prev.h;               // [n, d]
-        const at::Tensor nd = delta.norm(2, {1});              // ‖Δ‖
-        const at::Tensor ng = prev.grad.norm(2, {1});          // ‖g‖
-        const at::Tensor dot = -(delta * prev.grad).sum(1);    // ⟨Δ, −g⟩
-        put(st.loss_before, begin, prev.loss);
-        put(st.loss_after, begin, loss_after);
-        put(st.alignment, begin, row_cos(dot, nd, ng));
-        put(st.step_size, begin, dot / ng.pow(2));
-        put(st.first_order_decrease, begin, dot);
-        put(st.actual_decrease, begin, prev.loss - loss_after);
-        put(st.norm_before, begin, prev.h.norm(2, {1}));
-        put(st.norm_update, begin, nd);
-        put(st.norm_grad, begin, ng);
-        const at::Tensor ngr = prev.grad_rnd.norm(2, {1});      // ‖g'‖
-        const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);  // ⟨Δ, −g'⟩
-        put(st.alignment_random, begin, row_cos(dotr, nd, ngr));
-        put(st.step_size_random, begin, dotr / ngr.pow(2));
-        // The norm identity: ‖s_{k+1}‖² − ‖s_k‖² = 2⟨s_k, Δ⟩ + ‖Δ‖², both
-        // parts kept; a gradient step of the measured η would add η²‖g‖².
-        const at::Tensor nb = prev.h.norm(2, {1});               // ‖s_k‖
-        const at::Tensor radial = (prev.h * delta).sum(1);       // ⟨s_k, Δ⟩
-        put(st.cos_state_grad, begin, row_cos((prev.h * prev.grad).sum(1), nb, ng));
-        put(st.radial_update, begin, radial / nb);
-        put(st.norm_sq_growth, begin, cur.h.pow(2).sum(1) - prev.h.pow(2).sum(1));
-        put(st.norm_sq_growth_radial, begin, 2.0 * radial);
-        put(st.norm_sq_growth_update, begin, delta.pow(2).sum(1));
-        put(st.norm_sq_growth_gradient_step, begin, dot.pow(2) / ng.pow(2));
-      }
-      prev = std::move(cur);
+  StateValues prev;
+  for (size_t k = 0; k <= K; ++k) {
+    const bool last = (k == K);
+    StateValues cur = evaluate_state(flat[k], tr.rows, o, last, config.chunk);
+    at::NoGradGuard no_grad;
+    cur.h = cur.h.cpu();
+    cur.loss = cur.loss.cpu();
+    for (at::Tensor* g : {&cur.grad, &cur.grad_uniform, &cur.grad_shuffled, &cur.grad_bigram, &cur.grad_belief})
+      if (g->defined()) *g = g->cpu();
+    StateRecord& rec = tr.states[k];
+    rec.loss.copy_(cur.loss);
+    rec.norm.copy_(row_norm(cur.h));
+    if (!last) {
+      const at::Tensor ng = row_norm(cur.grad);
+      rec.norm_grad.copy_(ng);
+      rec.cos_state_grad.copy_(row_cos(row_dot(cur.h, cur.grad), row_norm(cur.h), ng));
+      rec.cos_ones_grad.copy_(cur.grad.sum(1) / (std::sqrt(static_cast<double>(tr.width)) * ng));
     }
+    if (k > 0) step_statistics(tr.steps[k - 1], prev, cur, fallback, partners);
+    prev = std::move(cur);
   }
   return tr;
 }
@@ -208,6 +287,13 @@ Trajectory concat(const std::vector<Trajectory>& parts) {
     st.to = first.steps[k].to;
     for (const auto& stat : kStepStatistics)
       st.*stat.member = join([k](const Trajectory& p) -> const StepRecord& { return p.steps[k]; }, stat.member);
+    // The null band's sums and counts add up over batches.
+    for (auto member : {&StepRecord::null_sum, &StepRecord::null_count})
+      for (const auto& p : parts) {
+        const at::Tensor& t = p.steps[k].*member;
+        if (!t.defined()) continue;
+        st.*member = (st.*member).defined() ? st.*member + t : t.clone();
+      }
     out.steps.push_back(std::move(st));
   }
   return out;

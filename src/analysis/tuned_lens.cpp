@@ -98,6 +98,17 @@ TunedLens load_tuned_lens(const std::string& path, const ModelConfig& model) {
   return lens;
 }
 
+std::vector<at::Tensor> translate_states(const TunedLens& lens, const std::vector<at::Tensor>& states,
+                                         const std::vector<std::string>& names) {
+  if (states.size() != names.size())
+    throw ShapeError("translate_states: " + std::to_string(states.size()) + " states but " +
+                     std::to_string(names.size()) + " names");
+  std::vector<at::Tensor> out;
+  at::NoGradGuard no_grad;
+  for (size_t k = 0; k < states.size(); ++k) out.push_back(lens.translate(names[k], states[k]));
+  return out;
+}
+
 // ---- TunedLensObjective -------------------------------------------------------
 
 TunedLensObjective::TunedLensObjective(LogitsFn logits_fn, at::Tensor targets, int64_t vocab_size,

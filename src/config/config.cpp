@@ -112,12 +112,18 @@ void resolve(RunConfig& c) {
   at_least(a.batch_size, 1, "analysis.batch_size");
   at_least(a.chunk, 1, "analysis.chunk");
   at_least(a.freq_bins, 1, "analysis.freq_bins");
+  at_least(a.bootstrap, 1, "analysis.bootstrap");
+  at_least(a.permutations, 1, "analysis.permutations");
   require(a.lens == "logit" || !a.tuned_lens_path().empty(), "analysis.lens", a.lens,
           "must be logit or tuned:PATH (a file written by metalm lens-train)");
 
+  // Converted to whole milliseconds and to a count of floats: bounded so that
+  // neither rounds to nothing nor overflows.
   const DistConfig& d = c.dist;
-  require(d.timeout_s > 0, "dist.timeout_s", str(d.timeout_s), "must be positive");
-  require(d.bucket_mb > 0, "dist.bucket_mb", str(d.bucket_mb), "must be positive");
+  require(d.timeout_s >= 0.001 && d.timeout_s <= 86400, "dist.timeout_s", str(d.timeout_s),
+          "must be from 0.001 to 86400 seconds (a day)");
+  require(d.bucket_mb >= 0.001 && d.bucket_mb <= 1048576, "dist.bucket_mb", str(d.bucket_mb),
+          "must be from 0.001 to 1048576 (1 TiB)");
 }
 
 namespace {

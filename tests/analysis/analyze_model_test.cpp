@@ -69,10 +69,48 @@ TEST(AnalyzeModel, JsonNamesItsFormatAndVersion) {
   for (const nlohmann::json& j : {analyze_model(model, b, AnalysisConfig{}, nullptr),
                                   analyze_untrained(tiny_config(), 3, b, AnalysisConfig{}, nullptr)}) {
     EXPECT_EQ(j["format"], "metalm-analysis");
-    EXPECT_EQ(j["version"], 1);
+    EXPECT_EQ(j["version"], 2);
     EXPECT_EQ(j["format"], kAnalysisFormat);
     EXPECT_EQ(j["version"], kAnalysisVersion);
   }
+}
+
+TEST(AnalyzeModel, EveryMeanHasAnIntervalAroundItAndEveryStepItsGapsAndNullBand) {
+  torch::manual_seed(2);
+  CausalTransformer model(tiny_config());
+  const Batch b = periodic_batch(6, 16);
+  train_briefly(model, b, 20);
+  AnalysisConfig o;
+  o.bootstrap = 200;
+  o.permutations = 30;
+  const nlohmann::json j = analyze_model(model, {b, periodic_batch(4, 16)}, o, nullptr);
+  EXPECT_EQ(j["bootstrap"]["resamples"], 200);
+  EXPECT_EQ(j["bootstrap"]["clusters"], 10);  // every sequence of both batches
+  EXPECT_EQ(j["permutations"], 30);
+  auto inside = [](const nlohmann::json& mean, const nlohmann::json& ci, const std::string& what) {
+    ASSERT_TRUE(ci.is_array()) << what;
+    EXPECT_LE(ci[0].get<double>(), mean.get<double>() + 1e-12) << what;
+    EXPECT_GE(ci[1].get<double>(), mean.get<double>() - 1e-12) << what;
+  };
+  for (const auto& step : j["steps"]) {
+    for (const char* key : {"alignment", "alignment_shuffled", "alignment_belief", "step_size_scaled"})
+      inside(step[key]["mean"], step[key]["ci"], key);
+    inside(step["loss_before"], step["loss_before_ci"], "loss_before");
+    inside(step["norm_sq_growth"], step["norm_sq_growth_ci"], "norm_sq_growth");
+    for (const char* c : {"uniform", "shuffled", "bigram", "belief", "permuted"}) {
+      const nlohmann::json& gap = step["gaps"][c];
+      inside(gap["mean"], gap["ci"], c);
+      EXPECT_NEAR(gap["mean"].get<double>(),
+                  step["alignment"]["mean"].get<double>() - step[std::string("alignment_") + c]["mean"].get<double>(),
+                  1e-12)
+          << c;
+    }
+    const std::string strongest = step["strongest_control"];
+    for (const char* c : {"shuffled", "bigram", "belief"})
+      EXPECT_LE(step["gaps"][strongest]["mean"].get<double>(), step["gaps"][c]["mean"].get<double>());
+    EXPECT_LT(step["null_band"][0].get<double>(), step["null_band"][1].get<double>());
+  }
+  inside(j["states"][0]["loss"], j["states"][0]["loss_ci"], "state loss");
 }
 
 TEST(AnalyzeModel, RandomTargetControlDiffersFromTrueTargetOnATrainedModel) {
@@ -85,9 +123,9 @@ TEST(AnalyzeModel, RandomTargetControlDiffersFromTrueTargetOnATrainedModel) {
   double gap = 0.0;
   for (const auto& step : j["steps"]) {
     ASSERT_TRUE(step["alignment"]["mean"].is_number());
-    ASSERT_TRUE(step["alignment_random_target"]["mean"].is_number());
+    ASSERT_TRUE(step["alignment_uniform"]["mean"].is_number());
     gap = std::max(gap, std::abs(step["alignment"]["mean"].get<double>() -
-                                 step["alignment_random_target"]["mean"].get<double>()));
+                                 step["alignment_uniform"]["mean"].get<double>()));
   }
   EXPECT_GT(gap, 0.05);
   // A trained model lowers the inner loss along the trajectory.
@@ -112,7 +150,7 @@ TEST(AnalyzeModel, SublayerGranularitySeparatesAttentionAndMlpSteps) {
   EXPECT_EQ(j["tokens"], 64);
   EXPECT_EQ(j["steps"][0]["by_position"]["alignment"].size(), 16u);
   EXPECT_EQ(j["steps"][0]["position_0"]["count"], 4);
-  EXPECT_NEAR(j["chance_alignment"].get<double>(), 1.0 / std::sqrt(32.0), 1e-12);
+  EXPECT_NEAR(j["chance_alignment_per_token"].get<double>(), 1.0 / std::sqrt(32.0), 1e-12);
   // Consecutive steps chain: each step's loss_after is the next one's loss_before.
   for (size_t k = 0; k + 1 < j["steps"].size(); ++k)
     EXPECT_DOUBLE_EQ(j["steps"][k]["loss_after"].get<double>(), j["steps"][k + 1]["loss_before"].get<double>());

@@ -172,11 +172,11 @@ TEST(NormIdentity, NormGrowthDecompositionAddsUpExactly) {
       EXPECT_TRUE(at::allclose(st.norm_sq_growth_update, st.norm_update.pow(2), 1e-12, 0)) << st.from;
       EXPECT_TRUE(at::allclose(st.norm_sq_growth_radial, 2.0 * st.radial_update * st.norm_before, 1e-12, 1e-300))
           << st.from;
-      // η²‖g‖² = ‖Δ‖² cos²(Δ, −g): never more than the update's own ‖Δ‖².
-      EXPECT_TRUE(at::allclose(st.norm_sq_growth_gradient_step,
-                               st.step_size.pow(2) * st.norm_grad.pow(2), 1e-10, 0)) << st.from;
-      EXPECT_TRUE(at::allclose(st.norm_sq_growth_gradient_step,
-                               st.norm_sq_growth_update * st.alignment.pow(2), 1e-10, 0)) << st.from;
+      // η|η|‖g‖² = ‖Δ‖² cos|cos|(Δ, −g): signed like the step, never more than ‖Δ‖² in size.
+      EXPECT_TRUE(at::allclose(st.norm_sq_growth_gradient_signed,
+                               st.step_size * st.step_size.abs() * st.norm_grad.pow(2), 1e-10, 0)) << st.from;
+      EXPECT_TRUE(at::allclose(st.norm_sq_growth_gradient_signed,
+                               st.norm_sq_growth_update * st.alignment * st.alignment.abs(), 1e-10, 0)) << st.from;
     }
   }
 }
@@ -226,8 +226,11 @@ TEST(NormIdentity, RadialUpdateOfExactConstructions) {
   EXPECT_LT(gs.states[0].cos_state_grad.abs().max().item<double>(), 1e-12);
   EXPECT_TRUE(at::allclose(s.alignment, at::ones_like(s.alignment), 1e-12, 0));
   EXPECT_TRUE(at::allclose(s.step_size, at::full_like(s.step_size, eta), 1e-12, 0));
-  EXPECT_TRUE(at::allclose(s.norm_sq_growth, s.norm_sq_growth_gradient_step, 1e-10, 1e-14));
-  EXPECT_TRUE(at::allclose(s.norm_sq_growth_gradient_step, eta * eta * s.norm_grad.pow(2), 1e-12, 0));
+  EXPECT_TRUE(at::allclose(s.norm_sq_growth, s.norm_sq_growth_gradient_signed, 1e-10, 1e-14));
+  EXPECT_TRUE(at::allclose(s.norm_sq_growth_gradient_signed, eta * eta * s.norm_grad.pow(2), 1e-12, 0));
+  // The same step taken uphill counts negative.
+  const StepRecord up = analyze_trajectory({s0, s0 + eta * g}, {"s0", "s1"}, objective).steps[0];
+  EXPECT_TRUE(at::allclose(up.norm_sq_growth_gradient_signed, -eta * eta * up.norm_grad.pow(2), 1e-12, 0));
 }
 
 }  // namespace

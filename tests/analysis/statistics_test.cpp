@@ -132,6 +132,11 @@ TEST(Statistics, ConcatJoinsEveryStatistic) {
     for (const auto& s : kStepStatistics)
       EXPECT_TRUE(at::equal(both.steps[k].*s.member, at::cat({a.steps[k].*s.member, b.steps[k].*s.member})))
           << s.key;
+  // The null band's sums and counts are totals over the batches.
+  for (size_t k = 0; k < a.steps.size(); ++k) {
+    EXPECT_TRUE(at::equal(both.steps[k].null_sum, a.steps[k].null_sum + b.steps[k].null_sum));
+    EXPECT_TRUE(at::equal(both.steps[k].null_count, a.steps[k].null_count + b.steps[k].null_count));
+  }
 }
 
 TEST(Statistics, ExchangeFormatCarriesEveryStatisticExactly) {
@@ -164,6 +169,8 @@ TEST(Statistics, ExchangeFormatCarriesEveryStatisticExactly) {
       EXPECT_EQ(b.steps[k].from, a.steps[k].from);
       for (const auto& s : kStepStatistics)
         EXPECT_TRUE(at::equal(b.steps[k].*s.member, a.steps[k].*s.member)) << s.key << " of step " << k;
+      EXPECT_TRUE(at::equal(b.steps[k].null_sum, a.steps[k].null_sum)) << k;
+      EXPECT_TRUE(at::equal(b.steps[k].null_count, a.steps[k].null_count)) << k;
     }
   }
 }
@@ -181,8 +188,10 @@ TEST(Statistics, PackedSizeFollowsFromTheLists) {
     for (size_t k = 0; k < states; ++k)
       for (const auto& s : kStateStatistics) per_position += holds(s.presence, k, states) ? 1 : 0;
     per_position += static_cast<int64_t>((states - 1) * std::size(kStepStatistics));
-    EXPECT_EQ(packed_numel(model->config(), batch, c), 1 + positions * per_position);
-    EXPECT_EQ(pack(analyze_batch(model, batch, 0, c)).numel(), 1 + positions * per_position);
+    // Then each step's null-band sums and counts, one per permutation.
+    const int64_t totals = static_cast<int64_t>(states - 1) * 2 * c.permutations;
+    EXPECT_EQ(packed_numel(model->config(), batch, c), 1 + positions * per_position + totals);
+    EXPECT_EQ(pack(analyze_batch(model, batch, 0, c)).numel(), 1 + positions * per_position + totals);
   }
 }
 
@@ -201,6 +210,7 @@ TEST(Statistics, JsonHoldsEveryAggregateOfEveryStatistic) {
   auto check_summary = [](const nlohmann::json& s, const at::Tensor& t, const std::string& what) {
     ASSERT_TRUE(s.is_object()) << what;
     for (const char* q : {"mean", "std", "median", "q10", "q90"}) EXPECT_TRUE(s.contains(q)) << what << "." << q;
+    EXPECT_TRUE(s["ci"].is_array()) << what << ": no interval";
     EXPECT_NEAR(s["mean"].get<double>(), torch_mean(t), 1e-9) << what;
   };
   for (size_t k = 0; k < tr.steps.size(); ++k) {
@@ -210,6 +220,7 @@ TEST(Statistics, JsonHoldsEveryAggregateOfEveryStatistic) {
       const std::string key = s.key;
       if (s.aggregates & kMean) {
         EXPECT_NEAR(js[key].get<double>(), torch_mean(t), 1e-9) << key;
+        EXPECT_TRUE(js[key + "_ci"].is_array()) << key << ": no interval";
       }
       if (s.aggregates & kSummary) check_summary(js[(s.aggregates & kMean) ? key + "_summary" : key], t, key);
       const bool positional = s.aggregates & kPositional;

@@ -48,7 +48,7 @@ TEST(AnalyzeTrajectory, ExactGradientStepGivesAlignmentOneAndItsStepSize) {
     EXPECT_LT((st.alignment - 1.0).abs().max().item<double>(), 1e-5);
     EXPECT_LT((st.step_size - eta).abs().max().item<double>(), 1e-5 * eta);
     // The random-target gradient points elsewhere.
-    EXPECT_LT(summarize(st.alignment_random).mean, 0.99);
+    EXPECT_LT(summarize(st.alignment_uniform).mean, 0.99);
   }
   EXPECT_EQ(tr.steps[1].from, "b");
   EXPECT_EQ(tr.steps[1].to, "c");
@@ -76,7 +76,7 @@ TEST(AnalyzeTrajectory, ChunkingDoesNotChangeResults) {
   const Trajectory b = analyze_trajectory({f.s0, s1, s2}, {"a", "b", "c"}, *f.objective, chunked);
   for (size_t k = 0; k < 2; ++k) {
     EXPECT_TRUE(at::allclose(a.steps[k].alignment, b.steps[k].alignment, 1e-12, 1e-12));
-    EXPECT_TRUE(at::allclose(a.steps[k].alignment_random, b.steps[k].alignment_random, 1e-12, 1e-12));
+    EXPECT_TRUE(at::allclose(a.steps[k].alignment_uniform, b.steps[k].alignment_uniform, 1e-12, 1e-12));
     EXPECT_TRUE(at::allclose(a.steps[k].loss_after, b.steps[k].loss_after, 1e-12, 1e-12));
   }
 }

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/autograd.h>
 #include <torch/utils.h>
 #include <unistd.h>
 
@@ -94,7 +95,7 @@ TEST(TunedLens, IdentityTranslatorsReproduceTheLogitLensAnalysisExactly) {
   }
 }
 
-TEST(TunedLens, StateAndStepKAreReadThroughTranslatorK) {
+TEST(TunedLens, TheTrajectoryIsAnalysedInTheFinalStatesCoordinates) {
   torch::manual_seed(4);
   CausalTransformer model(tiny_model());
   model->eval();
@@ -105,30 +106,64 @@ TEST(TunedLens, StateAndStepKAreReadThroughTranslatorK) {
   const BatchAnalysis part = analyze_batch(model, batch, 0, c, lens);
   const Trajectory& tr = part.trajectory;
   const ModelTrajectory mt = capture_trajectory(model, batch.inputs, c.granularity);
-  at::NoGradGuard no_grad;
   const at::Tensor y = batch.targets.reshape({-1}).index_select(0, tr.rows);
-  // ℓ through an explicit A h + b, in double, independent of TunedLens::translate.
-  auto ce = [&](const std::string& site, const at::Tensor& state) {
-    at::Tensor h = state.reshape({-1, D}).index_select(0, tr.rows);
-    if (site != "final") {
-      const Translator& t = lens->translators.at(site);
-      h = at::matmul(h.to(at::kDouble), t.weight.to(at::kDouble).t()) + t.bias.to(at::kDouble);
-    }
-    const at::Tensor logits = model->lens_logits(h.to(at::kFloat)).to(at::kDouble);
-    return -at::log_softmax(logits, 1).gather(1, y.unsqueeze(1)).squeeze(1);
+  // u_k = A_k s_k + b_k through an explicit product in double, independent of TunedLens::translate.
+  auto mapped = [&](size_t k) {
+    at::Tensor h = mt.states[k].reshape({-1, D}).index_select(0, tr.rows).to(at::kDouble);
+    if (mt.names[k] == "final") return h;
+    const Translator& t = lens->translators.at(mt.names[k]);
+    return at::matmul(h, t.weight.to(at::kDouble).t()) + t.bias.to(at::kDouble);
   };
-  for (size_t k = 0; k < mt.states.size(); ++k) {
-    EXPECT_TRUE(at::allclose(tr.states[k].loss, ce(mt.names[k], mt.states[k]), 1e-4, 1e-5)) << mt.names[k];
-    if (k + 1 == mt.states.size()) continue;
+  // ℓ(u) and ∇ℓ(u) of the one logit lens, by autograd in float32 on u.
+  auto loss_grad = [&](const at::Tensor& u) {
+    at::Tensor leaf = u.to(at::kFloat).detach().requires_grad_(true);
+    const at::Tensor loss = -at::log_softmax(model->lens_logits(leaf), 1).gather(1, y.unsqueeze(1)).squeeze(1);
+    const at::Tensor g = torch::autograd::grad({loss.sum()}, {leaf})[0];
+    return std::make_pair(loss.detach().to(at::kDouble), g.to(at::kDouble));
+  };
+  for (size_t k = 0; k + 1 < mt.states.size(); ++k) {
+    const at::Tensor u0 = mapped(k), u1 = mapped(k + 1);
+    const auto [l0, g0] = loss_grad(u0);
+    const auto [l1, g1] = loss_grad(u1);
+    (void)g1;
     const StepRecord& st = tr.steps[k];
-    EXPECT_TRUE(at::equal(st.loss_before, tr.states[k].loss)) << k;
-    // After the step, still translator k: s_{k+1} read as state k would be.
-    EXPECT_TRUE(at::allclose(st.loss_after, ce(mt.names[k], mt.states[k + 1]), 1e-4, 1e-5)) << k;
-    EXPECT_FALSE(at::allclose(st.loss_after, tr.states[k + 1].loss, 1e-3, 1e-3)) << k;
-    EXPECT_TRUE(at::allclose(st.actual_decrease, st.loss_before - st.loss_after, 1e-12, 1e-12)) << k;
+    EXPECT_TRUE(at::allclose(st.loss_before, l0, 1e-4, 1e-5)) << k;
+    // One objective: the step's loss after is the next state's own loss.
+    EXPECT_TRUE(at::allclose(st.loss_after, l1, 1e-4, 1e-5)) << k;
+    EXPECT_TRUE(at::equal(st.loss_after, tr.states[k + 1].loss)) << k;
+    const at::Tensor delta = u1 - u0;
+    const at::Tensor cos = -(delta * g0).sum(1) / (delta.norm(2, {1}) * g0.norm(2, {1}));
+    EXPECT_TRUE(at::allclose(st.alignment, cos, 1e-3, 1e-4)) << k;
   }
   // The last state is the model's own readout: its loss is the model's loss.
   EXPECT_NEAR(tr.states.back().loss.sum().item<double>(), part.nll_sum, 1e-3);
+}
+
+TEST(TunedLens, TheUntrainedControlIsReadThroughTheLogitLens) {
+  const ModelConfig cfg = tiny_model();
+  const TempFile file;
+  save_tuned_lens(file.path, perturbed_lens(12), cfg);
+  const std::vector<Batch> batches{random_batch(3)};
+  AnalysisConfig logit;
+  AnalysisConfig tuned = logit;
+  tuned.lens = "tuned:" + file.path;
+  const nlohmann::json a = analyze_untrained(cfg, 7, batches, logit, nullptr);
+  const nlohmann::json b = analyze_untrained(cfg, 7, batches, tuned, nullptr);
+  EXPECT_EQ(b["lens"], "logit");
+  EXPECT_EQ(a.dump(), b.dump());
+}
+
+TEST(TunedLens, AnObjectiveThatReadsStatesApartIsRefusedByTheAnalyser) {
+  torch::manual_seed(6);
+  CausalTransformer model(tiny_model());
+  CausalTransformer handle = model;
+  auto lens = std::make_shared<const TunedLens>(perturbed_lens(10));
+  const Batch batch = random_batch(7);
+  const std::vector<std::string> names = trajectory_names(2, Granularity::Block);
+  const TunedLensObjective tuned([handle](const at::Tensor& h) mutable { return handle->lens_logits(h); },
+                                 batch.targets, V, lens, names);
+  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, Granularity::Block);
+  EXPECT_THROW(analyze_trajectory(mt.states, mt.names, tuned), ShapeError);
 }
 
 TEST(TunedLens, GradientIsTakenThroughTheTranslator) {

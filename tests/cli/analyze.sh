@@ -28,13 +28,19 @@ check analyze-data 0 '' -- m analyze --checkpoint "$tmp/run" --data "$tmp/data/v
   --seq-len 32 --control-untrained --out "$tmp/a.json" --csv "$tmp/csv"
 check analyze-schema 0 '^ok$' -- py "
 import json, math; j = json.load(open('$tmp/a.json'))
-for k in ['tokens', 'granularity', 'final_loss', 'chance_alignment', 'steps', 'states', 'tables', 'control_untrained']:
+for k in ['tokens', 'granularity', 'final_loss', 'chance_alignment_per_token', 'bootstrap', 'permutations', 'steps', 'states', 'tables', 'control_untrained']:
     assert k in j, k
 assert j['tokens'] == 64 and j['granularity'] == 'block'
 assert abs(j['final_loss'] - j['states'][-1]['loss']) < 1e-4
 s = j['steps'][0]
-for k in ['alignment', 'alignment_random_target', 'step_size', 'norm_before', 'norm_update', 'norm_grad']:
-    assert set(s[k]) == {'mean', 'std', 'median', 'q10', 'q90'}, k
+for k in ['alignment', 'alignment_uniform', 'alignment_shuffled', 'alignment_bigram', 'alignment_belief', 'step_size',
+          'step_size_scaled', 'norm_before', 'norm_update', 'norm_grad']:
+    assert set(s[k]) == {'mean', 'std', 'median', 'q10', 'q90', 'ci'}, k
+    assert s[k]['ci'][0] <= s[k]['mean'] <= s[k]['ci'][1], k
+assert set(s['gaps']) == {'uniform', 'shuffled', 'bigram', 'belief', 'permuted'}
+assert s['strongest_control'] in ('shuffled', 'bigram', 'belief')
+assert len(s['null_band']) == 2 and s['null_band'][0] <= s['null_band'][1]
+assert j['control_untrained']['lens'] == 'logit'
 for k in ['from', 'to', 'loss_before', 'loss_after', 'first_order_decrease', 'actual_decrease', 'by_position', 'by_frequency']:
     assert k in s, k
 assert len(s['by_position']['alignment']) == 32

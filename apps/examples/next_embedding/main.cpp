@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < mine.steps.size(); ++k) {
       const metalm::StepRecord& st = mine.steps[k];
       std::printf("%-40s %12.6f %12.6f %12.6f %12.6f\n", (st.from + " -> " + st.to).c_str(),
-                  mean_of(st.alignment), mean_of(st.alignment_random), mean_of(st.step_size),
+                  mean_of(st.alignment), mean_of(st.alignment_uniform), mean_of(st.step_size),
                   mean_of(lensed.steps[k].alignment));
     }
     std::printf("chance level 1/sqrt(d) = %.6f\n", 1.0 / std::sqrt(static_cast<double>(model->config().d_model)));

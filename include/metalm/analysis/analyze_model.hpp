@@ -25,9 +25,10 @@
 namespace metalm {
 
 // The analysis JSON names its format and version at the top level
-// ("format": "metalm-analysis", "version": 1); readers refuse others.
+// ("format": "metalm-analysis", "version": 2: the matched controls, intervals
+// and null band of docs/design.md 5.5-5.6); readers refuse others.
 inline constexpr const char* kAnalysisFormat = "metalm-analysis";
-inline constexpr int kAnalysisVersion = 1;
+inline constexpr int kAnalysisVersion = 2;
 
 // The settings of every function below are an AnalysisConfig (the
 // "analysis" section of a run's config, usable on its own):

@@ -50,7 +50,7 @@ struct LinearIclSetting {
 };
 LinearIclSetting make_linear_icl(const LinearIclOptions& opts);
 
-// Analyses one setting: {"n", "alignment": {...}, "alignment_random_target":
+// Analyses one setting: {"n", "alignment": {...}, "alignment_uniform":
 // {...}, "step_size": {...}, "loss_before": x, "loss_after": y}.
 nlohmann::json linear_icl_point(const LinearIclOptions& opts);
 

@@ -33,6 +33,24 @@ class Objective {
   // random (seeded), never equal to the true target where that is defined.
   virtual std::unique_ptr<Objective> with_random_targets(uint64_t seed) const = 0;
 
+  // The paired controls of docs/design.md 5.5: the same objective with row r
+  // scored against the target of row source[r] (source: [B*T] int64 flat
+  // rows). nullptr when the objective has no such control (its statistics
+  // are then NaN).
+  virtual std::unique_ptr<Objective> with_targets_of(const at::Tensor& source) const {
+    (void)source;
+    return nullptr;
+  }
+
+  // The belief control (docs/design.md 5.5): the objective whose target at
+  // every row is this objective's own read-out of `final` ([B*T, d], the last
+  // state of the trajectory): the distribution p = softmax(z(s_K)) as a soft
+  // target for the lens, R s_K for the squared loss. nullptr when unsupported.
+  virtual std::unique_ptr<Objective> with_belief(const at::Tensor& final) const {
+    (void)final;
+    return nullptr;
+  }
+
   // The loss through which state k of a trajectory is read. An objective
   // may read every state differently (the tuned lens: state k through its
   // own translator); by default every state is read by loss(). The
@@ -72,6 +90,9 @@ class LensObjective final : public Objective {
   at::Tensor valid() const override;
   // Each target replaced by a uniformly drawn *different* token id.
   std::unique_ptr<Objective> with_random_targets(uint64_t seed) const override;
+  std::unique_ptr<Objective> with_targets_of(const at::Tensor& source) const override;
+  // −Σ_v p_v log softmax(z(h))_v with p = softmax(z(final row)), detached.
+  std::unique_ptr<Objective> with_belief(const at::Tensor& final) const override;
 
   const at::Tensor& targets() const { return targets_; }
   int64_t vocab_size() const { return vocab_size_; }
@@ -94,6 +115,9 @@ class SquaredLossObjective final : public Objective {
   at::Tensor valid() const override { return valid_; }
   // Targets replaced by Gaussian vectors with the RMS of the valid targets.
   std::unique_ptr<Objective> with_random_targets(uint64_t seed) const override;
+  std::unique_ptr<Objective> with_targets_of(const at::Tensor& source) const override;
+  // ½ ‖R h − R s_K‖²: the final state's own read-out as the target.
+  std::unique_ptr<Objective> with_belief(const at::Tensor& final) const override;
 
  private:
   at::Tensor readout_;       // [m, d]

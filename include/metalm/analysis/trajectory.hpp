@@ -29,15 +29,28 @@ struct StateRecord {
 };
 
 // One inner step s_k -> s_{k+1} at the analysed positions. Tensors are [N]
-// double; the statistics are listed once, in kStepStatistics below.
+// double; the statistics are listed once, in kStepStatistics below. The
+// controls (docs/design.md 5.5) compare the same Δ with another gradient g'.
 struct StepRecord {
   std::string from, to;
   at::Tensor loss_before;
   at::Tensor loss_after;
   at::Tensor alignment;
-  at::Tensor alignment_random;
+  at::Tensor alignment_uniform;
+  at::Tensor alignment_shuffled;
+  at::Tensor alignment_bigram;
+  at::Tensor alignment_belief;
+  at::Tensor alignment_permuted;
+  at::Tensor alignment_unexplained;  // cos(Δ, −g_⊥), g_⊥ the part of g across the belief gradient
+  at::Tensor cos_grad_belief;
+  at::Tensor bigram_fallback;
   at::Tensor step_size;
-  at::Tensor step_size_random;
+  at::Tensor step_size_uniform;
+  at::Tensor step_size_shuffled;
+  at::Tensor step_size_bigram;
+  at::Tensor step_size_belief;
+  at::Tensor step_size_scaled;
+  at::Tensor angular_step;
   at::Tensor first_order_decrease;
   at::Tensor actual_decrease;
   at::Tensor norm_before;
@@ -49,7 +62,13 @@ struct StepRecord {
   at::Tensor norm_sq_growth;
   at::Tensor norm_sq_growth_radial;
   at::Tensor norm_sq_growth_update;
-  at::Tensor norm_sq_growth_gradient_step;
+  at::Tensor norm_sq_growth_gradient_signed;
+  at::Tensor norm_sq_growth_gradient_signed_permuted;
+  // Not per position: for each permutation p of the null band, the sum and
+  // the count of the finite cos(Δ_r, −g_π(r)) over the analysed positions
+  // ([P] double each; concat adds them).
+  at::Tensor null_sum;
+  at::Tensor null_count;
 };
 
 // How a per-position statistic is aggregated into the analysis JSON
@@ -100,15 +119,35 @@ inline constexpr Statistic<StateRecord> kStateStatistics[] = {
 };
 
 // The per-position statistics of a step s_k -> s_{k+1} (Δ = s_{k+1} − s_k,
-// g = ∇ℓ_t(s_k), g' the gradient against a random wrong target).
+// g = ∇ℓ_t(s_k); g' the gradient of a control, docs/design.md 5.5).
+inline constexpr unsigned kAlignmentLike = kSummary | kPositional;
 inline constexpr Statistic<StepRecord> kStepStatistics[] = {
     {"loss_before", &StepRecord::loss_before, kMean | kPositional, Presence::Always, "ℓ_t(s_k)"},
     {"loss_after", &StepRecord::loss_after, kMean | kPositional, Presence::Always, "ℓ_t(s_{k+1})"},
-    {"alignment", &StepRecord::alignment, kSummary | kPositional, Presence::Always, "cos(Δ, −g)"},
-    {"alignment_random_target", &StepRecord::alignment_random, kSummary | kPositional, Presence::Always,
-     "cos(Δ, −g')"},
-    {"step_size", &StepRecord::step_size, kSummary | kPositional, Presence::Always, "⟨Δ, −g⟩ / ‖g‖²"},
-    {"step_size_random_target", &StepRecord::step_size_random, kSummary, Presence::Always, "⟨Δ, −g'⟩ / ‖g'‖²"},
+    {"alignment", &StepRecord::alignment, kAlignmentLike, Presence::Always, "cos(Δ, −g)"},
+    {"alignment_uniform", &StepRecord::alignment_uniform, kAlignmentLike, Presence::Always,
+     "cos(Δ, −g'), g' against a uniformly drawn wrong token"},
+    {"alignment_shuffled", &StepRecord::alignment_shuffled, kAlignmentLike, Presence::Always,
+     "cos(Δ, −g'), g' against the target of another position of the batch"},
+    {"alignment_bigram", &StepRecord::alignment_bigram, kAlignmentLike, Presence::Always,
+     "cos(Δ, −g'), g' against the target of another position with the same current token"},
+    {"alignment_belief", &StepRecord::alignment_belief, kAlignmentLike, Presence::Always,
+     "cos(Δ, −g_b), g_b toward the model's own final prediction"},
+    {"alignment_permuted", &StepRecord::alignment_permuted, kSummary, Presence::Always,
+     "cos(Δ_r, −g_π(r)), the true gradient of another position"},
+    {"alignment_unexplained", &StepRecord::alignment_unexplained, kSummary, Presence::Always,
+     "cos(Δ, −g_⊥), g_⊥ = g minus its projection on g_b"},
+    {"cos_grad_belief", &StepRecord::cos_grad_belief, kSummary, Presence::Always, "cos(g, g_b)"},
+    {"bigram_fallback", &StepRecord::bigram_fallback, kMean, Presence::Always,
+     "1 where the bigram control took the shuffled target (no other position with the same token)"},
+    {"step_size", &StepRecord::step_size, kSummary | kPositional, Presence::Always, "η = ⟨Δ, −g⟩ / ‖g‖²"},
+    {"step_size_uniform", &StepRecord::step_size_uniform, kSummary, Presence::Always, "⟨Δ, −g'⟩ / ‖g'‖² (uniform)"},
+    {"step_size_shuffled", &StepRecord::step_size_shuffled, kSummary, Presence::Always, "⟨Δ, −g'⟩ / ‖g'‖² (shuffled)"},
+    {"step_size_bigram", &StepRecord::step_size_bigram, kSummary, Presence::Always, "⟨Δ, −g'⟩ / ‖g'‖² (bigram)"},
+    {"step_size_belief", &StepRecord::step_size_belief, kSummary, Presence::Always, "⟨Δ, −g_b⟩ / ‖g_b‖²"},
+    // Under a scale-invariant final norm ‖g‖ ∝ 1/‖s‖, so η grows like ‖s‖²; these do not.
+    {"step_size_scaled", &StepRecord::step_size_scaled, kSummary | kPositional, Presence::Always, "η / ‖s_k‖²"},
+    {"angular_step", &StepRecord::angular_step, kSummary, Presence::Always, "arccos(cos(s_k, s_{k+1})), radians"},
     {"first_order_decrease", &StepRecord::first_order_decrease, kMean, Presence::Always, "⟨−g, Δ⟩"},
     {"actual_decrease", &StepRecord::actual_decrease, kMean, Presence::Always, "ℓ_t(s_k) − ℓ_t(s_{k+1})"},
     {"norm_before", &StepRecord::norm_before, kSummary | kPositional, Presence::Always, "‖s_k‖"},
@@ -121,10 +160,27 @@ inline constexpr Statistic<StepRecord> kStepStatistics[] = {
     {"norm_sq_growth_radial", &StepRecord::norm_sq_growth_radial, kMean | kSummary, Presence::Always,
      "2⟨s_k, Δ⟩"},
     {"norm_sq_growth_update", &StepRecord::norm_sq_growth_update, kMean | kSummary, Presence::Always, "‖Δ‖²"},
-    // The growth a pure gradient step of the measured η gives: η²‖g‖²
-    // (= ‖Δ‖² cos²(Δ, −g), the squared length of Δ's part along g).
-    {"norm_sq_growth_gradient_step", &StepRecord::norm_sq_growth_gradient_step, kMean | kSummary, Presence::Always,
-     "η² ‖g‖² = ⟨Δ, −g⟩² / ‖g‖²"},
+    // What a gradient step of the measured η adds to ‖s‖², signed by the
+    // step's direction: a function of the alignment and ‖Δ‖, read against its
+    // value under the permutation null.
+    {"norm_sq_growth_gradient_signed", &StepRecord::norm_sq_growth_gradient_signed, kMean | kSummary,
+     Presence::Always, "⟨Δ, −g⟩ |⟨Δ, −g⟩| / ‖g‖²"},
+    {"norm_sq_growth_gradient_signed_permuted", &StepRecord::norm_sq_growth_gradient_signed_permuted,
+     kMean | kSummary, Presence::Always, "⟨Δ_r, −g_π(r)⟩ |⟨Δ_r, −g_π(r)⟩| / ‖g_π(r)‖²"},
+};
+
+// The controls whose alignment the gap alignment − alignment_<control> is
+// reported against (docs/design.md 5.6), and which of them are matched to an
+// explanation (the strongest of those is the headline's reference).
+struct Control {
+  const char* name;
+  at::Tensor StepRecord::*alignment;
+  bool matched;
+};
+inline constexpr Control kControls[] = {
+    {"uniform", &StepRecord::alignment_uniform, false},  {"shuffled", &StepRecord::alignment_shuffled, true},
+    {"bigram", &StepRecord::alignment_bigram, true},     {"belief", &StepRecord::alignment_belief, true},
+    {"permuted", &StepRecord::alignment_permuted, false},
 };
 
 // Statistics of a step computed from the others when the JSON is written
@@ -158,14 +214,22 @@ struct Trajectory {
 };
 
 // states: K+1 tensors [B, T, d] (same shape), names: their site names.
-// Analyses the positions where objective.valid() is true, with the
-// random-target control objective.with_random_targets(config.seed).
+// Analyses the positions where objective.valid() is true, with the controls
+// of docs/design.md 5.5 drawn from config.seed (the batch's seed σ_b):
+// uniform (objective.with_random_targets), shuffled and bigram
+// (with_targets_of), belief (with_belief of the last state), the
+// permutation null and its band of config.permutations permutations.
+// `current` ([B, T] int64 current tokens, optional) pairs the bigram
+// control; without it every position falls back to the shuffled target.
 // Gradients come from torch::autograd::grad on detached copies,
 // `config.chunk` positions at a time; everything else runs without autograd.
-// Of `config` only chunk and seed are read. Throws ShapeError on mismatched
-// shapes, ConfigError on a chunk below 1.
+// Of `config` only chunk, seed and permutations are read. Throws ShapeError
+// on mismatched shapes or an objective that reads states apart (map the
+// states through the lens first, docs/design.md 5.2), ConfigError on a chunk
+// or a number of permutations below 1.
 Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
-                              const Objective& objective, const AnalysisConfig& config = {});
+                              const Objective& objective, const AnalysisConfig& config = {},
+                              const at::Tensor& current = {});
 
 // Joins trajectories of several batches (same sites and length T) into one.
 Trajectory concat(const std::vector<Trajectory>& parts);

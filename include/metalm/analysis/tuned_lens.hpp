@@ -44,6 +44,12 @@ struct TunedLens {
   at::Tensor translate(const std::string& site, const at::Tensor& h) const;
 };
 
+// The trajectory in the final state's coordinates (docs/design.md 5.2):
+// u_k = A_k s_k + b_k for every state but `final`, which stays itself. The
+// analysis of a tuned lens is the logit-lens analysis of these states.
+std::vector<at::Tensor> translate_states(const TunedLens& lens, const std::vector<at::Tensor>& states,
+                                         const std::vector<std::string>& names);
+
 // Writes the lens as safetensors ("translators.<site>.weight" [d, d],
 // "translators.<site>.bias" [d], float32), atomically; `metadata` is added
 // to {"format": "metalm-tuned-lens", "version": "1", "d_model", "n_layer"}.
@@ -58,7 +64,10 @@ TunedLens load_tuned_lens(const std::string& path, const ModelConfig& model);
 
 // The CLM lens through translators: state k (site names[k]) is read as
 // ℓ^(k)(h) = CE(logits_fn(A_k h + b_k), y) with A_k, b_k the translator of
-// names[k] (the identity for `final`). loss() is the plain logit lens.
+// names[k] (the identity for `final`). loss() is the plain logit lens. For
+// reading one state through its translator (its gradient in the state's own
+// coordinates is A_kᵀ ∇ℓ(A_k h + b_k)); the trajectory analysis does not take
+// it (it reads states apart) but translate_states' states under the logit lens.
 class TunedLensObjective final : public Objective {
  public:
   TunedLensObjective(LogitsFn logits_fn, at::Tensor targets, int64_t vocab_size,

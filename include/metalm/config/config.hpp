@@ -142,6 +142,8 @@ struct AnalysisConfig {
   int64_t chunk = 2048;
   int64_t freq_bins = 8;
   int64_t seed = 1234;
+  int64_t bootstrap = 1000;
+  int64_t permutations = 100;
   std::string lens = "logit";  // "logit" or "tuned:PATH" (a file of `metalm lens-train`)
 
   // The tuned-lens file of lens = "tuned:PATH" ("" for the logit lens).
@@ -155,7 +157,9 @@ struct AnalysisConfig {
     v("granularity", c.granularity, "block (one step per block) | sublayer (attention and MLP steps)");
     v("chunk", c.chunk, "positions per autograd chunk (bounds memory)");
     v("freq_bins", c.freq_bins, "log-spaced token-frequency bins");
-    v("seed", c.seed, "seed of the random-target control");
+    v("seed", c.seed, "seed of the controls' draws and of the bootstrap");
+    v("bootstrap", c.bootstrap, "bootstrap resamples (over sequences) of every mean's 95 % interval");
+    v("permutations", c.permutations, "permutations of the null band of each step's mean alignment");
     v("lens", c.lens, "logit (the model's own final norm and unembedding) | tuned:PATH (a tuned lens from `metalm lens-train`)");
   }
 };
