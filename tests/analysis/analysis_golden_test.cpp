@@ -137,6 +137,8 @@ AnalysisConfig golden_settings(const json& a) {
   cfg.freq_bins = a.at("freq_bins").get<int64_t>();
   // 2^64 - 1 and the like: the seed is taken modulo 2^64.
   cfg.seed = static_cast<int64_t>(a.at("seed").get<uint64_t>());
+  cfg.bootstrap = a.at("bootstrap").get<int64_t>();
+  cfg.permutations = a.at("permutations").get<int64_t>();
   return cfg;
 }
 

@@ -6,8 +6,10 @@ from an implementation independent of the C++ code (run with Debian's
 It is written from the definitions of docs/design.md section 5 and
 docs/analysis-schema.md, not from src/analysis: the model's forward pass is
 the independent one of make_model_golden.py (explicit heads, RoPE as complex
-multiplication), the lens gradient is the closed form below (checked against
-autograd once per case), and every aggregate is numpy.
+multiplication), the lens gradient is the closed form below for hard and soft
+targets (checked against autograd once per case), the controls' permutations
+and the bootstrap's draws are the counter-based rules of design.md 5.5-5.6
+written out here, and every aggregate is numpy.
 
 For each case below it writes:
   analysis_golden.safetensors   per case: <case>.weights.<param> (F32, GPT-2
@@ -17,8 +19,9 @@ For each case below it writes:
                                 counts); metadata: "cases" and <case>.config
   analysis_golden.json          {"cases": {<case>: {"model": <case of the
                                 safetensors>, "analysis": {granularity, chunk,
-                                freq_bins, seed}, "meta": bool, "expected": the
-                                complete analysis JSON}}}
+                                freq_bins, seed, bootstrap, permutations},
+                                "meta": bool, "expected": the complete
+                                analysis JSON}}}
 
 Weights: "trained" cases are trained here for a few hundred Adam steps on a
 sparse Markov chain (so the layers do something: losses fall, alignments are
@@ -28,7 +31,7 @@ initialisation's distribution (N(0, init_std), projections scaled by
 1/sqrt(2 n_layer), zero biases, unit gains).
 
 To add a per-position statistic: write one function of the per-position
-context (see step_context / state_context) and add one entry to
+context (described above STEP_STATISTICS) and add one entry to
 STEP_STATISTICS, STATE_STATISTICS or DERIVED_STEP_STATISTICS, with the
 aggregates it gets (MEAN, SUMMARY, POSITIONAL, FREQ_SPEARMAN) as in
 include/metalm/analysis/trajectory.hpp; the JSON follows from the lists.
@@ -84,14 +87,15 @@ MODELS = {
 # sequence of batch 1 but one has no next token (target -1).
 BATCH_SHAPES = [(3, 8), (2, 8)]
 
-# case -> (model, granularity, chunk, freq_bins, seed, with meta.json)
+# case -> (model, granularity, chunk, freq_bins, seed, with meta.json, bootstrap
+# resamples, permutations of the null band); 1000 and 100 are the defaults.
 CASES = {}
 for _i, _m in enumerate(MODELS):
     for _g in ("block", "sublayer"):
         # chunk 5 splits each batch's positions across chunk boundaries
-        CASES["%s.%s" % (_m, _g)] = (_m, _g, 5 if _g == "block" else 4096, 4, 1234 + 7 * _i, True)
-CASES["preln_layernorm_trained.block.no_meta"] = ("preln_layernorm_trained", "block", 2048, 8, 1234, False)
-CASES["preln_layernorm_trained.block.seed_2^64-1"] = ("preln_layernorm_trained", "block", 3, 3, M64, True)
+        CASES["%s.%s" % (_m, _g)] = (_m, _g, 5 if _g == "block" else 4096, 4, 1234 + 7 * _i, True, 1000, 100)
+CASES["preln_layernorm_trained.block.no_meta"] = ("preln_layernorm_trained", "block", 2048, 8, 1234, False, 1000, 100)
+CASES["preln_layernorm_trained.block.seed_2^64-1"] = ("preln_layernorm_trained", "block", 3, 3, M64, True, 37, 5)
 
 
 # ---- data: a sparse Markov chain -------------------------------------------------
@@ -157,8 +161,10 @@ def unembedding(c, w):
 
 
 def lens_loss_grad(c, w, h, y):
-    """h [N, d] float64 numpy, y [N] ids -> loss [N], grad [N, d].
-    z = W_U n(h); ℓ = logsumexp(z) − z_y; g = J_n(h)ᵀ W_Uᵀ (softmax(z) − e_y).
+    """h [N, d] float64 numpy, y [N] ids, or [N, V] target distributions p,
+    or None -> loss [N], grad [N, d] (for None: softmax(z) [N, V]).
+    z = W_U n(h); ℓ = logsumexp(z) − Σ_v p_v z_v (= − z_y for p = e_y);
+    g = J_n(h)ᵀ W_Uᵀ (softmax(z) − p).
     n is the final norm with its statistics from h (identity for post-LN)."""
     W = unembedding(c, w).numpy()
     d = h.shape[1]
@@ -179,10 +185,16 @@ def lens_loss_grad(c, w, h, y):
     z = n @ W.T
     zmax = z.max(1, keepdims=True)
     lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(1))
-    idx = np.arange(len(y))
-    loss = lse - z[idx, y]
     p = np.exp(z - lse[:, None])
-    p[idx, y] -= 1.0
+    if y is None:
+        return p
+    if y.ndim == 1:
+        idx = np.arange(len(y))
+        loss = lse - z[idx, y]
+        p[idx, y] -= 1.0
+    else:
+        loss = lse - (y * z).sum(1)
+        p -= y
     u = p @ W  # dℓ/dn
     if not pre:
         return loss, u
@@ -195,17 +207,27 @@ def lens_loss_grad(c, w, h, y):
     return loss, grad
 
 
-def check_gradient_against_autograd(c, w, h, y):
-    ht = torch.from_numpy(h).clone().requires_grad_(True)
-    x = fwd.norm(c, ht, w, "ln_f") if c["norm_position"] == "pre" else ht
-    logits = x @ unembedding(c, w).t()
-    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y), reduction="sum")
-    (g,) = torch.autograd.grad(loss, ht)
-    _, ours = lens_loss_grad(c, w, h, y)
-    assert np.allclose(g.numpy(), ours, rtol=1e-9, atol=1e-12), "closed-form lens gradient != autograd"
+def lens_probs(c, w, h):
+    """softmax(z(h)) [N, V]: the lens's read-out of h, by the arithmetic of
+    the loss, so a state equal to s_K has a belief gradient of exactly 0 (and
+    the belief statistics 0/0: NaN), not rounding noise."""
+    return lens_loss_grad(c, w, h, None)
 
 
-# ---- the counter-based random targets (docs/design.md 5.5) -----------------------
+def check_gradient_against_autograd(c, w, h, y, p):
+    """The closed form against autograd, for hard targets y and for the soft
+    targets p of the belief control."""
+    for target in (y, p):
+        ht = torch.from_numpy(h).clone().requires_grad_(True)
+        x = fwd.norm(c, ht, w, "ln_f") if c["norm_position"] == "pre" else ht
+        logits = x @ unembedding(c, w).t()
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(target), reduction="sum")
+        (g,) = torch.autograd.grad(loss, ht)
+        _, ours = lens_loss_grad(c, w, h, target)
+        assert np.allclose(g.numpy(), ours, rtol=1e-9, atol=1e-12), "closed-form lens gradient != autograd"
+
+
+# ---- the counter-based draws of the controls and the bootstrap (docs/design.md 5.5, 5.6)
 
 def splitmix64(x):
     z = (x + 0x9E3779B97F4A7C15) & M64
@@ -231,6 +253,72 @@ def random_targets(targets, seed, V):
     return out
 
 
+PERMUTATION = 0x5045524D  # "PERM"
+SHUFFLED, BIGRAM, PERMUTED = 1, 2, 3  # streams; the null band uses PERMUTED .. PERMUTED + P - 1
+
+
+def cycle(sigma, stream, rows):
+    """{r: π(r)} for the flat rows `rows` of one batch: sorted by
+    (mix(σ, PERM, stream, r), r), each row is paired with the next, the last
+    with the first (one cycle, so no row with itself when there are two)."""
+    order = sorted(rows, key=lambda r: (mix(sigma, PERMUTATION, stream, r), r))
+    return {order[j]: order[(j + 1) % len(order)] for j in range(len(order))}
+
+
+def control_partners(sigma, rows, current, streams):
+    """For the analysed flat rows of one batch (ascending) and their current
+    tokens: indices (into rows) of the shuffled partner, of the bigram partner
+    (the shuffled one where the current token occurs once: fallback 1), and of
+    the permuted partner of every stream in `streams`."""
+    at = {r: j for j, r in enumerate(rows)}
+
+    def indices(pi):
+        return np.array([at[pi[r]] for r in rows], dtype=np.int64)
+
+    shuffled = indices(cycle(sigma, SHUFFLED, rows))
+    bigram, fallback = shuffled.copy(), np.ones(len(rows))
+    for token in np.unique(current):
+        group = [r for r, x in zip(rows, current) if x == token]
+        if len(group) < 2:
+            continue
+        pi = cycle(sigma, BIGRAM, group)
+        for r in group:
+            bigram[at[r]] = at[pi[r]]
+            fallback[at[r]] = 0.0
+    return shuffled, bigram, fallback, [indices(cycle(sigma, s, rows)) for s in streams]
+
+
+BOOTSTRAP = 0x424F4F54  # "BOOT"
+
+
+class Bootstrap:
+    """Resamples of whole sequences (clusters): resample r draws cluster
+    mix(seed, BOOT, r, j) mod C for j = 0 .. C-1, with replacement."""
+
+    def __init__(self, cluster, resamples, seed):
+        ids, self.cluster = np.unique(np.asarray(cluster), return_inverse=True)
+        self.clusters = len(ids)
+        self.resamples, self.seed = resamples, seed
+        self.times = np.zeros((resamples, self.clusters))  # how often resample r drew cluster c
+        for r in range(resamples):
+            for j in range(self.clusters):
+                self.times[r, mix(seed, BOOTSTRAP, r, j) % self.clusters] += 1
+
+    def interval(self, v):
+        """2.5 % and 97.5 % quantiles of the finite resampled means of the
+        finite values of v."""
+        v = np.asarray(v, dtype=np.float64)
+        ok = np.isfinite(v)
+        sums = np.bincount(self.cluster[ok], weights=v[ok], minlength=self.clusters)
+        counts = np.bincount(self.cluster[ok], minlength=self.clusters).astype(np.float64)
+        num_, den = self.times @ sums, self.times @ counts
+        means = num_[den > 0] / den[den > 0]
+        means = means[np.isfinite(means)]
+        if not means.size:
+            return [None, None]
+        return [num(np.quantile(means, 0.025)), num(np.quantile(means, 0.975))]
+
+
 # ---- aggregates --------------------------------------------------------------------
 
 MEAN, SUMMARY, POSITIONAL, FREQ_SPEARMAN = 1, 2, 4, 8
@@ -251,14 +339,20 @@ def mean(v):
     return num(f.mean()) if f.size else None
 
 
-def summary(v):
+def summary(v, boot=None):
+    """mean, std, median, q10, q90 of the finite values; with a bootstrap,
+    "ci", the interval of the mean."""
     if v is None:
         return None
     f = finite(v)
     if not f.size:
-        return dict(mean=None, std=None, median=None, q10=None, q90=None)
-    return dict(mean=num(f.mean()), std=num(f.std()), median=num(np.quantile(f, 0.5)),
-                q10=num(np.quantile(f, 0.1)), q90=num(np.quantile(f, 0.9)))
+        out = dict(mean=None, std=None, median=None, q10=None, q90=None)
+    else:
+        out = dict(mean=num(f.mean()), std=num(f.std()), median=num(np.quantile(f, 0.5)),
+                   q10=num(np.quantile(f, 0.1)), q90=num(np.quantile(f, 0.9)))
+    if boot is not None:
+        out["ci"] = boot.interval(v)
+    return out
 
 
 def spearman(a, b):
@@ -332,8 +426,11 @@ def masked(fields, mask):
 
 
 # ---- the statistics: one function and one entry each ----------------------------
-# A step's context: h0 = s_k, h1 = s_{k+1}, g = ∇ℓ(s_k), gr = the random-target
-# gradient at s_k, l0 = ℓ(s_k), l1 = ℓ(s_{k+1}) (all per position).
+# A step's context (all per position): h0 = s_k, h1 = s_{k+1}, g = ∇ℓ(s_k),
+# l0 = ℓ(s_k), l1 = ℓ(s_{k+1}); the controls' gradients at s_k: gu (uniform
+# wrong token), gs (shuffled target), gbg (bigram target), gb (belief: toward
+# the lens's read-out of s_K), gp (the true gradient of the permuted partner
+# at its own s_k); fb the bigram fallback (1 where it took the shuffled target).
 # A state's context: h, l, g (g None at the last state).
 
 def rownorm(x):
@@ -350,13 +447,52 @@ def eta(delta, g):
         return (delta * -g).sum(1) / (g * g).sum(1)
 
 
+def signed_growth(delta, g):
+    """⟨Δ, −g⟩ |⟨Δ, −g⟩| / ‖g‖²: a gradient step's growth of ‖s‖², signed."""
+    dot = (delta * -g).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dot * np.abs(dot) / (g * g).sum(1)
+
+
+def across_belief(s):
+    """g_⊥ = g − (⟨g, g_b⟩ / ‖g_b‖²) g_b."""
+    g, gb = s["g"], s["gb"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return g - ((g * gb).sum(1) / (gb * gb).sum(1))[:, None] * gb
+
+
+def angle(a, b):
+    """The angle between a and b, 2 atan2(‖â − b̂‖, ‖â + b̂‖): arccos of the
+    cosine, without arccos's loss of half the digits near 0 and π (for
+    b = a it is 0, where arccos(cos) gives ~1e-8)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ua, ub = a / rownorm(a)[:, None], b / rownorm(b)[:, None]
+        return 2.0 * np.arctan2(rownorm(ua - ub), rownorm(ua + ub))
+
+
+def delta(s):
+    return s["h1"] - s["h0"]
+
+
 STEP_STATISTICS = [
     ("loss_before", MEAN | POSITIONAL, lambda s: s["l0"]),
     ("loss_after", MEAN | POSITIONAL, lambda s: s["l1"]),
-    ("alignment", SUMMARY | POSITIONAL, lambda s: cos_neg(s["h1"] - s["h0"], s["g"])),
-    ("alignment_random_target", SUMMARY | POSITIONAL, lambda s: cos_neg(s["h1"] - s["h0"], s["gr"])),
-    ("step_size", SUMMARY | POSITIONAL, lambda s: eta(s["h1"] - s["h0"], s["g"])),
-    ("step_size_random_target", SUMMARY, lambda s: eta(s["h1"] - s["h0"], s["gr"])),
+    ("alignment", SUMMARY | POSITIONAL, lambda s: cos_neg(delta(s), s["g"])),
+    ("alignment_uniform", SUMMARY | POSITIONAL, lambda s: cos_neg(delta(s), s["gu"])),
+    ("alignment_shuffled", SUMMARY | POSITIONAL, lambda s: cos_neg(delta(s), s["gs"])),
+    ("alignment_bigram", SUMMARY | POSITIONAL, lambda s: cos_neg(delta(s), s["gbg"])),
+    ("alignment_belief", SUMMARY | POSITIONAL, lambda s: cos_neg(delta(s), s["gb"])),
+    ("alignment_permuted", SUMMARY, lambda s: cos_neg(delta(s), s["gp"])),
+    ("alignment_unexplained", SUMMARY, lambda s: cos_neg(delta(s), across_belief(s))),
+    ("cos_grad_belief", SUMMARY, lambda s: cos_neg(s["g"], -s["gb"])),
+    ("bigram_fallback", MEAN, lambda s: s["fb"]),
+    ("step_size", SUMMARY | POSITIONAL, lambda s: eta(delta(s), s["g"])),
+    ("step_size_uniform", SUMMARY, lambda s: eta(delta(s), s["gu"])),
+    ("step_size_shuffled", SUMMARY, lambda s: eta(delta(s), s["gs"])),
+    ("step_size_bigram", SUMMARY, lambda s: eta(delta(s), s["gbg"])),
+    ("step_size_belief", SUMMARY, lambda s: eta(delta(s), s["gb"])),
+    ("step_size_scaled", SUMMARY | POSITIONAL, lambda s: eta(delta(s), s["g"]) / (s["h0"] ** 2).sum(1)),
+    ("angular_step", SUMMARY, lambda s: angle(s["h0"], s["h1"])),
     ("first_order_decrease", MEAN, lambda s: ((s["h1"] - s["h0"]) * -s["g"]).sum(1)),
     ("actual_decrease", MEAN, lambda s: s["l0"] - s["l1"]),
     ("norm_before", SUMMARY | POSITIONAL, lambda s: rownorm(s["h0"])),
@@ -367,9 +503,14 @@ STEP_STATISTICS = [
     ("norm_sq_growth", MEAN | SUMMARY, lambda s: (s["h1"] ** 2).sum(1) - (s["h0"] ** 2).sum(1)),
     ("norm_sq_growth_radial", MEAN | SUMMARY, lambda s: 2 * (s["h0"] * (s["h1"] - s["h0"])).sum(1)),
     ("norm_sq_growth_update", MEAN | SUMMARY, lambda s: ((s["h1"] - s["h0"]) ** 2).sum(1)),
-    ("norm_sq_growth_gradient_step", MEAN | SUMMARY,
-     lambda s: eta(s["h1"] - s["h0"], s["g"]) ** 2 * (s["g"] ** 2).sum(1)),
+    ("norm_sq_growth_gradient_signed", MEAN | SUMMARY, lambda s: signed_growth(delta(s), s["g"])),
+    ("norm_sq_growth_gradient_signed_permuted", MEAN | SUMMARY, lambda s: signed_growth(delta(s), s["gp"])),
 ]
+
+# The controls of the gaps (alignment − alignment_<control>), and those matched
+# to an explanation, among which strongest_control is the one of smallest gap.
+CONTROLS = ["uniform", "shuffled", "bigram", "belief", "permuted"]
+MATCHED = ["shuffled", "bigram", "belief"]
 
 
 def _ratio(a, b):
@@ -393,11 +534,12 @@ STATE_STATISTICS = [
 ]
 
 
-def put(j, key, aggregates, v):
+def put(j, key, aggregates, v, boot):
     if aggregates & MEAN:
         j[key] = None if v is None else mean(v)
+        j[key + "_ci"] = None if v is None else boot.interval(v)
     if aggregates & SUMMARY:
-        j[key + "_summary" if aggregates & MEAN else key] = summary(v)
+        j[key + "_summary" if aggregates & MEAN else key] = summary(v, boot)
 
 
 # ---- the analysis -------------------------------------------------------------------
@@ -411,19 +553,24 @@ def trajectory_sites(L, granularity):
     return names
 
 
-def analyse(c, w, batches, granularity, freq_bins, seed, counts):
+def analyse(c, w, batches, granularity, freq_bins, seed, counts, resamples, permutations):
     """The analysis JSON of docs/analysis-schema.md."""
     V, L = c["vocab_size"], c["n_layer"]
     sites = trajectory_sites(L, granularity)
     states = [[] for _ in sites]  # per state: [N, d] pieces
-    losses, grads, grads_rnd = [[] for _ in sites], [[] for _ in sites], [[] for _ in sites]
-    positions, cur_tok, tgt_tok, nll = [], [], [], []
+    losses = [[] for _ in sites]
+    grads = {name: [[] for _ in sites] for name in ("g", "gu", "gs", "gbg", "gb")}
+    positions, cur_tok, tgt_tok, nll, sequence = [], [], [], [], []
+    # per batch, indices of partners into the concatenated positions
+    shuffled, bigram, fallback, permuted = [], [], [], [[] for _ in range(permutations)]
+    first_position, first_sequence = 0, 0
     for b, (x, y) in enumerate(batches):
         with torch.no_grad():
             out = fwd.run(c, w, torch.from_numpy(x))
         T = x.shape[1]
         valid = y >= 0
-        yr = random_targets(y, (seed + b) & M64, V)
+        sigma = (seed + b) & M64
+        yr = random_targets(y, sigma, V)
         seq = [out["blocks.0.resid_pre"]]
         for l in range(L):
             if granularity == "sublayer":
@@ -436,45 +583,78 @@ def analyse(c, w, batches, granularity, freq_bins, seed, counts):
                 if valid[i, t]:
                     nll.append(-logp[i, t, y[i, t]])
         sel = valid.reshape(-1)
+        rows = [int(r) for r in np.nonzero(sel)[0]]
+        current = x.reshape(-1)[sel]
         positions.append(np.tile(np.arange(T), x.shape[0])[sel])
-        cur_tok.append(x.reshape(-1)[sel])
+        sequence.append(first_sequence + np.array(rows) // T)
+        cur_tok.append(current)
         tgt_tok.append(y.reshape(-1)[sel])
+        sh, bg, fb, perms = control_partners(sigma, rows, current,
+                                             range(PERMUTED, PERMUTED + permutations))
+        shuffled.append(first_position + sh)
+        bigram.append(first_position + bg)
+        fallback.append(fb)
+        for p, pi in enumerate(perms):
+            permuted[p].append(first_position + pi)
+        targets = y.reshape(-1)[sel]
+        final = seq[-1].numpy().reshape(-1, c["d_model"])[sel]
+        belief = lens_probs(c, w, final)  # the model's own final prediction
         for k, s in enumerate(seq):
             h = s.numpy().reshape(-1, c["d_model"])[sel]
-            lo, g = lens_loss_grad(c, w, h, y.reshape(-1)[sel])
-            _, gr = lens_loss_grad(c, w, h, yr.reshape(-1)[sel])
+            lo, g = lens_loss_grad(c, w, h, targets)
             states[k].append(h)
             losses[k].append(lo)
-            grads[k].append(g)
-            grads_rnd[k].append(gr)
+            grads["g"][k].append(g)
+            grads["gu"][k].append(lens_loss_grad(c, w, h, yr.reshape(-1)[sel])[1])
+            grads["gs"][k].append(lens_loss_grad(c, w, h, targets[sh])[1])
+            grads["gbg"][k].append(lens_loss_grad(c, w, h, targets[bg])[1])
+            grads["gb"][k].append(lens_loss_grad(c, w, h, belief)[1])
+        first_position += len(rows)
+        first_sequence += x.shape[0]
     cat = np.concatenate
     H = [cat(s) for s in states]
     Lo = [cat(s) for s in losses]
-    G = [cat(s) for s in grads]
-    GR = [cat(s) for s in grads_rnd]
+    G = {name: [cat(s) for s in per_state] for name, per_state in grads.items()}
     pos, cur, tgt = cat(positions), cat(cur_tok), cat(tgt_tok)
+    shuffled, bigram, fallback = cat(shuffled), cat(bigram), cat(fallback)
+    permuted = [cat(p) for p in permuted]
     T = batches[0][0].shape[1]
     K = len(sites) - 1
     bins = Bins(counts, freq_bins) if counts is not None else None
-    j = {"format": "metalm-analysis", "version": 1, "tokens": int(len(pos)), "batches": len(batches),
+    boot = Bootstrap(cat(sequence), resamples, seed)
+    j = {"format": "metalm-analysis", "version": 2, "tokens": int(len(pos)), "batches": len(batches),
          "batch_size": int(batches[0][0].shape[0]), "seq_len": int(T), "granularity": granularity,
          "d_model": c["d_model"], "n_layer": L, "vocab_size": V, "seed": seed,
-         "chance_alignment": 1.0 / math.sqrt(c["d_model"]), "lens": "logit", "final_loss": num(np.mean(nll))}
+         "chance_alignment_per_token": 1.0 / math.sqrt(c["d_model"]), "lens": "logit",
+         "final_loss": num(np.mean(nll)),
+         "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95, "clusters": boot.clusters},
+         "permutations": permutations}
 
     steps = []
     for k in range(K):
-        ctx = dict(h0=H[k], h1=H[k + 1], g=G[k], gr=GR[k], l0=Lo[k], l1=Lo[k + 1])
+        ctx = dict(h0=H[k], h1=H[k + 1], l0=Lo[k], l1=Lo[k + 1], fb=fallback, gp=G["g"][k][permuted[0]],
+                   **{name: G[name][k] for name in G})
         s = {"index": k, "from": sites[k], "to": sites[k + 1],
              "layer": k if granularity == "block" else k // 2,
              "kind": "block" if granularity == "block" else ("attn" if k % 2 == 0 else "mlp")}
-        fields = []
+        fields, values = [], {}
         for key, agg, f in STEP_STATISTICS:
             v = f(ctx)
-            put(s, key, agg, v)
+            values[key] = v
+            put(s, key, agg, v, boot)
             if agg & POSITIONAL:
                 fields.append((key, v))
         for key, agg, f in DERIVED_STEP_STATISTICS:
-            put(s, key, agg, f(ctx))
+            put(s, key, agg, f(ctx), boot)
+        s["gaps"] = {}
+        for control in CONTROLS:
+            gap = values["alignment"] - values["alignment_" + control]  # NaN where either is
+            s["gaps"][control] = {"mean": mean(gap), "ci": boot.interval(gap)}
+        matched = [(s["gaps"][m]["mean"], m) for m in MATCHED if s["gaps"][m]["mean"] is not None]
+        s["strongest_control"] = min(matched)[1] if matched else None
+        band = [mean(cos_neg(delta(ctx), G["g"][k][pi])) for pi in permuted]
+        band = [m for m in band if m is not None]
+        s["null_band"] = [num(np.quantile(band, 0.025)), num(np.quantile(band, 0.975))] if band else [None, None]
         s["position_0"] = masked(fields, pos == 0)
         s["positions_after_0"] = masked(fields, pos > 0)
         s["by_position"] = group(fields, pos, T)
@@ -486,12 +666,12 @@ def analyse(c, w, batches, granularity, freq_bins, seed, counts):
 
     out_states = []
     for k in range(K + 1):
-        ctx = dict(h=H[k], l=Lo[k], g=G[k] if k < K else None)
+        ctx = dict(h=H[k], l=Lo[k], g=G["g"][k] if k < K else None)
         s = {"index": k, "site": sites[k]}
         fields = []
         for key, agg, f, at_last in STATE_STATISTICS:
             v = f(ctx) if (k < K or at_last) else None
-            put(s, key, agg, v)
+            put(s, key, agg, v, boot)
             if agg & POSITIONAL:
                 fields.append((key, v))
                 s[key + "_by_position"] = group([(key, v)], pos, T)[key]
@@ -631,21 +811,23 @@ def main():
         tensors[name + ".train_counts"] = counts
         x0, y0 = batches[0]
         with torch.no_grad():
-            h = fwd.run(c, w, torch.from_numpy(x0))["blocks.0.resid_post"].numpy().reshape(-1, c["d_model"])
-        check_gradient_against_autograd(c, w, h, y0.reshape(-1))
+            out = fwd.run(c, w, torch.from_numpy(x0))
+        h = out["blocks.0.resid_post"].numpy().reshape(-1, c["d_model"])
+        check_gradient_against_autograd(c, w, h, y0.reshape(-1),
+                                        lens_probs(c, w, out["final"].numpy().reshape(-1, c["d_model"])))
     if args.weights_only:
         fwd.write_safetensors(os.path.join(out_dir, "analysis_golden.safetensors"), tensors, metadata)
         return
 
     cases = {}
-    for case, (model, granularity, chunk, freq_bins, seed, with_meta) in CASES.items():
+    for case, (model, granularity, chunk, freq_bins, seed, with_meta, resamples, permutations) in CASES.items():
         c, w, batches, counts = models[model]
         cases[case] = {"model": model,
                        "analysis": {"granularity": granularity, "chunk": chunk, "freq_bins": freq_bins,
-                                    "seed": seed},
+                                    "seed": seed, "bootstrap": resamples, "permutations": permutations},
                        "meta": with_meta,
                        "expected": analyse(c, w, batches, granularity, freq_bins, seed,
-                                           counts if with_meta else None)}
+                                           counts if with_meta else None, resamples, permutations)}
     fwd.write_safetensors(os.path.join(out_dir, "analysis_golden.safetensors"), tensors, metadata)
     cases = rounded(cases)
     path = os.path.join(out_dir, "analysis_golden.json")
