@@ -53,23 +53,23 @@ done
 # kind <TAB> file <TAB> original code (must occur exactly once) <TAB> mutated code
 mutants() {
   cat <<'EOF'
-wrong state	src/analysis/trajectory.cpp	put(st.norm_before, begin, prev.h.norm(2, {1}));	put(st.norm_before, begin, cur.h.norm(2, {1}));
-wrong state	src/analysis/trajectory.cpp	const at::Tensor h = flat[k].index_select(0, rows);	const at::Tensor h = flat[std::min(k + 1, K)].index_select(0, rows);
-wrong state	src/analysis/trajectory.cpp	put(st.loss_before, begin, prev.loss);	put(st.loss_before, begin, cur.loss);
-wrong state	src/analysis/trajectory.cpp	if (!loss_after.defined()) loss_after = cur.loss;	if (!loss_after.defined()) loss_after = prev.loss;
-swapped sign	src/analysis/trajectory.cpp	put(st.actual_decrease, begin, prev.loss - loss_after);	put(st.actual_decrease, begin, loss_after - prev.loss);
-wrong state	src/analysis/trajectory.cpp	const at::Tensor ng = prev.grad.norm(2, {1});	const at::Tensor ng = prev.h.norm(2, {1});
-swapped sign	src/analysis/trajectory.cpp	const at::Tensor dot = -(delta * prev.grad).sum(1);	const at::Tensor dot = (delta * prev.grad).sum(1);
-swapped sign	src/analysis/trajectory.cpp	put(st.first_order_decrease, begin, dot);	put(st.first_order_decrease, begin, -dot);
-wrong normalisation	src/analysis/trajectory.cpp	put(st.step_size, begin, dot / ng.pow(2));	put(st.step_size, begin, dot / ng);
-wrong normalisation	src/analysis/trajectory.cpp	put(st.alignment, begin, row_cos(dot, nd, ng));	put(st.alignment, begin, row_cos(dot, nd, nd));
-wrong normalisation	src/analysis/trajectory.cpp	put(st.step_size_random, begin, dotr / ngr.pow(2));	put(st.step_size_random, begin, dotr / ng.pow(2));
-wrong normalisation	src/analysis/trajectory.cpp	put(st.radial_update, begin, radial / nb);	put(st.radial_update, begin, radial / nd);
-wrong statistic	src/analysis/trajectory.cpp	put(st.norm_update, begin, nd);	put(st.norm_update, begin, ng);
-wrong statistic	src/analysis/trajectory.cpp	put(rec.norm, begin, cur.h.norm(2, {1}));	put(rec.norm, begin, cur.h.norm(1, {1}));
-control equals true value	src/analysis/trajectory.cpp	const at::Tensor dotr = -(delta * prev.grad_rnd).sum(1);	const at::Tensor dotr = -(delta * prev.grad).sum(1);
-chunk boundary	src/analysis/trajectory.cpp	for (int64_t begin = 0; begin < n; begin += config.chunk) {	for (int64_t begin = 0; begin < n; begin += config.chunk + 1) {
-chunk boundary	src/analysis/trajectory.cpp	const int64_t len = std::min(config.chunk, n - begin);	const int64_t len = std::min(config.chunk, n - begin - 1);
+wrong state	src/analysis/trajectory.cpp	st.norm_before.copy_(nb);	st.norm_before.copy_(row_norm(cur.h));
+wrong state	src/analysis/trajectory.cpp	StateValues cur = evaluate_state(flat[k], tr.rows, o, last, config.chunk);	StateValues cur = evaluate_state(flat[std::min(k + 1, K)], tr.rows, o, last, config.chunk);
+wrong state	src/analysis/trajectory.cpp	st.loss_before.copy_(prev.loss);	st.loss_before.copy_(cur.loss);
+wrong state	src/analysis/trajectory.cpp	st.loss_after.copy_(cur.loss);	st.loss_after.copy_(prev.loss);
+swapped sign	src/analysis/trajectory.cpp	st.actual_decrease.copy_(prev.loss - cur.loss);	st.actual_decrease.copy_(cur.loss - prev.loss);
+wrong state	src/analysis/trajectory.cpp	const at::Tensor ng = row_norm(g);	const at::Tensor ng = row_norm(prev.h);
+swapped sign	src/analysis/trajectory.cpp	const at::Tensor dot = -row_dot(delta, g);	const at::Tensor dot = row_dot(delta, g);
+swapped sign	src/analysis/trajectory.cpp	st.first_order_decrease.copy_(dot);	st.first_order_decrease.copy_(-dot);
+wrong normalisation	src/analysis/trajectory.cpp	st.step_size.copy_(eta);	st.step_size.copy_(dot / ng);
+wrong normalisation	src/analysis/trajectory.cpp	st.alignment.copy_(row_cos(dot, nd, ng));	st.alignment.copy_(row_cos(dot, nd, nd));
+wrong normalisation	src/analysis/trajectory.cpp	if (step_size) step_size->copy_(dot / ng.pow(2));	if (step_size) step_size->copy_(dot / ng);
+wrong normalisation	src/analysis/trajectory.cpp	st.radial_update.copy_(radial / nb);	st.radial_update.copy_(radial / nd);
+wrong statistic	src/analysis/trajectory.cpp	st.norm_update.copy_(nd);	st.norm_update.copy_(ng);
+wrong statistic	src/analysis/trajectory.cpp	rec.norm.copy_(row_norm(cur.h));	rec.norm.copy_(cur.h.norm(1, {1}));
+control equals true value	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_uniform, st.alignment_uniform, &st.step_size_uniform);	control_statistics(delta, nd, prev.grad, st.alignment_uniform, &st.step_size_uniform);
+chunk boundary	src/analysis/trajectory.cpp	for (int64_t begin = 0; begin < n; begin += chunk) {	for (int64_t begin = 0; begin < n; begin += chunk + 1) {
+chunk boundary	src/analysis/trajectory.cpp	const int64_t len = std::min(chunk, n - begin);	const int64_t len = std::min(chunk, n - begin - 1);
 off-by-one position	src/analysis/trajectory.cpp	tr.positions = tr.rows.remainder(tr.length);	tr.positions = tr.rows.remainder(tr.length - 1);
 off-by-one position	src/analysis/trajectory.cpp	offset += p.batch * p.length;	offset += p.batch * (p.length - 1);
 off-by-one position	src/analysis/report.cpp	const at::Tensor pos0 = tr.positions.eq(0);	const at::Tensor pos0 = tr.positions.eq(1);
@@ -101,6 +101,32 @@ wrong state	src/analysis/analyze_model.cpp	names.push_back(l + 1 == n_layer ? si
 wrong state	src/model/trace.cpp	if (sublayer) states.push_back(at(Site::ResidMid, l));	if (sublayer) states.push_back(at(Site::ResidPre, l));
 wrong state	src/model/block.cpp	writer->put(Site::ResidMid, layer, mid);	writer->put(Site::ResidMid, layer, x);
 wrong normalisation	src/model/causal_transformer.cpp	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(final_norm(h)); }	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(h); }
+wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_shuffled, st.alignment_shuffled, &st.step_size_shuffled);	control_statistics(delta, nd, prev.grad_uniform, st.alignment_shuffled, &st.step_size_shuffled);
+wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_bigram, st.alignment_bigram, &st.step_size_bigram);	control_statistics(delta, nd, prev.grad_shuffled, st.alignment_bigram, &st.step_size_bigram);
+wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_belief, st.alignment_belief, &st.step_size_belief);	control_statistics(delta, nd, prev.grad_bigram, st.alignment_belief, &st.step_size_belief);
+wrong normalisation	src/analysis/trajectory.cpp	st.step_size_scaled.copy_(eta / nb.pow(2));	st.step_size_scaled.copy_(eta / nb);
+wrong state	src/analysis/trajectory.cpp	row_dot(prev.h, cur.h), nb, row_norm(cur.h)	row_dot(prev.h, delta), nb, row_norm(delta)
+unsigned	src/analysis/trajectory.cpp	st.norm_sq_growth_gradient_signed.copy_(dot * dot.abs() / ng.pow(2));	st.norm_sq_growth_gradient_signed.copy_(dot * dot / ng.pow(2));
+wrong normalisation	src/analysis/trajectory.cpp	(along / nbel.pow(2)).unsqueeze(1) * gb	(along / nbel).unsqueeze(1) * gb
+wrong normalisation	src/analysis/trajectory.cpp	st.cos_grad_belief.copy_(row_cos(along, ng, nbel));	st.cos_grad_belief.copy_(row_cos(along, ng, ng));
+control equals true value	src/analysis/trajectory.cpp	const at::Tensor gp = g.index_select(0, partners[0]);	const at::Tensor gp = g;
+NaN counted	src/analysis/trajectory.cpp	st.null_count[static_cast<int64_t>(p)] = finite.sum().to(at::kDouble);	st.null_count[static_cast<int64_t>(p)] = static_cast<double>(cos.numel());
+swapped sign	src/analysis/trajectory.cpp	const at::Tensor unit_descent = -g / ng.unsqueeze(1);	const at::Tensor unit_descent = g / ng.unsqueeze(1);
+bigram group	src/analysis/controls.cpp	if (members.size() < 2) continue;	if (members.size() < 3) continue;
+bigram group	src/analysis/controls.cpp	fell[static_cast<size_t>(i)] = 0.0;	fell[static_cast<size_t>(i)] = 1.0;
+wrong stream	src/analysis/controls.cpp	to_longs(cycle_partners(rows, seed, kShuffledStream))	to_longs(cycle_partners(rows, seed, kBigramStream))
+control equals true value	src/analysis/controls.cpp	= members[order[(j + 1) % order.size()]];	= members[order[j]];
+wrong key	src/analysis/controls.cpp	mix(seed, kPermutationKey, stream, rows[static_cast<size_t>(i)])	mix(seed, kPermutationKey, rows[static_cast<size_t>(i)], stream)
+wrong draw	src/analysis/inference.cpp	mix(seed_, kBootstrapStream, r, j) % c	mix(seed_, kBootstrapStream, j, r) % c
+NaN counted	src/analysis/inference.cpp	index_add_(0, index_, finite.to(at::kDouble));	index_add_(0, index_, at::ones_like(v));
+quantile level	src/analysis/inference.cpp	return {quantile(means, (1 - level) / 2), quantile(means, (1 + level) / 2)};	return {quantile(means, (1 - level)), quantile(means, (1 + level) / 2)};
+quantile level	src/analysis/inference.cpp	const size_t hi = std::min(lo + 1, values.size() - 1);	const size_t hi = std::min(lo, values.size() - 1);
+unmatched control	src/analysis/report.cpp	if (c.matched && std::isfinite(mean) && mean < smallest) {	if (std::isfinite(mean) && mean < smallest) {
+swapped sign	src/analysis/report.cpp	const at::Tensor gap = st.alignment - control;	const at::Tensor gap = control - st.alignment;
+quantile level	src/analysis/report.cpp	return json::array({number(quantile(m, 0.025)), number(quantile(m, 0.975))});	return json::array({number(quantile(m, 0.05)), number(quantile(m, 0.95))});
+wrong cluster	src/analysis/report.cpp	at::div(tr.rows, tr.length, "floor")	tr.rows
+wrong token	src/analysis/objective.cpp	final_.index_select(0, rows).to(h.scalar_type())	final_.index_select(0, rows.flip(0)).to(h.scalar_type())
+wrong normalisation	src/analysis/objective.cpp	return -(p * at::log_softmax(logits_fn_(h), 1)).sum(1);	return -(p * logits_fn_(h)).sum(1);
 EOF
 }
 
