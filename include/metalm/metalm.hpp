@@ -83,7 +83,7 @@
 
 // icl: in-context regression, trained attention layers and reference algorithms
 #include "metalm/icl/compare.hpp"
-#include "metalm/icl/config.hpp"
+#include "metalm/icl/icl_config.hpp"
 #include "metalm/icl/model.hpp"
 #include "metalm/icl/reference.hpp"
 #include "metalm/icl/task.hpp"

@@ -1,4 +1,4 @@
-#include "metalm/icl/config.hpp"
+#include "metalm/icl/icl_config.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "metalm/icl/config.hpp"
+#include "metalm/icl/icl_config.hpp"
 #include "metalm/icl/model.hpp"
 #include "metalm/icl/reference.hpp"
 

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-#include "metalm/icl/config.hpp"
+#include "metalm/icl/icl_config.hpp"
 #include "metalm/icl/model.hpp"
 
 namespace metalm::icl {
