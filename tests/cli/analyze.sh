@@ -16,10 +16,11 @@ for p in j['points']:
     assert set(p['alignment']) == {'mean', 'std', 'median', 'q10', 'q90'} and 'loss_before' in p and 'loss_after' in p
 assert j['points'][1]['alignment']['mean'] > j['points'][0]['alignment']['mean']
 print('ok')"
-check synthetic-bad-n 2 '--n: expected comma-separated positive integers' -- m synthetic-icl --n 4,x --out "$tmp/x.json"
+check synthetic-bad-n 2 '--n: "x" is not an integer; expected comma-separated integers' -- m synthetic-icl --n 4,x --out "$tmp/x.json"
 
 mkdir -p "$tmp/corpus"
-cp "$src"/include/metalm/*/*.hpp "$tmp/corpus/"
+# One document per header, named after its folder too (two concerns may both have a config.hpp).
+for f in "$src"/include/metalm/*/*.hpp; do cp "$f" "$tmp/corpus/$(basename "$(dirname "$f")")_$(basename "$f")"; done
 check prepare 0 '' -- m prepare --tokenizer byte --input "$tmp/corpus" --val-fraction 0.2 --out "$tmp/data"
 check train 0 '' -- m train --config "$src/configs/tiny.json" --set "data.dir=$tmp/data" --set train.steps=4 \
   --set train.eval_every=0 --set analysis.every=0 --run-dir "$tmp/run"
