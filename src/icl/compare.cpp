@@ -89,6 +89,30 @@ nlohmann::json weight_comparison(IclTransformerImpl& model, const std::vector<Tu
   return out;
 }
 
+// The in-context gradient read from a state [B, N+1, D]: with the
+// context's x-slots X and y-slots R (residuals y_i − Ŵ x_i in a GD stack),
+// C = RᵀX / N, so a GD step of size η adds η C x_q to the prediction.
+at::Tensor context_gradient(const at::Tensor& state, int64_t d_x) {
+  const int64_t n = state.size(1) - 1;
+  const at::Tensor context = state.narrow(1, 0, n);
+  const at::Tensor x = context.narrow(2, 0, d_x), r = context.narrow(2, d_x, state.size(2) - d_x);
+  return at::matmul(r.transpose(1, 2), x) / static_cast<double>(n);  // [B, d_y, d_x]
+}
+
+// ∂(layer l's update of the query's y-slot) / ∂(the query's x-slot), the
+// context held as it is (the query is never a key): [B, d_y, d_x], by autograd.
+at::Tensor update_map(IclTransformerImpl& model, int64_t l, const at::Tensor& state) {
+  const int64_t n = state.size(1) - 1, d_x = model.options.d_x, d_y = model.options.d_y;
+  const at::Tensor x_q = state.select(1, n).narrow(1, 0, d_x).to(at::kFloat).detach().requires_grad_(true);
+  const at::Tensor query = at::cat({x_q, state.select(1, n).narrow(1, d_x, d_y).to(at::kFloat)}, 1).unsqueeze(1);
+  const at::Tensor e = at::cat({state.narrow(1, 0, n).to(at::kFloat), query}, 1);                   // [B, N+1, D]
+  const at::Tensor dy = (model.layer(l, e) - e).select(1, n).narrow(1, d_x, d_y);                 // [B, d_y]
+  std::vector<at::Tensor> rows;
+  for (int64_t j = 0; j < d_y; ++j)
+    rows.push_back(torch::autograd::grad({dy.select(1, j).sum()}, {x_q}, {}, /*retain_graph=*/true)[0]);
+  return at::stack(rows, 1).to(at::kDouble);
+}
+
 }  // namespace
 
 at::Tensor model_sensitivity(IclTransformerImpl& model, const TaskBatch& b) {
@@ -144,24 +168,19 @@ nlohmann::json analyse_model(IclTransformerImpl& model, const TaskBatch& test, c
     const StepRecord& st = tr.steps.at(k);
     const at::Tensor g2 = st.norm_grad.pow(2);
     const double pooled = (st.step_size * g2).sum().item<double>() / g2.sum().item<double>();
-    // The in-context gradient read from state k: the context's x-slots X and
-    // y-slots R (residuals y_i − Ŵ x_i in a GD stack), C = RᵀX / N, and the
-    // direction in which a GD step moves the query: ŷ += C x_q, i.e. the
-    // y-slot −C x_q (preconditioned: −C P x_q).
-    const at::Tensor s = states[k];
-    const at::Tensor x = s.narrow(1, 0, N).narrow(2, 0, o.d_x), r = s.narrow(1, 0, N).narrow(2, o.d_x, o.d_y);
-    const at::Tensor x_q = s.select(1, N).narrow(1, 0, o.d_x);                 // [B, d_x]
-    const at::Tensor c = at::matmul(r.transpose(1, 2), x) / static_cast<double>(N);  // [B, d_y, d_x]
-    const at::Tensor delta = (states[k + 1] - s).select(1, N);                 // [B, D]
-    auto direction = [&](const at::Tensor& q) {                                // [B, d_x] -> [B, D]
-      return at::cat({at::zeros_like(x_q), -at::matmul(c, q.unsqueeze(2)).squeeze(2)}, 1);
-    };
-    const at::Tensor plain = row_cosine(delta, direction(x_q));
-    const at::Tensor pre = row_cosine(delta, direction(at::matmul(x_q, p.t())));
+    const at::Tensor delta = (states[k + 1] - states[k]).select(1, N);  // [B, D]
+    const at::Tensor readout_share = delta.narrow(1, o.d_x, o.d_y).norm(2, 1) / delta.norm(2, 1);
+    // The layer's map from the query's x-slot to its y-slot update, against
+    // the GD step read from the state: −C and −C P (docs/design.md 8.5).
+    const at::Tensor map = update_map(model, static_cast<int64_t>(k), states[k]).flatten(1);  // [B, d_y·d_x]
+    const at::Tensor c = context_gradient(states[k], o.d_x);                                  // [B, d_y, d_x]
+    const at::Tensor plain = row_cosine(map, -c.flatten(1));
+    const at::Tensor pre = row_cosine(map, -at::matmul(c, p).flatten(1));
     steps.push_back({{"layer", static_cast<int64_t>(k)},
                      {"alignment", to_json(summarize(st.alignment))},
                      {"step_size", to_json(summarize(st.step_size))},
                      {"step_size_pooled", number(pooled)},
+                     {"readout_share", number(finite_mean(readout_share))},
                      {"loss_before", number(summarize(st.loss_before).mean)},
                      {"loss_after", number(summarize(st.loss_after).mean)},
                      {"alignment_context_gradient", mean_interval(plain)},

@@ -23,19 +23,19 @@ std::vector<torch::Tensor> IclTransformerImpl::states(const torch::Tensor& token
   const int64_t d = options.d_x + options.d_y;
   if (tokens.dim() != 3 || tokens.size(2) != d || tokens.size(1) < 2)
     throw ShapeError("icl model: expected tokens [B, N+1, " + std::to_string(d) + "] with N >= 1");
-  const int64_t n = tokens.size(1) - 1;
   std::vector<torch::Tensor> out{tokens};
-  torch::Tensor e = tokens;
-  for (int64_t l = 0; l < options.layers; ++l) {
-    const torch::Tensor ctx = e.narrow(1, 0, n);                                      // keys and values: [B, N, D]
-    const torch::Tensor q = torch::einsum("btd,hed->bhte", {e, w_kq[l]});             // W_KQ e_j: [B, H, T, D]
-    torch::Tensor scores = torch::matmul(q, ctx.unsqueeze(1).transpose(2, 3));        // e_iᵀ W_KQ e_j: [B, H, T, N]
-    scores = options.attention == Attention::Linear ? scores / static_cast<double>(n) : torch::softmax(scores, -1);
-    const torch::Tensor mixed = torch::matmul(scores, ctx.unsqueeze(1));              // [B, H, T, D]
-    e = e + torch::einsum("bhtd,hed->bte", {mixed, w_pv[l]});                        // Σ_h W_PV^h (·): [B, T, D]
-    out.push_back(e);
-  }
+  for (int64_t l = 0; l < options.layers; ++l) out.push_back(layer(l, out.back()));
   return out;
+}
+
+torch::Tensor IclTransformerImpl::layer(int64_t l, const torch::Tensor& e) const {
+  const int64_t n = e.size(1) - 1;
+  const torch::Tensor ctx = e.narrow(1, 0, n);                                      // keys and values: [B, N, D]
+  const torch::Tensor q = torch::einsum("btd,hed->bhte", {e, w_kq.at(l)});          // W_KQ e_j: [B, H, T, D]
+  torch::Tensor scores = torch::matmul(q, ctx.unsqueeze(1).transpose(2, 3));        // e_iᵀ W_KQ e_j: [B, H, T, N]
+  scores = options.attention == Attention::Linear ? scores / static_cast<double>(n) : torch::softmax(scores, -1);
+  const torch::Tensor mixed = torch::matmul(scores, ctx.unsqueeze(1));              // [B, H, T, D]
+  return e + torch::einsum("bhtd,hed->bte", {mixed, w_pv.at(l)});                   // Σ_h W_PV^h (·): [B, T, D]
 }
 
 torch::Tensor IclTransformerImpl::readout(const torch::Tensor& state) const {

@@ -166,7 +166,7 @@ void tune_coordinate(const Reference& r, const TaskBatch& b, std::vector<double>
   double a = lo + std::max(0, best - 1) * step, c = lo + std::min(kGrid - 1, best + 1) * step;
   const double phi = (std::sqrt(5.0) - 1) / 2;
   double x1 = c - phi * (c - a), x2 = a + phi * (c - a), f1 = f(x1), f2 = f(x2);
-  for (int it = 0; it < 60; ++it) {
+  for (int it = 0; it < 40; ++it) {
     if (f1 < f2) {
       c = x2, x2 = x1, f2 = f1, x1 = c - phi * (c - a), f1 = f(x1);
     } else {

@@ -68,6 +68,20 @@ TEST(IclModel, SensitivityOfALinearModelIsItsImpliedPredictor) {
   EXPECT_TRUE(at::allclose(model_sensitivity(*model, b), gradient_descent(1)->predictor(b, {0.6}), 1e-4, 1e-4));
 }
 
+TEST(IclAnalysis, ConstructedPreconditionedStepAlignsWithThePreconditionedGradientOnly) {
+  // A layer built to take η C P x_q has the update map −η C P exactly: its
+  // preconditioned alignment is 1 and its plain one below 1 (κ = 5).
+  IclTransformer model(small_model(1));
+  const TaskOptions task = small_task();
+  const at::Tensor p = optimal_preconditioner(task);
+  set_gd_step(*model, 0, 0.9, p.to(at::kFloat));
+  const nlohmann::json step = analyse_model(*model, sample_tasks(task, 4, Stream::Test, 0, 256), p, 1)["steps"][0];
+  EXPECT_NEAR(step["alignment_preconditioned"]["mean"].get<double>(), 1.0, 1e-5);
+  EXPECT_LT(step["alignment_context_gradient"]["mean"].get<double>(), 0.99);
+  EXPECT_GT(step["preconditioned_minus_plain"]["ci95"][0].get<double>(), 0.0);
+  EXPECT_NEAR(step["readout_share"].get<double>(), 1.0, 1e-6);  // the construction leaves x-slots alone
+}
+
 IclConfig tiny_config() {
   IclConfig c;
   c.task.task.d_x = 4;
@@ -109,6 +123,12 @@ TEST(IclTraining, TrainedLayerMatchesTunedGdAndItsAnalysisRecoversTheStepSize) {
   const nlohmann::json analysis = analyse_model(*ckpt.model, test, optimal_preconditioner(task), 5);
   const double eta = analysis["steps"][0]["step_size_pooled"].get<double>();
   EXPECT_NEAR(eta, gd.params[0], 0.05 * gd.params[0]);
+  // Its update of the query is the GD step's map x_q -> −η C x_q.
+  EXPECT_GE(analysis["steps"][0]["alignment_context_gradient"]["mean"].get<double>(), 0.95);
+  RecordProperty("prediction_cosine", std::to_string(c.prediction_cosine));
+  RecordProperty("sensitivity_cosine", std::to_string(c.sensitivity_cosine));
+  RecordProperty("pooled_step_size", std::to_string(eta));
+  RecordProperty("tuned_eta", std::to_string(gd.params[0]));
 }
 
 TEST(IclTraining, ResumedRunMatchesUninterruptedRun) {

@@ -35,12 +35,13 @@ ReferenceComparison compare_predictions(const at::Tensor& y_model, const at::Ten
 // The inner-optimization analysis of the model on `test`, step by step
 // (one step per layer): the analyser's alignment and step size against the
 // query's loss ℓ(h) = ½ ‖−h_y − y_q‖², the pooled step size
-// Σ⟨Δ, −g⟩ / Σ‖g‖², and the alignments with the in-context gradient read from
-// the state, plain and preconditioned by `preconditioner` [d_x, d_x]:
+// Σ⟨Δ, −g⟩ / Σ‖g‖², the share of the update in the y-slot, and the alignment
+// of the layer's update map ∂Δ_y/∂x_q with the GD step read from the state,
+// plain (−C) and preconditioned by `preconditioner` [d_x, d_x] (−C P):
 // {"steps": [{"layer", "alignment": {summary}, "step_size": {summary},
-//   "step_size_pooled", "loss_before", "loss_after",
-//   "alignment_context_gradient": {mean, ci95}, "alignment_preconditioned": {mean, ci95},
-//   "preconditioned_minus_plain": {mean, ci95}}]}.
+//   "step_size_pooled", "readout_share", "loss_before", "loss_after",
+//   "alignment_context_gradient": {mean, ci95, n}, "alignment_preconditioned": {...},
+//   "preconditioned_minus_plain": {...}}]} (docs/design.md 8.5).
 nlohmann::json analyse_model(IclTransformerImpl& model, const TaskBatch& test, const at::Tensor& preconditioner,
                              uint64_t seed);
 

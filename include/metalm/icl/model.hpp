@@ -39,6 +39,8 @@ struct IclTransformerImpl : torch::nn::Module {
   // tokens [B, N+1, D] -> the residual stream before every layer and after
   // the last: L+1 states [B, N+1, D].
   std::vector<torch::Tensor> states(const torch::Tensor& tokens) const;
+  // Layer l applied to a state [B, N+1, D] (its residual included).
+  torch::Tensor layer(int64_t l, const torch::Tensor& e) const;
   // ŷ [B, d_y] of the last state.
   torch::Tensor forward(const torch::Tensor& tokens) const;
   // −(the query's y-slot) of a state [B, N+1, D]: [B, d_y].
