@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "blas_kernel.hpp"
 #include "cli_main.hpp"
 
 namespace {
@@ -28,10 +29,12 @@ std::string tensor_executable() {
 // Replaces this process by metalm-tensor with the same arguments; returns
 // only on failure. The OpenMP wait policy is set here, before libgomp loads,
 // to the one metalm-tensor would re-execute itself for
-// (metalm::ensure_passive_omp_wait_policy), so libtorch loads only once.
+// (metalm::ensure_passive_omp_wait_policy), so libtorch loads only once;
+// so are OpenBLAS's kernel and ATen's capability (blas_kernel.hpp).
 int run_tensor_executable(char** argv) {
   const std::string path = tensor_executable();
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  metalm::cli::choose_kernels_for_child();
   ::execv(path.c_str(), argv);
   return metalm::cli::fail("cannot run " + path + ": " + std::strerror(errno) +
                                " (every command but config, tokenize, prepare and tokenizer-train runs in "

@@ -12,6 +12,7 @@
 
 // core: errors, files, logging, threads, version
 #include "metalm/core/atomic_file.hpp"
+#include "metalm/core/cpu.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/core/hash.hpp"
