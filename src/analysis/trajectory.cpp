@@ -90,7 +90,10 @@ void step_statistics(StepRecord& st, const StateValues& prev, const StateValues&
   st.alignment.copy_(row_cos(dot, nd, ng));
   st.step_size.copy_(eta);
   st.step_size_scaled.copy_(eta / nb.pow(2));
-  st.angular_step.copy_(at::arccos(row_cos(row_dot(prev.h, cur.h), nb, row_norm(cur.h)).clamp(-1.0, 1.0)));
+  // The angle between s_k and s_{k+1} as 2 atan2(‖â − b̂‖, ‖â + b̂‖) of the unit
+  // vectors: arccos of the cosine loses half its digits near 0.
+  const at::Tensor a_hat = prev.h / nb.unsqueeze(1), b_hat = cur.h / row_norm(cur.h).unsqueeze(1);
+  st.angular_step.copy_(2.0 * at::atan2(row_norm(a_hat - b_hat), row_norm(a_hat + b_hat)));
   st.first_order_decrease.copy_(dot);
   st.actual_decrease.copy_(prev.loss - cur.loss);
   st.norm_before.copy_(nb);
@@ -221,6 +224,13 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
     cur.loss = cur.loss.cpu();
     for (at::Tensor* g : {&cur.grad, &cur.grad_uniform, &cur.grad_shuffled, &cur.grad_bigram, &cur.grad_belief})
       if (g->defined()) *g = g->cpu();
+    // A state that already is the final one has its final prediction: the
+    // belief gradient is exactly 0 there (its statistics 0/0), not the
+    // rounding left by reading the two through different ops.
+    if (cur.grad_belief.defined()) {
+      const at::Tensor at_final = cur.h.eq(flat[K].index_select(0, tr.rows).cpu().to(at::kDouble)).all(1);
+      cur.grad_belief.index_put_({at_final}, 0.0);
+    }
     StateRecord& rec = tr.states[k];
     rec.loss.copy_(cur.loss);
     rec.norm.copy_(row_norm(cur.h));
