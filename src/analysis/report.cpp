@@ -45,7 +45,10 @@ void put_gaps(json& j, const StepRecord& st, const ClusterBootstrap* boot) {
   double smallest = std::numeric_limits<double>::infinity();
   for (const auto& c : kControls) {
     const at::Tensor& control = st.*c.alignment;
-    if (!st.alignment.defined() || !control.defined()) continue;
+    if (!st.alignment.defined() || !control.defined()) {
+      gaps[c.name] = {{"mean", nullptr}, {"ci", nullptr}};  // every control keeps its key
+      continue;
+    }
     const at::Tensor gap = st.alignment - control;  // NaN where either is
     const double mean = mean_of(gap);
     gaps[c.name] = {{"mean", number(mean)}, {"ci", interval_of(gap, boot)}};
