@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -192,6 +193,34 @@ std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batche
       starts[i] = n == 1 ? 0 : static_cast<int64_t>((static_cast<__int128>(w) * last_start) / (n - 1));
     }
     out.push_back(make_batch(data, starts, seq_len));
+  }
+  return out;
+}
+
+std::vector<Batch> id_batches(const std::vector<int64_t>& ids, int64_t seq_len, int64_t batch, int64_t max_batches,
+                              int64_t vocab, const std::string& origin) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n < 2) throw FormatError(origin + ": need at least 2 tokens to analyse, got " + std::to_string(n));
+  if (seq_len < 1 || batch < 1 || max_batches < 1)
+    throw ShapeError("id_batches: seq_len, batch and max_batches must be positive");
+  for (int64_t id : ids)
+    if (id < 0 || id >= vocab)
+      throw FormatError(origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                        std::to_string(vocab));
+  const int64_t T = std::min(seq_len, n - 1);
+  const int64_t windows = std::min((n - 1) / T, max_batches > std::numeric_limits<int64_t>::max() / batch
+                                                     ? std::numeric_limits<int64_t>::max()
+                                                     : batch * max_batches);
+  const at::Tensor all = at::tensor(ids, at::TensorOptions(at::kLong));
+  std::vector<Batch> out;
+  for (int64_t w0 = 0; w0 < windows; w0 += batch) {
+    const int64_t nb = std::min(batch, windows - w0);
+    std::vector<at::Tensor> in, tg;
+    for (int64_t w = w0; w < w0 + nb; ++w) {
+      in.push_back(all.narrow(0, w * T, T));
+      tg.push_back(all.narrow(0, w * T + 1, T));
+    }
+    out.push_back({at::stack(in), at::stack(tg)});  // [nb, T] each
   }
   return out;
 }

@@ -78,4 +78,12 @@ class RandomWindowSampler {
 // the same windows on every call (the trainer's evaluation set).
 std::vector<Batch> fixed_eval_batches(const TokenDataset& data, int64_t n_batches, int64_t batch, int64_t seq_len);
 
+// Batches of a list of ids (an `--ids` or `--text` input): consecutive
+// non-overlapping windows of T + 1 ids, T = min(seq_len, ids − 1), `batch`
+// windows a batch (the last may hold fewer), at most max_batches batches.
+// FormatError naming `origin` for fewer than 2 ids or an id outside
+// [0, vocab).
+std::vector<Batch> id_batches(const std::vector<int64_t>& ids, int64_t seq_len, int64_t batch, int64_t max_batches,
+                              int64_t vocab, const std::string& origin);
+
 }  // namespace metalm
