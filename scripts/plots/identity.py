@@ -19,7 +19,7 @@ from .load import Analysis
 from .style import ci_bars, depth_axis, legend, new_figure, skip_panel
 
 GROWTH_LABEL = "mean change of ‖s‖² per step (units²)"
-SIGNED_LABEL = "signed gradient-step growth (units²; mean, 95 % CI)"
+SIGNED_LABEL = "signed growth (units²; mean, 95 % CI)"
 PARTS = (("norm_sq_growth", "measured ‖s_{k+1}‖² − ‖s_k‖²", "black", "o"),
          ("norm_sq_growth_radial", "radial part 2⟨s_k, Δ⟩", "tab:blue", "s"),
          ("norm_sq_growth_update", "update part ‖Δ‖²", "tab:orange", "^"))
@@ -72,7 +72,7 @@ def _signed_panel(ax, trained: Analysis, untrained: Optional[Analysis]):
 def fig_norm_identity(trained: Analysis, untrained: Optional[Analysis] = None) -> Figure:
     """F9: norm growth per step and its parts, trained and untrained; the signed gradient-step
     growth against its permutation null; |cos(s, ∇ℓ)| per state as a sanity check."""
-    fig, axes = new_figure(ncols=2, nrows=2, width=5.2, height=3.8,
+    fig, axes = new_figure(ncols=2, nrows=2, width=4.8, height=3.5,
                            title="F9 · norm growth along the inner trajectory; the norm identity as a sanity check")
     a1, a2, a3, a4 = axes
     if not has_identity(trained):
