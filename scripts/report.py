@@ -308,13 +308,19 @@ def step_label(x: Step) -> str:
     return f"block {x.layer}" if x.kind == "block" else f"block {x.layer} {x.kind}"
 
 
-def gap_rows(analyses: Sequence[Tuple[int, Analysis]]) -> List[GapRow]:
+# The controls that replace the target (design.md 5.5). The belief control moves with the trajectory
+# itself: every state moves toward s_K, whose read-out is the belief, so it scores high even at
+# initialisation; the gap over these two is shown beside the gap over the strongest matched control.
+TARGET_CONTROLS = ("shuffled", "bigram")
+
+
+def gap_rows(analyses: Sequence[Tuple[int, Analysis]], among: Optional[Tuple[str, ...]] = None) -> List[GapRow]:
     """Per step, over the seeds' analyses (seed, analysis) of one trajectory: the gap over each seed's
-    strongest matched control and the every-seed verdict."""
+    strongest matched control (or the strongest of `among`) and the every-seed verdict."""
     rows = []
     for k, x in enumerate(analyses[0][1].steps):
         per = [(seed, a.steps[k]) for seed, a in analyses]
-        strongest = [(seed, st.strongest()) for seed, st in per]
+        strongest = [(seed, st.strongest(among)) for seed, st in per]
         ok, text = interval_verdict([(seed, g.ci) for seed, (_, _, g) in strongest])
         rows.append(GapRow(step_label(x), [seed for seed, _ in per], [st.alignment.mean for _, st in per],
                            [c for _, (c, _, _) in strongest], [al.mean for _, (_, al, _) in strongest],
@@ -323,12 +329,14 @@ def gap_rows(analyses: Sequence[Tuple[int, Analysis]]) -> List[GapRow]:
 
 
 GAP_HEADER = ["step", "alignment: mean over seeds (each seed)", "strongest matched control",
-              "its alignment: mean (each seed)", "gap: mean over seeds", "gap per seed [95 % CI]", "verdict"]
+              "its alignment: mean (each seed)", "gap: mean over seeds", "gap per seed [95 % CI]", "verdict",
+              "strongest target control (shuffled, bigram)", "gap over it per seed [95 % CI]", "its verdict"]
 
 
-def gap_table_rows(rows: List[GapRow]) -> List[List[str]]:
+def gap_table_rows(analyses: Sequence[Tuple[int, Analysis]]) -> List[List[str]]:
     return [[r.label, over_seeds(r.alignment), r.control_text, over_seeds(r.control_alignment),
-             fmt(_mean([g.mean for g in r.gap])), r.per_seed_gaps(), r.verdict] for r in rows]
+             fmt(_mean([g.mean for g in r.gap])), r.per_seed_gaps(), r.verdict, t.control_text, t.per_seed_gaps(),
+             t.verdict] for r, t in zip(gap_rows(analyses), gap_rows(analyses, TARGET_CONTROLS))]
 
 
 def held(rows: List[GapRow]) -> str:
@@ -411,6 +419,10 @@ def hypothesis_rows(s: Setting) -> List[List[str]]:
     g = gap_rows(final)
     rows.append(["H1", "each block moves the state down its own context's loss (logit lens): gap over the "
                  "strongest matched control", held(g), "; ".join(f"{r.label}: {r.verdict}" for r in g)])
+    g = gap_rows(final, TARGET_CONTROLS)
+    rows.append(["H1′", "the same against the strongest target control only (shuffled, bigram: rules out "
+                 "frequency and the current token, not a move toward the model's own final prediction)", held(g),
+                 "; ".join(f"{r.label}: {r.verdict}" for r in g)])
     tuned = runs_of(s, lambda r: r.tuned)
     if len(tuned) == len(s.seeds):
         t = gap_rows(tuned)
@@ -676,12 +688,12 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
                     number = "Training" if fid == "train" else fid.upper()
                     md += figure_md(f"figures/{drawn[s.name][fid]}", f"{number} ({s.name})", caps[fid])
             md += [f"### Gaps at step {s.final_step} (block granularity, logit lens)", ""]
-            md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.final))))
+            md += table(GAP_HEADER, gap_table_rows(runs_of(s, lambda r: r.final)))
             if all(r.sublayer for r in s.seeds):
                 md += [f"### Gaps at step {s.final_step} (sublayer granularity, logit lens)", ""]
-                md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.sublayer))))
+                md += table(GAP_HEADER, gap_table_rows(runs_of(s, lambda r: r.sublayer)))
             md += ["### The untrained control (logit lens)", ""]
-            md += table(GAP_HEADER, gap_table_rows(gap_rows(runs_of(s, lambda r: r.untrained))))
+            md += table(GAP_HEADER, gap_table_rows(runs_of(s, lambda r: r.untrained)))
             md += [f"### Step sizes at step {s.final_step}", ""]
             md += table(SCALE_FREE_HEADER, scale_free_rows(s))
             for logit_of, tuned_of, g in ((lambda r: r.final, lambda r: r.tuned, "block"),

@@ -248,9 +248,13 @@ class Step:
     def alignment_uniform(self) -> Stats:
         return self.controls["uniform"]
 
-    def strongest(self) -> Tuple[Optional[str], Stats, Mean]:
-        """(name, alignment, gap) of the strongest matched control; NaN when there is none."""
+    def strongest(self, among: Optional[Tuple[str, ...]] = None) -> Tuple[Optional[str], Stats, Mean]:
+        """(name, alignment, gap) of the strongest matched control (metalm's "strongest_control"), or
+        of the control with the smallest finite gap mean among `among`; NaN when there is none."""
         c = self.strongest_control
+        if among is not None:
+            finite = [x for x in among if math.isfinite(self.gaps[x].mean)]
+            c = min(finite, key=lambda x: self.gaps[x].mean) if finite else None
         if c is None:
             return None, Stats(*(math.nan,) * len(STATS_KEYS)), Mean(math.nan)
         return c, self.controls[c], self.gaps[c]

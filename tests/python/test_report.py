@@ -64,13 +64,13 @@ MATCHED = ("shuffled", "bigram", "belief")
 NAMES = {"shuffled": "shuffled-target control", "bigram": "bigram-target control", "belief": "belief control"}
 
 
-def expected_gap_row(step_k: int, files):
-    """Independently of report.py: per seed the strongest matched control (smallest gap mean), its gap
-    and interval; the claim holds only if every seed's interval lies above 0."""
+def expected_gap_row(step_k: int, files, among=MATCHED):
+    """Independently of report.py: per seed the strongest control of `among` (smallest gap mean), its
+    gap and interval; the claim holds only if every seed's interval lies above 0."""
     per = []
     for seed, j in files:
         st = j["steps"][step_k]
-        c = min(MATCHED, key=lambda c: st["gaps"][c]["mean"])
+        c = min(among, key=lambda c: st["gaps"][c]["mean"])
         per.append((seed, st["alignment"]["mean"], c, st[f"alignment_{c}"]["mean"], st["gaps"][c]))
     why = []
     for seed, _, _, _, g in per:
@@ -164,6 +164,13 @@ class FullReport(unittest.TestCase):
                                                for s, _, _, _, g in per))
             self.assertEqual(row[6], verdict)
             verdicts.append(verdict)
+            per, verdict = expected_gap_row(k, files, ("shuffled", "bigram"))
+            self.assertEqual(row[8], "; ".join(f"{g['mean']:.3f} [{g['ci'][0]:.3f}, {g['ci'][1]:.3f}] (seed {s})"
+                                               for s, _, _, _, g in per))
+            self.assertEqual(row[9], verdict)
+        # Against the target controls alone, block 2 holds: only the belief control's gap was negative.
+        self.assertEqual(rows[2][7], "bigram-target control")
+        self.assertEqual(rows[2][9], "holds")
         # The constructed cases: one that holds, one where one seed's interval includes 0, one negative gap.
         self.assertEqual(verdicts, ["holds", "does not hold (seed 1338: interval includes 0)",
                                     "does not hold (seed 1337: gap negative)"])
@@ -185,8 +192,9 @@ class FullReport(unittest.TestCase):
 
     def test_hypothesis_rows_restate_each_claim_with_its_verdict(self):
         rows = {r[0]: r for r in table_rows(self.md, "### `tiny`", "H")}
-        self.assertEqual(sorted(rows), ["H1", "H1s", "H1t", "H2", "H3", "H4"])
+        self.assertEqual(sorted(rows), ["H1", "H1s", "H1t", "H1′", "H2", "H3", "H4"])
         self.assertEqual(rows["H1"][2], "1 of 3 steps (block 0)")
+        self.assertEqual(rows["H1′"][2], "2 of 3 steps (block 0, block 2)")
         self.assertIn("block 1: does not hold (seed 1338: interval includes 0)", rows["H1"][3])
         # H3 from the scaled step size: tiny's blocks differ (disjoint intervals), flat's share one size.
         self.assertEqual(rows["H3"][2], "does not hold")
