@@ -32,7 +32,7 @@ while (($#)); do
     --seeds) seeds=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --no-report) report=0; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "reproduce: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
