@@ -381,15 +381,11 @@ def _freq_bins(c: _Check, v, with_loss: bool) -> List[FreqBin]:
 
 
 def _gaps(c: _Check, s: dict) -> Dict[str, Mean]:
-    """Each control's gap; metalm leaves a control out of "gaps" only when it was not computed
-    (its alignment summary is null), which reads as NaN."""
+    """Each control's gap; one that was not computed is {"mean": null, "ci": null}: NaN."""
     cg = c.at("gaps")
     g = cg.obj(c.get(s, "gaps"), "gaps")
     out = {}
     for name in GAP_CONTROLS:
-        if name not in g and s.get(f"alignment_{name}", 0) is None:
-            out[name] = Mean(math.nan)
-            continue
         cn = cg.at(name)
         v = cn.obj(cg.get(g, name))
         out[name] = Mean(cn.num(v, "mean"), cn.interval(v, "ci"))
