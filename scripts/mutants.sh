@@ -101,6 +101,20 @@ wrong state	src/analysis/analyze_model.cpp	names.push_back(l + 1 == n_layer ? si
 wrong state	src/model/trace.cpp	if (sublayer) states.push_back(at(Site::ResidMid, l));	if (sublayer) states.push_back(at(Site::ResidPre, l));
 wrong state	src/model/block.cpp	writer->put(Site::ResidMid, layer, mid);	writer->put(Site::ResidMid, layer, x);
 wrong normalisation	src/model/causal_transformer.cpp	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(final_norm(h)); }	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(h); }
+wrong direction	src/analysis/intervene.cpp	st.remove_gradient = effect(next - along_g.unsqueeze(1) * g);	st.remove_gradient = effect(next - along_g.unsqueeze(1) * delta);
+wrong normalisation	src/analysis/intervene.cpp	const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g);	const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g).sqrt();
+wrong normalisation	src/analysis/intervene.cpp	(sign * energy.sqrt())	(sign * energy)
+wrong normalisation	src/analysis/intervene.cpp	(row_dot(delta, s) / row_dot(s, s))	(row_dot(delta, s) / row_dot(delta, delta))
+swapped sign	src/analysis/intervene.cpp	st.gradient_step = effect(s + along_g.unsqueeze(1) * g);	st.gradient_step = effect(s - along_g.unsqueeze(1) * g);
+swapped sign	src/analysis/intervene.cpp	st.gradient_step_median = effect(s - median_step_size[k] * g);	st.gradient_step_median = effect(s + median_step_size[k] * g);
+wrong statistic	src/analysis/intervene.cpp	st.line_search.push_back(effect(next + (alpha - 1.0) * delta));	st.line_search.push_back(effect(next + (alpha * alpha - 1.0) * delta));
+wrong state	src/analysis/intervene.cpp	out.loss = loss_at_rows(K, states[K]);	out.loss = loss_at_rows(0, states[0]);
+wrong state	src/analysis/intervene.cpp	at::Tensor edited_state = states[k + 1].reshape({-1, d}).clone();	at::Tensor edited_state = states[k].reshape({-1, d}).clone();
+control equals true value	src/analysis/intervene.cpp	return at::where(finite.cpu(), change, at::full_like(change, NAN));	return change;
+wrong token	src/analysis/intervene.cpp	(mix(seed, b, t, step, 2 * j) >> 11) + 1	(mix(seed, t, b, step, 2 * j) >> 11) + 1
+wrong statistic	src/analysis/intervene.cpp	cluster.push_back(sequences + parts.back().rows.cpu().div(T, "floor"));	cluster.push_back(sequences + parts.back().rows.cpu());
+wrong state	src/model/causal_transformer.cpp	if (sublayer && j % 2 == 1) x = block_list_[first++]->forward_mlp(x);	if (sublayer && j % 2 == 1) x = block_list_[first++]->forward(x, ctx);
+off-by-one position	src/model/causal_transformer.cpp	int64_t first = sublayer ? j / 2 : j;	int64_t first = sublayer ? j / 2 : j + 1;
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_shuffled, st.alignment_shuffled, &st.step_size_shuffled);	control_statistics(delta, nd, prev.grad_uniform, st.alignment_shuffled, &st.step_size_shuffled);
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_bigram, st.alignment_bigram, &st.step_size_bigram);	control_statistics(delta, nd, prev.grad_shuffled, st.alignment_bigram, &st.step_size_bigram);
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_belief, st.alignment_belief, &st.step_size_belief);	control_statistics(delta, nd, prev.grad_bigram, st.alignment_belief, &st.step_size_belief);
