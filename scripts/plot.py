@@ -18,6 +18,8 @@ Usage (run with Debian's /usr/bin/python3; see docs/figures.md for how to read e
   plot.py f8 SYNTHETIC_ICL.json --out PNG                    linear-attention ICL: alignment, recovered η vs N
   plot.py f9 FILE [--untrained FILE] --out PNG               norm growth and its parts; signed gradient-step
                                                              growth vs its permutation null; |cos(s, ∇ℓ)| check
+  plot.py f10 INTERVENE.json --out PNG                       causal tests: loss change when parts of each update
+                                                             are removed; the line search along each update
   plot.py train RUN_DIR/metrics.jsonl --out PNG              training loss and validation bits/byte
 
 FILE is an analysis JSON (version 2) written by `metalm analyze --out FILE`. A missing or malformed input
@@ -33,6 +35,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import plots  # noqa: E402
+from plots.intervene import fig_intervene, load_intervene  # noqa: E402
 from plots.load import Analysis, InputError  # noqa: E402
 
 _STEP_IN_NAME = re.compile(r"step(\d+)")
@@ -85,6 +88,8 @@ def build(args) -> "plots.style.Figure":
         return plots.fig_synthetic_icl(plots.load_synthetic_icl(args.file))
     if f == "f9":
         return plots.fig_norm_identity(plots.load_analysis(args.file), _opt(args.untrained))
+    if f == "f10":
+        return fig_intervene(load_intervene(args.file))
     if f == "train":
         return plots.fig_training(plots.load_metrics(args.file))
     raise AssertionError(f)
@@ -116,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
                               ("f6", "ANALYSIS_JSONL", "evolution over outer training"),
                               ("f7", "FILE", "layer x position heatmaps"),
                               ("f8", "SYNTHETIC_ICL_JSON", "constructed linear-attention setting"),
+                              ("f10", "INTERVENE_JSON", "causal tests of `metalm intervene`"),
                               ("train", "METRICS_JSONL", "training curve")):
         add(name, help_).add_argument("file", metavar=meta)
     s = add("f9", "norm growth and its parts; signed gradient-step growth vs its null; the norm identity check")

@@ -17,6 +17,8 @@ setting is trained with several seeds, each in its own directory seed<S> (S = it
   OUT/<setting>/seed<S>/analysis/untrained_sublayer.json  optional
   OUT/<setting>/seed<S>/analysis/tuned_step<K>_{block,sublayer}.json  optional  the final K through
                                                            the seed's own tuned lens (one coordinate system)
+  OUT/<setting>/seed<S>/analysis/intervene_step<K>_block.json  optional  `metalm intervene` of the
+                                                          final K (F10, the causal-test table)
   OUT/<setting>/seed<S>/done                              required  the seed is finished (reproduce.sh
                                                            writes it after the seed's last analysis)
   OUT/synthetic_icl.json                                  optional  `metalm synthetic-icl` output (F8)
@@ -54,6 +56,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import plots  # noqa: E402
+from plots.intervene import TABLE_HEADER as INTERVENE_HEADER, Intervention, fig_intervene, load_intervene  # noqa: E402
+from plots.intervene import table_rows as intervene_rows  # noqa: E402
 from plots.load import Analysis, IclRun, InputError, Mean, Metrics, Step  # noqa: E402
 from plots.norms import position0_ratio  # noqa: E402
 from plots.style import CONTROL_STYLE  # noqa: E402
@@ -78,6 +82,7 @@ class SeedRun:
     evolution: Optional[List[Analysis]] = None
     tuned: Optional[Analysis] = None                   # the final checkpoint through its tuned lens
     tuned_sublayer: Optional[Analysis] = None
+    intervene: Optional[Intervention] = None           # the final checkpoint's causal tests (block)
     missing_optional: List[str] = field(default_factory=list)
 
     @property
@@ -169,6 +174,10 @@ def load_seed(out: str, root: str, seed: int) -> SeedRun:
             _check_lens(a, tuned=True)
             _check_same_steps(a, r.final if g == "block" else (r.sublayer or a))
             setattr(r, "tuned" if g == "block" else "tuned_sublayer", a)
+    # The causal tests of `metalm intervene`: optional, not listed as missing.
+    p = os.path.join(adir, f"intervene_step{r.final_step}_block.json")
+    if os.path.exists(p):
+        r.intervene = load_intervene(p)
     return r
 
 
@@ -561,6 +570,8 @@ def draw_setting(s: Setting, fig_dir: str) -> Dict[str, str]:
     }
     if r.evolution:
         figs["f6"] = P.fig_evolution(r.evolution)
+    if r.intervene is not None:
+        figs["f10"] = fig_intervene(r.intervene)
     if P.has_identity(r.final):
         figs["f9"] = P.fig_norm_identity(r.sublayer or r.final, r.untrained_sublayer if r.sublayer else r.untrained)
     names = {}
@@ -592,6 +603,9 @@ def captions(s: Setting) -> Dict[str, str]:
         "f9": f"Norm growth ‖s_(k+1)‖² − ‖s_k‖² per step and its exact parts; the signed gradient-step growth against "
               f"its permutation null; |cos(s_k, ∇ℓ)| per state, a sanity check of the read-out, at step {k} and "
               f"untrained {of}.",
+        "f10": f"Causal tests at step {k}: the change of the model's own loss when each block's update loses its "
+               f"gradient part, an equally large random part or its radial part (95 % intervals over sequences; "
+               f"dashed: the untrained model), and the loss along s_k + α Δ_k {of}.",
     }
 
 
@@ -683,7 +697,7 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
             if missing:
                 md += ["Optional inputs not provided: " + ", ".join(f"`{p}`" for p in missing) + ".", ""]
             caps = captions(s)
-            for fid in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f9"):
+            for fid in ("train", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f9", "f10"):
                 if fid in drawn[s.name]:
                     number = "Training" if fid == "train" else fid.upper()
                     md += figure_md(f"figures/{drawn[s.name][fid]}", f"{number} ({s.name})", caps[fid])
@@ -704,6 +718,12 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
                            "each seed's own lens) and analyses that trajectory under the one read-out of the final "
                            "state (docs/design.md 5.2).", ""]
                     md += table(LENS_HEADER, lens_rows(s, logit_of, tuned_of))
+            for r in s.seeds:
+                if r.intervene is not None:
+                    md += [f"### Causal tests at step {s.final_step} (seed {r.seed}, `metalm intervene`)", "",
+                           "Change of the model's own loss (nats/token, edited − unedited) when a part of each block's "
+                           "update is removed, mean [95 % interval over sequences] (docs/design.md 5.8).", ""]
+                    md += table(list(INTERVENE_HEADER), [list(x) for x in intervene_rows(r.intervene)])
             md += [f"### States and token tables at step {s.final_step} (seed {r0.seed})", "",
                    "Position-0 norm ratio = mean norm at position 0 / mean norm at the other positions.", ""]
             md += table(STATES_HEADER, states_rows(r0.final, r0.untrained))

@@ -3,7 +3,8 @@
 # configs/paper/ on the Brown corpus with several seeds (train.seed = the config's seed + i),
 # analyses the checkpoints kept across outer training through the logit lens (step 0 is the
 # untrained control), trains a tuned lens for each seed's final checkpoint and analyses it in
-# that lens's one coordinate system, runs the constructed linear-attention setting, plots, and
+# that lens's one coordinate system, runs the causal tests of `metalm intervene` on each final
+# checkpoint, runs the constructed linear-attention setting, plots, and
 # writes OUT/report.md, where a claim holds only if every seed's interval of its gap excludes 0.
 #   scripts/reproduce.sh [--quick] [--seeds N] [--out DIR] [--settings depth4,rope,...]
 #                        [--bin METALM] [--no-report]
@@ -133,6 +134,14 @@ setting_seed() {
     run "$bin" analyze --checkpoint "$dir/run/checkpoints/$final_ckpt" --data "$data/val.bin" --meta "$data" \
       --batches "$batches" --granularity "$g" --lens "tuned:$dir/lens.safetensors" --out "$target"
   done
+  # The causal tests of the final checkpoint (F10 and the report's intervention table): each
+  # block's update edited, the rest of the model run, with the untrained model's same edits.
+  target=$dir/analysis/intervene_step${last}_block.json
+  if [[ ! -f $target ]]; then
+    say "intervening on $name seed $seed step $last (block)"
+    run "$bin" intervene --checkpoint "$dir/run/checkpoints/$final_ckpt" --data "$data/val.bin" \
+      --batches "$batches" --granularity block --out "$target"
+  fi
   mark "$dir/done" "setting $name seed $seed steps $steps"
 }
 

@@ -38,7 +38,7 @@ elif cmd == "train":
     save = [a.split("=", 1)[1] for a in args if a.startswith("train.save_steps=")][0]
     for k in save.split(","):
         os.makedirs(os.path.join(opt("--run-dir"), "checkpoints", "step_%08d" % int(k)), exist_ok=True)
-elif cmd in ("analyze", "lens-train", "synthetic-icl"):
+elif cmd in ("analyze", "lens-train", "synthetic-icl", "intervene"):
     with open(opt("--out"), "w") as f:
         f.write("{{}}")
 '''
@@ -76,7 +76,7 @@ class Reproduce(unittest.TestCase):
     @staticmethod
     def work(calls):
         """The calls that train or analyse (not `config show`, data preparation or synthetic-icl)."""
-        return [c for c in calls if c[0] in ("train", "analyze", "lens-train")]
+        return [c for c in calls if c[0] in ("train", "analyze", "lens-train", "intervene")]
 
     def test_quick_trains_two_seeds_from_the_configs_seed(self):
         rc, calls = self.reproduce()
@@ -92,7 +92,8 @@ class Reproduce(unittest.TestCase):
                 self.assertEqual(sorted(os.listdir(os.path.join(d, "analysis"))),
                                  sorted(["untrained_block.json", "untrained_sublayer.json", "step25_block.json",
                                          "step100_block.json", "step300_block.json", "step300_sublayer.json",
-                                         "tuned_step300_block.json", "tuned_step300_sublayer.json"]))
+                                         "tuned_step300_block.json", "tuned_step300_sublayer.json",
+                                         "intervene_step300_block.json"]))
         self.assertFalse(os.path.exists(self.seed_dir("depth2", BASE_SEED + 2)))
 
     def test_seeds_option_sets_the_number_of_seeds(self):
@@ -129,9 +130,10 @@ class Reproduce(unittest.TestCase):
         rc, calls = self.reproduce("--settings", "depth2")
         self.assertEqual(rc, 0, self.stderr)
         work = self.work(calls)
-        self.assertEqual([c[0] for c in work], ["analyze", "analyze"], work)  # only what was left
+        self.assertEqual([c[0] for c in work], ["analyze", "analyze", "intervene"], work)  # only what was left
         self.assertEqual([c[c.index("--out") + 1] for c in work],
-                         [failing, f"{second}/analysis/tuned_step300_sublayer.json"])
+                         [failing, f"{second}/analysis/tuned_step300_sublayer.json",
+                          f"{second}/analysis/intervene_step300_block.json"])
         self.assertTrue(os.path.isfile(os.path.join(second, "done")))
 
         rc, calls = self.reproduce("--settings", "depth2")
