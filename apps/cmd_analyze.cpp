@@ -26,6 +26,31 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Non-overlapping windows of T+1 ids (T = min(seq_len, n-1)), `batch` per batch.
+std::vector<Batch> batches_from_ids(const std::vector<int64_t>& ids, int64_t seq_len, int64_t batch, int64_t max_batches,
+                                    int64_t vocab, const std::string& origin) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n < 2) throw FormatError(origin + ": need at least 2 tokens to analyse, got " + std::to_string(n));
+  for (int64_t id : ids)
+    if (id >= vocab)
+      throw FormatError(origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                        std::to_string(vocab));
+  const int64_t T = std::min(seq_len, n - 1);
+  const int64_t windows = std::min((n - 1) / T, batch * max_batches);
+  const at::Tensor all = at::tensor(ids, at::TensorOptions(at::kLong));
+  std::vector<Batch> out;
+  for (int64_t w0 = 0; w0 < windows; w0 += batch) {
+    const int64_t nb = std::min(batch, windows - w0);
+    std::vector<at::Tensor> in, tg;
+    for (int64_t w = w0; w < w0 + nb; ++w) {
+      in.push_back(all.narrow(0, w * T, T));
+      tg.push_back(all.narrow(0, w * T + 1, T));
+    }
+    out.push_back({at::stack(in), at::stack(tg)});  // [nb, T] each
+  }
+  return out;
+}
+
 // Sizes from the options or, when absent, the checkpoint's config: each in the
 // options' range, and batches x batch size x seq_len at most
 // kMaxAnalysedTokens, so a typo is a one-line error rather than a huge
@@ -158,7 +183,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
         tokens = make_tokenizer(ck.state.tokenizer)->encode(read_file(o->text));
         source = {{"text", o->text}, {"tokenizer", ck.state.tokenizer}};
       }
-      batches = id_batches(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,
+      batches = batches_from_ids(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,
                                  o->ids.empty() ? o->text : o->ids);
     }
     const std::optional<DatasetMeta> meta = find_meta(o->meta, o->data, cfg.data.dir);

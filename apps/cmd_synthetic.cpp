@@ -49,31 +49,24 @@ const Registration synthetic_command{"synthetic-icl", [](CLI::App& app, const Gl
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
       "synthetic-icl", "analyse a linear self-attention layer constructed to take one GD step on in-context regression");
-  cmd->add_option("--n", o->sizes, "context sizes N, comma-separated, each 1 to 1,048,576")->type_name("N,N,...")
-      ->capture_default_str();
-  cmd->add_option("--d-x", o->icl.d_x, "input dimension")->type_name("D")->check(int_range(1, kMaxIclDim))
-      ->capture_default_str();
-  cmd->add_option("--d-y", o->icl.d_y, "output dimension; 0 means d_x")->type_name("D")->check(int_range(0, kMaxIclDim))
+  cmd->add_option("--n", o->sizes, "context sizes N, comma-separated")->type_name("N,N,...")->capture_default_str();
+  cmd->add_option("--d-x", o->icl.d_x, "input dimension")->type_name("D")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--d-y", o->icl.d_y, "output dimension; 0 means d_x")->type_name("D")->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--eta", o->icl.eta, "step size of the gradient step the layer implements")->type_name("ETA")
-      ->check(real_range(kMinEta, kMaxEta))->capture_default_str();
-  cmd->add_option("--batch", o->icl.batch, "sequences per context size")->type_name("B")->check(int_range(1, kMaxBatch))
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch", o->icl.batch, "sequences per context size")->type_name("B")->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--seed", o->icl.seed, "seed of the sampled tasks and the random-target control")->type_name("S")
-      ->check(seed_range())->capture_default_str();
+      ->capture_default_str();
   cmd->add_option("--out", o->out, "output JSON file (must not exist, unless --force)")->type_name("FILE")->required();
   cmd->add_flag("--force", o->force, "replace an existing --out file");
 
   return std::function<int()>([o, &global]() {
-    check_output(o->out, OutputKind::File, o->force, "--out");
-    const std::vector<int64_t> sizes = parse_sizes(o->sizes);
-    check_memory_estimate(sweep_bytes(sizes, o->icl),
-                          "synthetic-icl --batch " + std::to_string(o->icl.batch) + " x --n " +
-                              std::to_string(*std::max_element(sizes.begin(), sizes.end())) + " (d_x + d_y = " +
-                              std::to_string(o->icl.d_x + (o->icl.d_y ? o->icl.d_y : o->icl.d_x)) + ")");
+    check_output_path(o->out, OutputKind::File, o->force, "--out");
     set_threads(global.threads);
+    const std::vector<int64_t> sizes = parse_sizes(o->sizes);
     const nlohmann::json result = linear_icl_sweep(sizes, o->icl);
-    require_finite(result, o->icl);
     for (const auto& p : result["points"])
       spdlog::info("n {:>6}: alignment {:.4f} (random target {:.4f}), step size {:.4f} (eta {}), loss {:.4f} -> {:.4f}",
                    p["n"].get<int64_t>(), num(p["alignment"]["mean"]), num(p["alignment_uniform"]["mean"]),
