@@ -2,6 +2,7 @@
 // resumes the newest checkpoint of one.
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -65,6 +66,16 @@ const Registration train_command{"train", [](CLI::App& app, const GlobalOptions&
     }
     Trainer trainer(config, options);
     const TrainSummary s = trainer.run();
+    if (s.already_complete) {
+      const std::string best = s.best_step >= 0 ? fmt::format(" (best {:.4f} at step {})", s.best_val_loss, s.best_step)
+                                                : std::string();
+      const std::string val = std::isnan(s.last_val_loss) ? std::string("no evaluation recorded at that step")
+                                                          : fmt::format("val loss {:.4f}", s.last_val_loss);
+      spdlog::info("run {} is already complete: step {} of train.steps = {} | {}{}; nothing to train (raise "
+                   "train.steps with --set train.steps=N to continue it)",
+                   options.run_dir, s.end_step, config.train.steps, val, best);
+      return 0;
+    }
     spdlog::info("done: step {} | val loss {:.4f} (best {:.4f}) | {:.0f} tok/s | {}", s.end_step, s.last_val_loss,
                  s.best_val_loss, s.tokens_per_s, options.run_dir);
     if (options.launch.distributed())

@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "metalm/core/error.hpp"
 
@@ -38,6 +40,46 @@ std::string without_trailing_slash(const std::string& path) {
   return p;
 }
 
+// Creates the missing directories above `path`, outermost first, and returns
+// them in that order, so that remove_created() can take them back.
+std::vector<std::string> create_parents(const std::string& path) {
+  std::vector<std::string> missing;  // innermost first
+  for (fs::path p = parent_of(path); !p.empty(); p = p.parent_path()) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 || errno != ENOENT) break;
+    missing.push_back(p.string());
+    if (p.parent_path() == p) break;
+  }
+  std::vector<std::string> created;
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), 0755) == 0) {
+      created.push_back(*it);
+    } else if (errno != EEXIST) {
+      const int err = errno;
+      for (auto d = created.rbegin(); d != created.rend(); ++d) ::rmdir(d->c_str());
+      cannot_write(path, "cannot create the directory " + *it + ": " + errno_text(err));
+    }
+  }
+  return created;
+}
+
+// rmdir, innermost first: a directory something else was written into since
+// is not empty and stays.
+void remove_created(std::vector<std::string>& dirs) {
+  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) ::rmdir(d->c_str());
+  dirs.clear();
+}
+
+// A new file for writing at `tmp`, never through a symbolic link. A file of
+// that name left by a dead process with this PID (or a link planted there)
+// is unlinked, which removes the entry and never touches what it points to.
+int open_new_file(const std::string& tmp) {
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0 && errno == EEXIST && ::unlink(tmp.c_str()) == 0) fd = ::open(tmp.c_str(), flags, 0644);
+  return fd;
+}
+
 // Syncs `path`, naming `target` (what the caller is writing) in the error.
 void sync_or_throw(const std::string& path, const std::string& target) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -64,7 +106,7 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 // ---- AtomicFile -------------------------------------------------------------
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_(temp_name(path_)) {
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd_ = open_new_file(tmp_);
   if (fd_ < 0) cannot_write(path_, errno_text(errno));
 }
 
@@ -120,33 +162,31 @@ void AtomicFile::commit() {
   if (::fsync(fd_) != 0 && errno != EINVAL) fail("fsync: " + errno_text(errno));
   const int rc = ::close(fd_);
   fd_ = -1;
-  if (rc != 0) {
-    const int err = errno;
-    ::unlink(tmp_.c_str());
-    cannot_write(path_, errno_text(err));
-  }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp_.c_str());
-    cannot_write(path_, "rename from " + tmp_ + ": " + errno_text(err));
-  }
+  if (rc != 0) fail(errno_text(errno));
+  // rename replaces the entry at path_ (a symbolic link there included),
+  // never what a link points to.
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("rename from " + tmp_ + ": " + errno_text(errno));
   sync_or_throw(parent_of(path_), path_);
 }
 
 // ---- AtomicDir ---------------------------------------------------------------
 
 AtomicDir::AtomicDir(std::string path) : path_(without_trailing_slash(path)), tmp_(temp_name(path_)) {
+  created_dirs_ = create_parents(path_);
   std::error_code ec;
-  fs::create_directories(parent_of(path_), ec);
-  if (ec) cannot_write(path_, ec.message());
-  fs::remove_all(tmp_, ec);
-  if (!fs::create_directory(tmp_, ec) || ec) cannot_write(path_, ec ? ec.message() : "cannot create " + tmp_);
+  fs::remove_all(tmp_, ec);  // a link there is removed, not followed
+  if (::mkdir(tmp_.c_str(), 0755) != 0) {
+    const int err = errno;
+    remove_created(created_dirs_);
+    cannot_write(path_, "cannot create " + tmp_ + ": " + errno_text(err));
+  }
 }
 
 AtomicDir::~AtomicDir() {
   if (committed_) return;
   std::error_code ec;
   fs::remove_all(tmp_, ec);
+  remove_created(created_dirs_);
 }
 
 std::string AtomicDir::operator/(const std::string& name) const { return (fs::path(tmp_) / name).string(); }
@@ -190,6 +230,7 @@ void AtomicDir::commit() {
   } catch (...) {
     std::error_code ec;
     fs::remove_all(tmp_, ec);
+    remove_created(created_dirs_);
     committed_ = true;  // nothing left to clean up
     throw;
   }
@@ -198,11 +239,92 @@ void AtomicDir::commit() {
 
 // ---- output options ------------------------------------------------------------
 
-void check_output_path(const std::string& path, OutputKind kind, bool force, const std::string& option) {
+namespace {
+
+struct FileId {
+  dev_t dev;
+  ino_t ino;
+  bool operator==(const FileId& o) const { return dev == o.dev && ino == o.ino; }
+};
+
+std::optional<FileId> id_of(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileId{st.st_dev, st.st_ino};
+}
+
+// `path` made absolute with the links of its existing part resolved; empty
+// when that fails.
+fs::path resolved(const std::string& path) {
   std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
+  const fs::path p = fs::absolute(without_trailing_slash(path), ec);
+  if (ec) return {};
+  fs::path r = fs::weakly_canonical(p, ec);
+  return ec ? p.lexically_normal() : r;
+}
+
+bool same_name(const std::string& a, const std::string& b) {
+  const fs::path x = resolved(a), y = resolved(b);
+  return !x.empty() && x == y;
+}
+
+// The identity of `path` and of every directory above it, itself first,
+// after resolving the symbolic links of the part that exists (a link's
+// lexical parent is not its target's); parts that do not exist are skipped.
+std::vector<FileId> ids_up_from(const std::string& path) {
+  fs::path p = resolved(path);
+  if (p.empty()) return {};
+  std::vector<FileId> ids;
+  for (;;) {
+    if (const auto id = id_of(p)) ids.push_back(*id);
+    if (!p.has_parent_path() || p.parent_path() == p) break;
+    p = p.parent_path();
+  }
+  return ids;
+}
+
+bool holds(const std::vector<FileId>& ids, const FileId& id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+void check_apart(const std::string& path, const std::string& option, const std::vector<CommandInput>& inputs) {
+  const auto out = id_of(path);
+  const auto out_and_above = ids_up_from(path);
+  for (const CommandInput& in : inputs) {
+    if (in.path.empty()) continue;
+    const std::string both = option + " " + path + " and " + in.option + " " + in.path;
+    const char* rule = "; metalm never writes over what it reads, --force or not: choose another ";
+    const auto input = id_of(in.path);
+    if (!input) {
+      // Not there (yet): another output of the command, or a missing input
+      // whose reader will say so. Only the same name can collide.
+      if (same_name(path, in.path)) throw ConfigError(both + " are the same path" + rule + option);
+      continue;
+    }
+    if (out && *out == *input)
+      throw ConfigError(both + " are the same " + (fs::is_directory(path) ? "directory" : "file") + rule + option);
+    if (out && holds(ids_up_from(in.path), *out))
+      throw ConfigError(both + " overlap: " + in.option + " is inside " + option +
+                        ", which would be replaced with everything in it" + rule + option);
+    if (in.tree && holds(out_and_above, *input))
+      throw ConfigError(both + " overlap: " + option + " is inside " + in.option + ", which is read as a whole" +
+                        rule + option);
+  }
+}
+
+}  // namespace
+
+void check_output_path(const std::string& path, OutputKind kind, bool force, const std::string& option,
+                       const std::vector<CommandInput>& inputs) {
+  check_apart(path, option, inputs);
+  std::error_code ec;
+  // Not following a link: what is replaced is the entry at the path.
+  const fs::file_status st = fs::symlink_status(without_trailing_slash(path), ec);
   if (!fs::exists(st)) return;
   const std::string named = option + " " + path;
+  if (fs::is_symlink(st))
+    throw ConfigError(named + " is a symbolic link; metalm does not write through one and --force does not "
+                              "replace one: remove it or choose another path");
   const bool is_dir = fs::is_directory(st);
   if (kind == OutputKind::Directory) {
     if (!is_dir)

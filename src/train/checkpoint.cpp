@@ -52,12 +52,18 @@ CheckpointState state_from_json(const nlohmann::json& j, const std::string& path
     throw FormatError(path + ": \"step\" must be a non-negative integer");
   CheckpointState s;
   s.step = j["step"].get<int64_t>();
-  if (j.contains("tokenizer") && j["tokenizer"].is_string()) s.tokenizer = j["tokenizer"].get<std::string>();
+  if (j.contains("tokenizer") && !j["tokenizer"].is_string())
+    throw FormatError(path + ": \"tokenizer\" must be a string");
+  if (j.contains("tokenizer")) s.tokenizer = j["tokenizer"].get<std::string>();
   const auto best = j.value("best_val_loss", nlohmann::json());
+  if (!best.is_null() && !(best.is_number() && best.get<double>() >= 0))
+    throw FormatError(path + ": \"best_val_loss\" must be null or a non-negative number (a loss in nats)");
   s.best_val_loss = best.is_number() ? best.get<double>() : std::numeric_limits<double>::infinity();
   s.rng = j.value("rng", nlohmann::json());
   s.sampler = j.value("sampler", nlohmann::json());
   s.extra = j.value("extra", nlohmann::json::object());
+  if (!s.rng.is_null() && !s.rng.is_object()) throw FormatError(path + ": \"rng\" must be an object");
+  if (!s.sampler.is_null() && !s.sampler.is_object()) throw FormatError(path + ": \"sampler\" must be an object");
   if (j.contains("has_optimizer") && !j["has_optimizer"].is_boolean())
     throw FormatError(path + ": \"has_optimizer\" must be true or false");
   // The trainer resumes its counters from "extra".
@@ -67,6 +73,76 @@ CheckpointState state_from_json(const nlohmann::json& j, const std::string& path
   if (s.extra.contains("elapsed_s") && !s.extra["elapsed_s"].is_number())
     throw FormatError(path + ": \"extra\".\"elapsed_s\" must be a number");
   return s;
+}
+
+// The fields of a state.json agree with each other and with the
+// checkpoint's config.json: a state edited or corrupted into another data
+// position, step or best checkpoint is refused rather than resumed from.
+void check_consistent(const CheckpointState& s, const RunConfig& config, const std::string& path) {
+  const auto corrupt = [&](const std::string& what) {
+    throw FormatError(path + ": " + what + "; the checkpoint's state does not hold together (corrupt or edited): " +
+                      "use another checkpoint");
+  };
+  const auto str = [](auto v) { return std::to_string(v); };
+  const nlohmann::json& extra = s.extra;
+  const int64_t best_step = extra.value("best_step", int64_t{-1});
+  if (best_step < -1 || best_step > s.step)
+    corrupt("\"extra\".\"best_step\" is " + str(best_step) + ", outside -1 to the checkpoint's step " + str(s.step));
+  if (!std::isfinite(s.best_val_loss) && best_step != -1)
+    corrupt("\"extra\".\"best_step\" is " + str(best_step) + " but \"best_val_loss\" is null (no evaluation yet)");
+  if (extra.contains("elapsed_s") && !(extra["elapsed_s"].get<double>() >= 0 &&
+                                       std::isfinite(extra["elapsed_s"].get<double>())))
+    corrupt("\"extra\".\"elapsed_s\" must be a finite number of seconds, at least 0");
+  int64_t world = 1;
+  if (extra.contains("world_size")) {
+    if (!extra["world_size"].is_number_integer() || extra["world_size"].get<int64_t>() < 1 ||
+        extra["world_size"].get<int64_t>() > (int64_t{1} << 20))
+      corrupt("\"extra\".\"world_size\" must be an integer from 1 to 2^20");
+    world = extra["world_size"].get<int64_t>();
+  }
+  if (s.sampler.is_null()) return;  // an imported model: no data stream to resume
+  const TrainConfig& tc = config.train;
+  const nlohmann::json& sampler = s.sampler;
+  if (sampler.value("kind", nlohmann::json()) != "random_window")
+    corrupt("\"sampler\".\"kind\" must be \"random_window\"");
+  for (const char* key : {"step", "batch", "seq_len"})
+    if (!sampler.contains(key) || !sampler[key].is_number_integer()) corrupt("\"sampler\".\"" + std::string(key) + "\" must be an integer");
+  if (!sampler.contains("seed") || !sampler["seed"].is_number_unsigned() ||
+      sampler["seed"].get<uint64_t>() != static_cast<uint64_t>(tc.seed))
+    corrupt("\"sampler\".\"seed\" must be config.json's train.seed, " + str(tc.seed));
+  if (sampler["seq_len"].get<int64_t>() != tc.seq_len)
+    corrupt("\"sampler\".\"seq_len\" is " + str(sampler["seq_len"].get<int64_t>()) + " but config.json's train.seq_len is " +
+            str(tc.seq_len));
+  const __int128 global_batch = static_cast<__int128>(tc.batch_size) * world;
+  if (sampler["batch"].get<int64_t>() != global_batch)
+    corrupt("\"sampler\".\"batch\" is " + str(sampler["batch"].get<int64_t>()) + " but config.json's train.batch_size " +
+            str(tc.batch_size) + " x \"extra\".\"world_size\" " + str(world) + " is " +
+            str(static_cast<int64_t>(global_batch)));
+  // Every update draws grad_accum micro-batches, so the sampler's counter
+  // follows from the step (from sampler_origin on, if grad_accum changed).
+  // extra.sampler_origin: the step and micro-batches drawn since which every
+  // update drew train.grad_accum (absent: the start of the run).
+  const nlohmann::json origin = extra.value("sampler_origin", nlohmann::json::object({{"step", 0}, {"sampler_step", 0}}));
+  if (!origin.is_object() || !origin.contains("step") || !origin["step"].is_number_integer() ||
+      !origin.contains("sampler_step") || !origin["sampler_step"].is_number_integer())
+    corrupt("\"extra\".\"sampler_origin\" must be {\"step\": integer, \"sampler_step\": integer}");
+  const int64_t origin_step = origin["step"].get<int64_t>(), origin_drawn = origin["sampler_step"].get<int64_t>();
+  if (origin_step < 0 || origin_step > s.step || origin_drawn < origin_step)
+    corrupt("\"extra\".\"sampler_origin\" (step " + str(origin_step) + ", " + str(origin_drawn) +
+            " micro-batches) does not fit the checkpoint's step " + str(s.step));
+  const __int128 drawn = origin_drawn + static_cast<__int128>(s.step - origin_step) * tc.grad_accum;
+  const int64_t sampler_step = sampler["step"].get<int64_t>();
+  if (sampler_step != drawn)
+    corrupt("\"sampler\".\"step\" is " + str(sampler_step) + " but " + str(s.step - origin_step) + " updates of " +
+            str(tc.grad_accum) + " micro-batches (train.grad_accum in config.json) after " + str(origin_drawn) +
+            " drawn at step " + str(origin_step) + " make " +
+            (drawn > std::numeric_limits<int64_t>::max() ? std::string("more than 2^63") : str(static_cast<int64_t>(drawn))));
+  if (extra.contains("tokens")) {
+    const __int128 tokens = static_cast<__int128>(s.step) * tc.batch_size * tc.seq_len * tc.grad_accum * world;
+    if (!extra["tokens"].is_number_integer() || extra["tokens"].get<int64_t>() != tokens)
+      corrupt("\"extra\".\"tokens\" must be step x train.batch_size x train.seq_len x train.grad_accum x "
+              "world_size");
+  }
 }
 
 bool is_complete_checkpoint(const fs::path& dir) {
@@ -137,6 +213,8 @@ void save_checkpoint(const std::string& dir, const RunConfig& config, CausalTran
     throw IoError("cannot write checkpoint " + dir + ": " + e.what_without_backtrace());
   } catch (const Error& e) {
     throw IoError("cannot write checkpoint " + dir + ": " + e.what());
+  } catch (const std::exception& e) {  // std::bad_alloc, std::filesystem_error, ...
+    throw IoError("cannot write checkpoint " + dir + ": " + e.what());
   }
 }
 
@@ -158,16 +236,19 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWeightsOptions& weights) {
-  fs::path dir(dir_or_run_dir);
+std::string checkpoint_to_load(const std::string& dir_or_run_dir) {
+  const fs::path dir(dir_or_run_dir);
   if (!fs::exists(dir)) throw IoError("checkpoint not found: " + dir_or_run_dir);
-  if (!fs::is_regular_file(dir / "state.json")) {
-    const auto all = list_checkpoints(dir_or_run_dir);
-    if (all.empty())
-      throw IoError("no checkpoint in " + dir_or_run_dir +
-                    " (expected DIR/state.json or a run directory with checkpoints/step_N/state.json)");
-    dir = all.back();
-  }
+  if (fs::is_regular_file(dir / "state.json")) return dir.string();
+  const auto all = list_checkpoints(dir_or_run_dir);
+  if (all.empty())
+    throw IoError("no checkpoint in " + dir_or_run_dir +
+                  " (expected DIR/state.json or a run directory with checkpoints/step_N/state.json)");
+  return all.back();
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWeightsOptions& weights) {
+  const fs::path dir = checkpoint_to_load(dir_or_run_dir);
   if (!is_complete_checkpoint(dir))
     throw FormatError(dir.string() + ": incomplete checkpoint (needs config.json, model.safetensors, state.json)");
 
@@ -180,6 +261,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWe
   const nlohmann::json state_json = read_json_file(state_path, JsonError::Format);
   out.state = state_from_json(state_json, state_path);
   check_name_matches_step(dir, out.state.step);
+  check_consistent(out.state, out.config, state_path);
   // Building the model draws its (discarded) initial weights from the global
   // generator; the caller's random stream is left as it was.
   out.model = preserving_rng_state([&] { return CausalTransformer(out.config.model); });
@@ -221,23 +303,22 @@ void save_optimizer_state(const std::string& path, const torch::optim::Optimizer
   torch::serialize::OutputArchive archive;
   optimizer.save(archive);
   AtomicFile file(path);
-  // torch's zip writer calls this from C code: an error must not be
-  // thrown through it, so it is kept and rethrown after.
+  // torch's zip writer must never see a failed write: it throws, and its
+  // destructor then finishes the archive, fails again and throws out of a
+  // destructor, which aborts the process (a full disk gave SIGABRT). So the
+  // first error is kept, the rest of the archive is discarded, and the error
+  // is rethrown once torch is done.
   std::exception_ptr failed;
-  try {
-    archive.save_to([&](const void* data, size_t n) -> size_t {
+  archive.save_to([&](const void* data, size_t n) -> size_t {
+    if (!failed) {
       try {
         file.write(data, n);
-        return n;
       } catch (...) {
         failed = std::current_exception();
-        return 0;
       }
-    });
-  } catch (const c10::Error&) {
-    if (failed) std::rethrow_exception(failed);
-    throw;
-  }
+    }
+    return n;
+  });
   if (failed) std::rethrow_exception(failed);
   file.commit();
 }

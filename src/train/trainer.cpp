@@ -9,13 +9,19 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
+#include <string_view>
 
+#include "metalm/analysis/analyze_model.hpp"
+#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/core/hash.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/model/device.hpp"
 #include "metalm/model/parameter_count.hpp"
+#include "metalm/model/runtime.hpp"
 #include "metalm/train/checkpoint.hpp"
 #include "metalm/train/evaluate.hpp"
 #include "metalm/train/jsonl_log.hpp"
@@ -56,6 +62,41 @@ uint64_t rank_step_seed(int64_t seed, int rank, int64_t step) {
                              static_cast<uint64_t>(step));
 }
 
+// The validation loss metrics.jsonl records at `step` (NaN if none): what a
+// finished run reports when it is resumed again.
+double final_val_loss(const std::string& metrics, int64_t step) {
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  std::string text;
+  try {
+    text = read_file(metrics);
+  } catch (const Error&) {
+    return loss;
+  }
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const std::size_t end = rest.find('\n');
+    nlohmann::json j;
+    try {
+      j = parse_json(std::string(rest.substr(0, end)), metrics, JsonError::Format);
+    } catch (const FormatError&) {
+    }
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+    if (j.is_object() && j.value("event", nlohmann::json()) == "eval" && j.value("step", nlohmann::json()) == step &&
+        j.contains("val_loss") && j["val_loss"].is_number())
+      loss = j["val_loss"].get<double>();
+  }
+  return loss;
+}
+
+// config.json: the resolved config, and what its arithmetic ran on (the
+// BLAS kernel and ATen capability, and who chose them), a record that
+// reading the config back skips.
+nlohmann::json run_config_record(const RunConfig& config) {
+  nlohmann::json j = to_json(config);
+  j[kRuntimeRecordKey] = to_json(runtime_kernels());
+  return j;
+}
+
 }  // namespace
 
 struct Trainer::Logs {
@@ -70,30 +111,27 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
   device_ = resolve_device(tc.device);
   // What ran is what the run directory's config.json records: auto becomes
-  // the precision it chose on this device.
-  if (tc.precision == Precision::Auto) {
-    config_.train.precision = resolve_precision(tc.precision, device_);
-    spdlog::info("train.precision auto -> {} ({})", to_string(tc.precision),
-                 tc.precision == Precision::Bf16 ? "this device multiplies bf16 natively"
-                                                 : "this device has no native bf16 matmul");
-  }
+  // the precision measured fastest for this model's matmuls on this device.
+  const bool auto_precision = tc.precision == Precision::Auto;
+  if (auto_precision)
+    config_.train.precision = resolve_precision(tc.precision, device_, config_.model, tc.batch_size * tc.seq_len);
+  log_runtime_kernels_once();
 
   // Rendezvous first: a broken launch fails before any file is touched.
   dist_ = std::make_unique<DistributedContext>(options_.launch, config_.dist, device_);
+  if (auto_precision) {
+    // Every rank runs rank 0's choice: measurements differ from rank to rank.
+    const at::Tensor bf16 = at::full({1}, tc.precision == Precision::Bf16 ? 1.0f : 0.0f, at::device(device_));
+    dist_->broadcast({bf16});
+    config_.train.precision = bf16.item<float>() > 0.5f ? Precision::Bf16 : Precision::Fp32;
+    spdlog::info("train.precision auto -> {}", to_string(tc.precision));
+  }
   dist_->check_same("the resolved config", to_json(config_).dump());
-  // One process per run directory, for the whole run; rank 0 owns it.
-  if (dist_->is_main()) lock_ = std::make_unique<RunDirLock>(options_.run_dir);
 
-  const auto existing = list_checkpoints(options_.run_dir);
-  if (!options_.resume && !existing.empty())
-    throw ConfigError("run directory " + options_.run_dir + " already has checkpoints (newest: " +
-                      fs::path(existing.back()).filename().string() +
-                      "); pass --resume to continue it, or choose another --run-dir");
-  if (options_.resume && existing.empty())
-    throw ConfigError("nothing to resume: no complete checkpoint in " + options_.run_dir + "/checkpoints");
-
-  // Data: the training windows come from a counter-based sampler (its state
-  // is one integer), the evaluation windows are fixed for the whole run.
+  // Every input is read and checked before the run directory is touched, so
+  // a run that cannot start leaves nothing behind. Data: the training
+  // windows come from a counter-based sampler (its state is one integer),
+  // the evaluation windows are fixed for the whole run.
   const fs::path data_dir(config_.data.dir);
   meta_ = read_dataset_meta(data_dir.string());
   if (meta_.vocab_size > config_.model.vocab_size)
@@ -109,15 +147,33 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   // Evaluation batches hold the global micro-batch (world x batch_size
   // windows), so a run's validation windows do not depend on how it is split.
   eval_batches_ = fixed_eval_batches(*val_data_, tc.eval_batches, tc.batch_size * dist_->world_size(), tc.seq_len);
-  if (config_.analysis.every > 0)
+  if (config_.analysis.every > 0) {
     analysis_batches_ = fixed_eval_batches(*val_data_, config_.analysis.batches, config_.analysis.batch_size,
                                            tc.seq_len);
+    // The analysis reads its lens at its first step; a missing or mismatched
+    // file must fail now, not after the run directory is written.
+    if (const std::string lens = config_.analysis.tuned_lens_path(); !lens.empty())
+      load_tuned_lens(lens, config_.model);
+  }
+
+  // One process per run directory, for the whole run; rank 0 owns it. The
+  // lock refuses a directory that is not a run of metalm's (run_lock.hpp).
+  if (dist_->is_main()) lock_ = std::make_unique<RunDirLock>(options_.run_dir);
+
+  const auto existing = list_checkpoints(options_.run_dir);
+  if (!options_.resume && !existing.empty())
+    throw ConfigError("run directory " + options_.run_dir + " already has checkpoints (newest: " +
+                      fs::path(existing.back()).filename().string() +
+                      "); pass --resume to continue it, or choose another --run-dir");
+  if (options_.resume && existing.empty())
+    throw ConfigError("nothing to resume: no complete checkpoint in " + options_.run_dir + "/checkpoints");
 
   // Model: a fresh run draws its initial weights from the seeded global
   // generator, which then drives dropout; a resumed run takes weights and
   // generator state from the checkpoint.
   std::string resumed_from;
   CheckpointState state;
+  int64_t checkpoint_grad_accum = tc.grad_accum;
   if (options_.resume) {
     // The newest checkpoint that loads completely; newer broken ones are
     // skipped with a warning (checkpoint.hpp).
@@ -129,6 +185,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     model_ = ckpt.model;
     state = ckpt.state;
     resumed_from = ckpt.path;
+    checkpoint_grad_accum = ckpt.config.train.grad_accum;
     // Each rank chose the newest valid checkpoint it sees; they must agree.
     dist_->check_same("the checkpoint resumed from", fs::path(resumed_from).filename().string());
   } else {
@@ -147,25 +204,49 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     best_step_ = state.extra.value("best_step", int64_t{-1});
     elapsed_before_ = state.extra.value("elapsed_s", 0.0);
     sampler_->restore(state.sampler);
+    // load_checkpoint checked the sampler's counter against the step; a run
+    // that changes grad_accum counts from here on.
+    if (state.extra.contains("sampler_origin")) sampler_origin_ = state.extra["sampler_origin"];
+    if (checkpoint_grad_accum != tc.grad_accum)
+      sampler_origin_ = {{"step", step_}, {"sampler_step", state.sampler["step"]}};
     restore_rng_state(state.rng);
     if (dist_->is_main())
       for (const auto& dir : remove_incomplete_checkpoints(options_.run_dir))
         spdlog::warn("removed the incomplete checkpoint {}", dir);
     spdlog::info("resuming from {} (step {})", resumed_from, step_);
+    complete_ = step_ >= tc.steps;
   }
 
   // Identical weights on every rank, whatever each loaded or initialised;
   // this also keeps rank 0 from checkpointing before every rank has loaded.
   dist_->broadcast(params_);
 
+  if (complete_) {
+    // Nothing to train: the run directory is left exactly as it is.
+    last_val_loss_ = final_val_loss((fs::path(options_.run_dir) / "metrics.jsonl").string(), step_);
+    return;
+  }
+
   // Rank 0 alone writes the run directory (the ranks' states are identical).
   if (dist_->is_main()) {
-    fs::create_directories(options_.run_dir);
-    write_json_file((fs::path(options_.run_dir) / "config.json").string(), to_json(config_));
+    const std::string metrics = (fs::path(options_.run_dir) / "metrics.jsonl").string();
+    const std::string analysis = (fs::path(options_.run_dir) / "analysis.jsonl").string();
+    const JsonlRecordTest metrics_record = [](const nlohmann::json& j) {
+      const nlohmann::json event = j.value("event", nlohmann::json());
+      return event == "train" || event == "eval";
+    };
+    const JsonlRecordTest analysis_record = [](const nlohmann::json& j) {
+      return j.value("format", nlohmann::json()) == kAnalysisFormat;
+    };
     const int64_t keep = options_.resume ? step_ : -1;
-    logs_ = std::make_unique<Logs>(Logs{JsonlLog((fs::path(options_.run_dir) / "metrics.jsonl").string(), keep), {}});
-    if (config_.analysis.every > 0)
-      logs_->analysis = std::make_unique<JsonlLog>((fs::path(options_.run_dir) / "analysis.jsonl").string(), keep);
+    // Both logs are checked before either is rewritten or config.json
+    // replaced: a resume that stops at a line it did not write changes nothing.
+    if (options_.resume)
+      for (const auto& [path, is_record] : {std::pair{metrics, metrics_record}, std::pair{analysis, analysis_record}})
+        if (std::error_code ec; fs::exists(fs::symlink_status(path, ec))) jsonl_lines_to_keep(read_file(path), path, keep, is_record);
+    write_json_file((fs::path(options_.run_dir) / "config.json").string(), run_config_record(config_));
+    logs_ = std::make_unique<Logs>(Logs{JsonlLog(metrics, keep, metrics_record), {}});
+    if (config_.analysis.every > 0) logs_->analysis = std::make_unique<JsonlLog>(analysis, keep, analysis_record);
   }
 
   spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} {} threads, {}, data {}", config_.name,
@@ -227,6 +308,14 @@ TrainSummary Trainer::run() {
   const double allreduce_before = dist_->allreduce_seconds_total();
   summary.start_step = step_;
   start_ = Clock::now();
+  if (complete_) {
+    summary.already_complete = true;
+    summary.end_step = step_;
+    summary.best_val_loss = best_val_loss_;
+    summary.best_step = best_step_;
+    summary.last_val_loss = last_val_loss_;
+    return summary;
+  }
 
   // A resumed run already recorded everything of its checkpoint's step.
   if (step_ == 0 && !options_.resume) at_boundary(0, end == 0);
@@ -270,6 +359,7 @@ TrainSummary Trainer::run() {
 
   summary.end_step = step_;
   summary.best_val_loss = best_val_loss_;
+  summary.best_step = best_step_;
   summary.last_val_loss = last_val_loss_;
   summary.tokens_per_s = train_seconds > 0
                              ? static_cast<double>((step_ - summary.start_step) * tokens_per_step) / train_seconds
@@ -361,6 +451,7 @@ void Trainer::checkpoint(int64_t step) {
   state.extra = {{"elapsed_s", elapsed()}, {"best_step", best_step_}, {"world_size", dist_->world_size()},
                  {"tokens", step * config_.train.batch_size * config_.train.seq_len * config_.train.grad_accum *
                                 dist_->world_size()}};
+  if (!sampler_origin_.is_null()) state.extra["sampler_origin"] = sampler_origin_;
   const std::string dir = checkpoint_dir(options_.run_dir, step);
   save_checkpoint(dir, config_, model_, optimizer_.get(), state);
   if (improved_)

@@ -60,12 +60,15 @@ PY
 whole_lines() { [[ -z $(tail -c 1 "$1") ]] && /usr/bin/env python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$1"; }
 
 # keep: bytes left free. 160 KB: the metrics appends and start-up rewrites
-# fit, the step-20 checkpoint (a 480 KB model) does not. 4 KB: one page,
-# so the first file that needs a second page fails, whichever it is.
+# fit, the step-20 checkpoint (a 480 KB model) does not. 700 KB: the model
+# fits, the optimizer archive (a 970 KB torch zip, whose writer once aborted
+# the process on a failed write) does not. 4 KB: one page, so the first file
+# that needs a second page fails, whichever it is.
 declare -A says=(
   [163840]='^metalm: error: cannot write checkpoint disk/run_163840/checkpoints/step_00000020: .*: No space left on device$'
+  [716800]='^metalm: error: cannot write checkpoint disk/run_716800/checkpoints/step_00000020: cannot write .*/optimizer.pt: No space left on device$'
   [4096]='^metalm: error: .*disk/run_4096/.*No space left on device$')
-for keep in 163840 4096; do
+for keep in 163840 716800 4096; do
   d=disk/run_$keep
   check "train-to-10-$keep" 0 '' -- m train "${run[@]}" --set train.steps=10 --run-dir "$d"
   before=$(digest "$d/checkpoints/step_00000010")

@@ -11,6 +11,7 @@
 
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "support/error_of.hpp"
 #include "support/file_size_limit.hpp"
 #include "support/temp_dir.hpp"
 
@@ -159,6 +160,85 @@ TEST(CheckOutputPath, SomethingThereIsReplacedOnlyWithForceAndOnlyByItsOwnKind) 
     EXPECT_THROW(check_output_path(file, OutputKind::Directory, force, "--out"), ConfigError);
     EXPECT_THROW(check_output_path(full, OutputKind::File, force, "--out"), ConfigError);
   }
+}
+
+// ---- never through a link -------------------------------------------------------
+
+TEST(WriteFileAtomic, ALinkPlantedAtTheTemporaryNameIsNeverWrittenThrough) {
+  TempDir tmp;
+  write_file_atomic(tmp / "precious.txt", "keep me");
+  const std::string path = tmp / "out.json";
+  fs::create_symlink(tmp / "precious.txt", path + ".tmp-" + std::to_string(::getpid()));
+  write_file_atomic(path, "new");
+  EXPECT_EQ(slurp(tmp / "precious.txt"), "keep me");
+  EXPECT_EQ(slurp(path), "new");
+  EXPECT_EQ(names_in(tmp.path()), (std::vector<std::string>{"out.json", "precious.txt"}));
+}
+
+TEST(WriteFileAtomic, ALinkAtThePathIsReplacedNotFollowed) {
+  TempDir tmp;
+  write_file_atomic(tmp / "precious.txt", "keep me");
+  fs::create_symlink(tmp / "precious.txt", tmp / "out.json");
+  write_file_atomic(tmp / "out.json", "new");
+  EXPECT_EQ(slurp(tmp / "precious.txt"), "keep me");
+  EXPECT_FALSE(fs::is_symlink(tmp / "out.json"));
+}
+
+TEST(AtomicDir, TheParentsItCreatedGoAgainWhenItIsNeverCommitted) {
+  TempDir tmp;
+  {
+    AtomicDir d(tmp / "a/b/out");
+    write_file_atomic(d / "x", "x");
+  }
+  EXPECT_TRUE(names_in(tmp.path()).empty());
+}
+
+TEST(CheckOutputPath, ALinkAtTheOutputIsRefusedWithOrWithoutForce) {
+  TempDir tmp;
+  write_file_atomic(tmp / "precious.txt", "keep me");
+  fs::create_symlink(tmp / "precious.txt", tmp / "out.json");
+  for (bool force : {false, true})
+    EXPECT_THROW(check_output_path(tmp / "out.json", OutputKind::File, force, "--out"), ConfigError);
+}
+
+// ---- outputs and inputs never overlap ---------------------------------------------
+
+std::string overlap(const std::string& out, OutputKind kind, const std::vector<CommandInput>& inputs) {
+  try {
+    check_output_path(out, kind, /*force=*/true, "--out", inputs);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(CheckOutputPath, AnOutputThatIsOrHoldsAnInputIsRefusedEvenWithForce) {
+  TempDir tmp;
+  fs::create_directories(tmp / "corpus/sub");
+  write_file_atomic(tmp / "corpus/sub/a.txt", "text");
+  fs::create_symlink(tmp / "corpus", tmp / "link");
+  const std::string corpus = tmp / "corpus", file = tmp / "corpus/sub/a.txt";
+  EXPECT_EQ(overlap(corpus, OutputKind::Directory, {{"--input", corpus}}),
+            "--out " + corpus + " and --input " + corpus + " are the same directory; metalm never writes over what "
+            "it reads, --force or not: choose another --out");
+  EXPECT_TRUE(test::contains(overlap(tmp / "link", OutputKind::Directory, {{"--input", corpus}}), "same directory"));
+  EXPECT_TRUE(test::contains(overlap(corpus + "/../corpus/", OutputKind::Directory, {{"--input", corpus}}),
+                             "same directory"));
+  EXPECT_TRUE(test::contains(overlap(file, OutputKind::File, {{"--input", tmp / "link/sub/a.txt"}}), "same file"));
+  EXPECT_TRUE(test::contains(overlap(tmp.path(), OutputKind::Directory, {{"--input", file}}),
+                             "--input is inside --out, which would be replaced"));
+  EXPECT_TRUE(test::contains(overlap(tmp / "link/sub/new", OutputKind::Directory, {{"--input", corpus, true}}),
+                             "--out is inside --input, which is read as a whole"));
+  EXPECT_TRUE(test::contains(overlap(tmp / "x.json", OutputKind::File, {{"--hf-config", tmp / "./x.json"}}),
+                             "are the same path"));
+}
+
+TEST(CheckOutputPath, ANewOutputBesideOrInsideAnInputThatIsNotReadWholeIsFine) {
+  TempDir tmp;
+  fs::create_directories(tmp / "run");
+  write_file_atomic(tmp / "run/config.json", "{}");
+  EXPECT_EQ(overlap(tmp / "run/analysis.json", OutputKind::File, {{"--checkpoint", tmp / "run"}}), "no error");
+  EXPECT_EQ(overlap(tmp / "other", OutputKind::Directory, {{"--input", tmp / "run", true}}), "no error");
 }
 
 }  // namespace

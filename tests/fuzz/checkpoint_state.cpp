@@ -1,6 +1,7 @@
 // Fuzz target: a checkpoint's state.json, loaded by load_checkpoint and then
 // restored as `metalm train --resume` restores it: the generator state, the
-// data sampler's state and the trainer's fields of "extra". The rest of the
+// data sampler's state and the trainer's fields of "extra". What it accepts
+// must agree with itself (the sampler's counter with the step). The rest of the
 // checkpoint (step 2 of a tiny model, with optimizer state) is written once
 // by save_checkpoint; only state.json comes from the fuzzer.
 #include <torch/optim/adamw.h>
@@ -65,6 +66,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const LoadedCheckpoint ckpt = load_checkpoint(f.checkpoint);
     const CheckpointState& state = ckpt.state;
     fuzz::require(state.step >= 0, "the step is non-negative");
+    // A state load_checkpoint accepts holds together: without a change of
+    // grad_accum (sampler_origin), the sampler drew one micro-batch per step.
+    if (state.sampler.is_object() && !state.extra.contains("sampler_origin"))
+      fuzz::require(state.sampler["step"] == state.step * f.config.train.grad_accum,
+                    "the sampler's counter follows from the step");
     // What Trainer reads from a loaded state when it resumes.
     (void)state.extra.value("best_step", int64_t{-1});
     (void)state.extra.value("elapsed_s", 0.0);

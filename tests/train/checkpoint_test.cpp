@@ -44,7 +44,13 @@ TEST(Checkpoint, RoundTripsWeightsStateAndOptimizerMoments) {
   st.tokenizer = "byte";
   st.best_val_loss = 1.5;
   st.rng = capture_rng_state();
-  st.sampler = {{"step", 3}};
+  // What a sampler that drew grad_accum micro-batches per step saves
+  // (load_checkpoint checks it against the step and the config).
+  st.sampler = {{"kind", "random_window"},
+                {"seed", static_cast<uint64_t>(cfg.train.seed)},
+                {"step", 12 * cfg.train.grad_accum},
+                {"batch", cfg.train.batch_size},
+                {"seq_len", cfg.train.seq_len}};
   const auto dir = checkpoint_dir(tmp.path(), 12);
   save_checkpoint(dir, cfg, model, opt.get(), st);
   EXPECT_EQ(fs::path(dir).filename(), "step_00000012");

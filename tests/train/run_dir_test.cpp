@@ -253,6 +253,7 @@ TEST(RunDirLock, AStaleLockFileDoesNotBlock) {
   const std::string run = tmp / "run";
   fs::create_directories(run);
   spit(run + "/.lock", "999999999\n");  // left by a process that is gone
+  spit(run + "/" + kRunMarker, "{\"format\": \"metalm-run\", \"version\": 1}");
   spit(run + "/metrics.jsonl", "");
   RunDirLock lock(run);
   EXPECT_EQ(slurp(run + "/.lock"), std::to_string(::getpid()) + "\n");

@@ -8,6 +8,10 @@
 // filled under PATH.tmp-PID, every file in it and the directory itself are
 // fsync'd, it is renamed to PATH, and the parent is fsync'd.
 //
+// The temporary is created new (O_EXCL) and never through a symbolic link
+// (O_NOFOLLOW), and the rename replaces the entry at PATH, never what a link
+// there points to: a link planted at either name cannot redirect a write.
+//
 // Every failure is IoError("cannot write PATH: REASON"), REASON being the
 // system's text for the error (e.g. "No space left on device"); the
 // temporary is removed and whatever PATH held before is left as it was.
@@ -17,6 +21,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace metalm {
 
@@ -55,7 +60,8 @@ class AtomicFile {
 class AtomicDir {
  public:
   // Creates PATH.tmp-PID (a leftover of the same name from a dead process
-  // with this PID is removed first). Missing parents are created.
+  // with this PID is removed first). Missing parents are created (and
+  // removed again if the directory is never committed).
   explicit AtomicDir(std::string path);
   ~AtomicDir();
   AtomicDir(const AtomicDir&) = delete;
@@ -77,6 +83,7 @@ class AtomicDir {
  private:
   std::string path_, tmp_;
   bool committed_ = false;
+  std::vector<std::string> created_dirs_;  // parents made here, removed again if never committed
 };
 
 // fsync of a file or a directory; IoError("cannot write PATH: REASON").
@@ -85,13 +92,29 @@ void sync_path(const std::string& path);
 // What a command's output option names.
 enum class OutputKind { File, Directory };
 
-// The rule of every output option (--out, --csv, --output, --hf-config): a
-// path that does not exist, or an empty directory where a directory is
-// written, is fine. Anything else already there is refused with a one-line
-// ConfigError naming `option` and the path, unless `force` is set and it is
-// of the same kind as the output (a regular file for a file, a directory for
-// a directory): then it is replaced, atomically, once the new output is
-// complete. Something of the other kind is never replaced.
-void check_output_path(const std::string& path, OutputKind kind, bool force, const std::string& option);
+// A path a command reads, named by its option (for the messages of
+// check_output_path). `tree`: the command reads the directory as a whole
+// (a corpus), so nothing may be written inside it either.
+struct CommandInput {
+  std::string option, path;
+  bool tree = false;
+};
+
+// The rule of every output option (--out, --csv, --output, --hf-config):
+//  - an output may not overlap an input, --force or not: not the same file or
+//    directory, not a directory holding an input (replacing it would delete
+//    the input), not inside an input read as a tree. Paths are compared by
+//    device and inode, so symbolic links, "..", hard-linked directories and
+//    bind mounts do not hide an overlap. A second output of the same command
+//    is passed as an input.
+//  - a path that does not exist, or an empty directory where a directory is
+//    written, is fine. Anything else already there (a symbolic link
+//    included) is refused, unless `force` is set and it is of the same kind as
+//    the output (a regular file for a file, a directory for a directory):
+//    then it is replaced, atomically, once the new output is complete.
+//    Something of the other kind is never replaced.
+// Every refusal is a one-line ConfigError naming `option` and the path.
+void check_output_path(const std::string& path, OutputKind kind, bool force, const std::string& option,
+                       const std::vector<CommandInput>& inputs = {});
 
 }  // namespace metalm

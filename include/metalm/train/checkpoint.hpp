@@ -67,6 +67,12 @@ struct LoadedCheckpoint {
 // `weights` lets eval/analyze/generate/export load non-finite weights.
 LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWeightsOptions& weights = {});
 
+// The directory load_checkpoint(dir_or_run_dir) reads: the directory itself
+// when it holds a state.json, else the newest checkpoint of the run
+// directory (IoError when there is none), so that a command can keep its
+// outputs out of it before loading anything.
+std::string checkpoint_to_load(const std::string& dir_or_run_dir);
+
 // The checkpoint a run resumes from: the newest checkpoint of run_dir that
 // loads completely (state.json and its step, config.json, every tensor of
 // model.safetensors, the optimizer archive restored into AdamW, the generator

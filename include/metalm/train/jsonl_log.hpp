@@ -8,18 +8,39 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 
 namespace metalm {
+
+// Whether a parsed line is one of the records a log writes (e.g. an "event"
+// of "train" or "eval" in metrics.jsonl). Empty: every object with an
+// integer "step" is.
+using JsonlRecordTest = std::function<bool(const nlohmann::json&)>;
+
+// The lines of a log (`text`, the bytes of `path`) that a run resumed at
+// `keep_through_step` keeps, each ending in '\n'. It drops only what the run
+// wrote and is about to write again: records (is_record) whose "step" is
+// after keep_through_step, and a last line without its '\n' that does not
+// parse (an append cut off by a kill). Any other line it would have to drop
+// (one that does not parse, has no integer "step", or is not a record and
+// comes after keep_through_step) is a FormatError naming path:line, and
+// the file is left as it is. `torn_bytes`, if given, receives the size of
+// a dropped cut-off last line (0 if none).
+std::string jsonl_lines_to_keep(std::string_view text, const std::string& path, int64_t keep_through_step,
+                                const JsonlRecordTest& is_record, std::size_t* torn_bytes = nullptr);
 
 class JsonlLog {
  public:
   // keep_through_step < 0: start an empty file. Otherwise keep the existing
-  // lines whose "step" is <= keep_through_step (a resumed run rewrites what
-  // came after its checkpoint) and append after them; lines that do not
-  // parse, or have no "step", are dropped too. The file is rewritten
-  // atomically (core/atomic_file.hpp), so a crash here loses no line.
-  JsonlLog(std::string path, int64_t keep_through_step);
+  // lines up to keep_through_step (jsonl_lines_to_keep: a resumed run
+  // rewrites what came after its checkpoint, and stops rather than drop a
+  // line it did not write) and append after them. The file is rewritten
+  // atomically (core/atomic_file.hpp), so a crash here loses no line; it is
+  // then opened for appending without following a symbolic link, and must be
+  // a regular file.
+  JsonlLog(std::string path, int64_t keep_through_step, JsonlRecordTest is_record = {});
   ~JsonlLog();
   JsonlLog(JsonlLog&& other) noexcept;
   JsonlLog& operator=(JsonlLog&&) = delete;

@@ -70,6 +70,10 @@ struct TrainerOptions {
 
 struct TrainSummary {
   int64_t start_step = 0, end_step = 0;
+  // --resume of a run whose checkpoint is at (or past) train.steps: nothing
+  // was trained or written; the figures are the run's final ones.
+  bool already_complete = false;
+  int64_t best_step = -1;  // step of best_val_loss's checkpoint (-1: none)
   std::vector<double> losses;  // training loss of each update of this call, in order
   std::vector<double> step_seconds;  // wall time of each of those updates
   double last_val_loss = std::numeric_limits<double>::quiet_NaN();
@@ -80,9 +84,11 @@ struct TrainSummary {
 
 class Trainer {
  public:
-  // Prepares the run directory (refusing one with checkpoints unless
-  // resume), the data, the model and the optimizer; on resume restores the
-  // newest checkpoint. Throws ConfigError/IoError/FormatError.
+  // Reads and checks every input (data, tuned lens), then prepares the run
+  // directory (refusing one that is not a metalm run, or one with
+  // checkpoints unless resume), the model and the optimizer; on resume
+  // restores the newest checkpoint. Throws ConfigError/IoError/FormatError
+  // and then leaves no new file behind.
   Trainer(RunConfig config, TrainerOptions options);
   ~Trainer();
   Trainer(const Trainer&) = delete;
@@ -127,6 +133,10 @@ class Trainer {
   int64_t best_step_ = -1;
   double last_val_loss_ = std::numeric_limits<double>::quiet_NaN();
   bool improved_ = false;  // the evaluation of the current boundary set a new best
+  bool complete_ = false;  // resumed at or past train.steps: run() has nothing to do
+  // {"step", "sampler_step"} since which every update drew grad_accum
+  // micro-batches (state.json's extra.sampler_origin); null: since step 0.
+  nlohmann::json sampler_origin_;
   double elapsed_before_ = 0;  // seconds trained before this process (resume)
   std::chrono::steady_clock::time_point start_;  // of run()
   double elapsed() const;  // seconds of training, across resumes
