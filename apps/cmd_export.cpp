@@ -5,6 +5,7 @@
 #include "command.hpp"
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/train/checkpoint.hpp"
 #include "metalm/train/hf_import.hpp"
 
 namespace metalm::cli {
@@ -40,8 +41,11 @@ const Registration export_command{"export", [](CLI::App& app, const GlobalOption
     const WeightsLayout layout = o->layout == "hf" ? WeightsLayout::Hf : WeightsLayout::Metalm;
     if (!o->hf_config.empty() && layout != WeightsLayout::Hf)
       throw ConfigError("export: --hf-config needs --layout hf");
-    check_output_path(o->out, OutputKind::File, o->force, "--out");
-    if (!o->hf_config.empty()) check_output_path(o->hf_config, OutputKind::File, o->force, "--hf-config");
+    // export creates the directories of its files: only the path rule applies.
+    const CommandInput checkpoint{"--checkpoint", checkpoint_to_load(o->checkpoint), /*tree=*/true};
+    check_output_path(o->out, OutputKind::File, o->force, "--out", {checkpoint});
+    if (!o->hf_config.empty())
+      check_output_path(o->hf_config, OutputKind::File, o->force, "--hf-config", {checkpoint, {"--out", o->out}});
     export_weights(o->checkpoint, o->out, layout, o->hf_config, LoadWeightsOptions{o->allow_nonfinite});
     spdlog::info("export: {} -> {} ({} layout{}{})", o->checkpoint, o->out, o->layout,
                  o->hf_config.empty() ? "" : ", config ", o->hf_config);

@@ -20,7 +20,9 @@ const Registration prepare_command{"prepare", [](CLI::App& app, const GlobalOpti
   cmd->add_option("--out", o->out, "output directory (new or empty, unless --force)")->type_name("DIR")->required();
   cmd->add_flag("--force", *force, "replace an existing --out directory and everything in it");
   return std::function<int()>([o, force]() {
-    check_output_path(o->out, OutputKind::Directory, *force, "--out");
+    std::vector<CommandInput> inputs = tokenizer_input(o->tokenizer);
+    for (const auto& input : o->inputs) inputs.push_back({"--input", input, /*tree=*/true});
+    check_output_path(o->out, OutputKind::Directory, *force, "--out", inputs);
     prepare_dataset(*o);
     return 0;
   });

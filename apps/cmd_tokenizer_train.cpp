@@ -31,7 +31,9 @@ const Registration tokenizer_train_command{"tokenizer-train", [](CLI::App& app, 
   cmd->add_option("--out", o->out, "output directory (new or empty, unless --force)")->type_name("DIR")->required();
   cmd->add_flag("--force", o->force, "replace an existing --out directory and everything in it");
   return std::function<int()>([o]() {
-    check_output_path(o->out, OutputKind::Directory, o->force, "--out");
+    std::vector<CommandInput> inputs;
+    for (const auto& input : o->inputs) inputs.push_back({"--input", input, /*tree=*/true});
+    check_output_path(o->out, OutputKind::Directory, o->force, "--out", inputs);
     const auto start = std::chrono::steady_clock::now();
     const auto docs = read_corpus(o->inputs, o->format);
     std::vector<std::string> texts;

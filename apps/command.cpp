@@ -3,8 +3,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <string_view>
 
 #include "metalm/core/file.hpp"
+#include "metalm/data/tokenizer.hpp"
 
 namespace metalm::cli {
 
@@ -92,6 +94,13 @@ CLI::Validator real_range(double min, double max) {
     return "";
   };
   return CLI::Validator(check, "in [" + fmt(min) + ", " + fmt(max) + "]");
+}
+
+std::vector<CommandInput> tokenizer_input(const std::string& spec) {
+  if (spec == "gpt2") return {{"--tokenizer", default_gpt2_dir()}};
+  for (const std::string_view prefix : {"gpt2:", "bpe:"})
+    if (spec.rfind(prefix, 0) == 0) return {{"--tokenizer", spec.substr(prefix.size())}};
+  return {};
 }
 
 }  // namespace metalm::cli

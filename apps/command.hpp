@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "metalm/config/config.hpp"
+#include "metalm/core/atomic_file.hpp"
 
 namespace metalm::cli {
 
@@ -59,6 +60,10 @@ CLI::Validator real_range(double min, double max);
 
 // 65536 -> "65,536".
 std::string with_commas(int64_t n);
+
+// The directory a tokenizer spec reads (gpt2, gpt2:DIR, bpe:DIR) as an input
+// named --tokenizer; none for byte.
+std::vector<CommandInput> tokenizer_input(const std::string& spec);
 
 // --device auto|cpu|cuda (where the model runs; auto: cuda when available)
 // and --precision fp32|bf16|auto (bf16: the matmuls of the forward pass under
