@@ -119,7 +119,8 @@ wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.gra
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_bigram, st.alignment_bigram, &st.step_size_bigram);	control_statistics(delta, nd, prev.grad_shuffled, st.alignment_bigram, &st.step_size_bigram);
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_belief, st.alignment_belief, &st.step_size_belief);	control_statistics(delta, nd, prev.grad_bigram, st.alignment_belief, &st.step_size_belief);
 wrong normalisation	src/analysis/trajectory.cpp	st.step_size_scaled.copy_(eta / nb.pow(2));	st.step_size_scaled.copy_(eta / nb);
-wrong state	src/analysis/trajectory.cpp	row_dot(prev.h, cur.h), nb, row_norm(cur.h)	row_dot(prev.h, delta), nb, row_norm(delta)
+wrong normalisation	src/analysis/trajectory.cpp	2.0 * at::atan2(row_norm(a_hat - b_hat), row_norm(a_hat + b_hat))	at::atan2(row_norm(a_hat - b_hat), row_norm(a_hat + b_hat))
+fix removed	src/analysis/trajectory.cpp	if (cur.grad_belief.defined()) {	if (false && cur.grad_belief.defined()) {
 unsigned	src/analysis/trajectory.cpp	st.norm_sq_growth_gradient_signed.copy_(dot * dot.abs() / ng.pow(2));	st.norm_sq_growth_gradient_signed.copy_(dot * dot / ng.pow(2));
 wrong normalisation	src/analysis/trajectory.cpp	(along / nbel.pow(2)).unsqueeze(1) * gb	(along / nbel).unsqueeze(1) * gb
 wrong normalisation	src/analysis/trajectory.cpp	st.cos_grad_belief.copy_(row_cos(along, ng, nbel));	st.cos_grad_belief.copy_(row_cos(along, ng, ng));
