@@ -88,7 +88,8 @@ std::vector<at::Tensor> step_sizes(const std::vector<at::Tensor>& states, const 
   check_states(states, objective);
   const at::Tensor rows = analysed_rows(objective);
   std::vector<at::Tensor> out;
-  for (size_t k = 0; k + 1 < states.size(); ++k) out.push_back(least_squares_step(view_step(states, k, objective, rows, chunk)));
+  for (size_t k = 0; k + 1 < states.size(); ++k)
+    out.push_back(least_squares_step(view_step(states, k, objective, rows, chunk)));
   return out;
 }
 
@@ -179,7 +180,8 @@ void check_intervene_options(const InterveneOptions& options) {
   if (options.resamples < 1 || options.resamples > 100000)
     throw ConfigError("intervene: --resamples = " + std::to_string(options.resamples) +
                       " is out of range: expected an integer from 1 to 100,000");
-  if (!(options.level > 0 && options.level < 1)) throw ConfigError("intervene: the interval's level must lie in (0, 1)");
+  if (!(options.level > 0 && options.level < 1))
+    throw ConfigError("intervene: the interval's level must lie in (0, 1)");
 }
 
 namespace {

@@ -192,7 +192,9 @@ struct PlainGpt {
     const std::string b = "blocks." + std::to_string(l);
     const int64_t B = x.size(0), T = x.size(1), H = c.n_head, hs = c.d_model / c.n_head;
     const at::Tensor qkv = linear(ln(x, b + ".ln_1"), b + ".attn.c_attn");  // [B, T, 3d]
-    auto heads = [&](int64_t i) { return qkv.narrow(2, i * c.d_model, c.d_model).reshape({B, T, H, hs}).transpose(1, 2); };
+    auto heads = [&](int64_t i) {  // q, k, v: [B, T, 3d] -> [B, H, T, hs]
+      return qkv.narrow(2, i * c.d_model, c.d_model).reshape({B, T, H, hs}).transpose(1, 2);
+    };
     at::Tensor scores = at::matmul(heads(0), heads(1).transpose(2, 3)) / std::sqrt(static_cast<double>(hs));
     scores = scores.masked_fill(at::ones({T, T}, at::TensorOptions(at::kBool)).triu(1), -INFINITY);
     const at::Tensor y = at::matmul(at::softmax(scores, -1), heads(2)).transpose(1, 2).reshape({B, T, c.d_model});
@@ -231,7 +233,8 @@ TEST(Intervene, RemovingTheGradientPartMatchesAnIndependentForwardPass) {
   std::vector<at::Tensor> states{plain.embed(batch.inputs)};
   for (int64_t l = 0; l < 3; ++l) states.push_back(plain.block(states.back(), l));
   const at::Tensor own = cross_entropy_rows(plain.readout(states[3]).reshape({-1, 19}).index_select(0, rows), targets);
-  ASSERT_TRUE(at::allclose(own, cross_entropy_rows(model->forward(batch.inputs).reshape({-1, 19}).index_select(0, rows), targets), 0, 1e-12))
+  const at::Tensor model_logits = model->forward(batch.inputs).reshape({-1, 19}).index_select(0, rows);
+  ASSERT_TRUE(at::allclose(own, cross_entropy_rows(model_logits, targets), 0, 1e-12))
       << "the plain forward pass is not the model's";
   EXPECT_NEAR(got["final_loss"].get<double>(), own.mean().item<double>(), 1e-10);
 
