@@ -82,7 +82,7 @@ long=(--config "$src/configs/tiny.json" --set data.dir=data --set train.steps=10
       --set train.ckpt_every=0 --set train.save_steps=0 --set train.log_every=1000)
 "$bin" --log-level off --threads 1 train "${long[@]}" --run-dir busy &
 holder=$!
-for _ in $(seq 300); do  # until the holder has the lock and its first checkpoint
+for _ in $(seq 1800); do  # until the holder has the lock and its first checkpoint (3 min: CI runs two suites at once)
   [[ -d busy/checkpoints/step_00000000 && $(cat busy/.lock 2>/dev/null) == "$holder" ]] && break
   sleep 0.1
 done
