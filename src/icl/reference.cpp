@@ -76,6 +76,14 @@ class GdPlusPlus final : public Reference {
     }
     return out;
   }
+  // Every step size first: a correction γ_k only matters once a later step
+  // has a size, and tuned before it would be tuned against nothing.
+  std::vector<size_t> tuning_order() const override {
+    std::vector<size_t> order;
+    for (int64_t k = 0; k < steps_; ++k) order.push_back(static_cast<size_t>(2 * k));
+    for (int64_t k = 0; k < steps_; ++k) order.push_back(static_cast<size_t>(2 * k + 1));
+    return order;
+  }
   // The token form: context residuals r_i (initially y_i) and inputs x_i
   // change together in every step; the query's input is A x_q, its residual
   // −Ŵ x_q. With every γ = 0 this is GD (docs/design.md 8.2).
@@ -157,6 +165,7 @@ void tune_coordinate(const Reference& r, const TaskBatch& b, std::vector<double>
     q[i] = std::exp(log_v);
     return loss_at(r, b, q);
   };
+  const double current = loss_at(r, b, p) * (1 - 1e-12);
   int best = 0;
   double best_loss = std::numeric_limits<double>::infinity();
   for (int g = 0; g < kGrid; ++g) {
@@ -173,8 +182,12 @@ void tune_coordinate(const Reference& r, const TaskBatch& b, std::vector<double>
       a = x1, x1 = x2, f1 = f2, x2 = a + phi * (c - a), f2 = f(x2);
     }
   }
-  const double refined = (a + c) / 2;
-  p[i] = std::exp(f(refined) <= best_loss ? refined : lo + best * step);
+  const double refined = (a + c) / 2, refined_loss = f(refined);
+  const double candidate = refined_loss <= best_loss ? refined : lo + best * step;
+  // Only a strictly lower loss moves the coordinate: where it does not
+  // matter yet (GD++'s γ_k before a later step uses its inputs) it keeps its
+  // start, instead of a value that blocks the coordinates tuned after it.
+  if (std::min(refined_loss, best_loss) < current) p[i] = std::exp(candidate);
 }
 
 }  // namespace
@@ -212,7 +225,7 @@ Tuned tune(std::shared_ptr<const Reference> r, const TaskBatch& tuning) {
   // GD++) go round until the loss stops improving.
   const int rounds = bounds.size() > 1 ? 4 : 1;
   for (int round = 0; round < rounds; ++round)
-    for (size_t i = 0; i < bounds.size(); ++i) tune_coordinate(*r, tuning, t.params, i, bounds[i]);
+    for (size_t i : r->tuning_order()) tune_coordinate(*r, tuning, t.params, i, bounds.at(i));
   t.tuning_loss = loss_at(*r, tuning, t.params);
   t.reference = std::move(r);
   return t;

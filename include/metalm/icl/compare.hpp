@@ -16,7 +16,7 @@ namespace metalm::icl {
 
 struct CompareOptions {
   int64_t tasks = 4096;       // test tasks (the Test stream)
-  int64_t tune_tasks = 4096;  // tuning tasks (the Tune stream)
+  int64_t tune_tasks = 16384;  // tuning tasks (the Tune stream): tuned η within about 1 %
 };
 
 // ∂ŷ/∂x_q of the model for every task: [B, d_y, d_x] (autograd, d_y passes).

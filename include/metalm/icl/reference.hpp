@@ -26,6 +26,13 @@ class Reference {
   // One name per hyper-parameter ("eta", "gamma", "lambda"), in order.
   virtual std::vector<std::string> param_names() const = 0;
   virtual std::vector<Bounds> bounds() const = 0;
+  // The order in which tune() visits the hyper-parameters in each round
+  // (default: as listed).
+  virtual std::vector<size_t> tuning_order() const {
+    std::vector<size_t> order(param_names().size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    return order;
+  }
   // The predictors Ŵ [B, d_y, d_x] of every task of `b` under `params`.
   virtual at::Tensor predictor(const TaskBatch& b, const std::vector<double>& params) const = 0;
   // For a one-step reference Ŵ = η C P (one GD step: P = I), P [d_x, d_x];
