@@ -16,6 +16,7 @@
 #include "bench.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/model/parameter_count.hpp"
+#include "metalm/model/runtime.hpp"
 #include "metalm/train/trainer.hpp"
 
 namespace metalm::cli {
@@ -150,7 +151,8 @@ int run_train_bench(const TrainBenchOptions& o, const GlobalOptions& global) {
                               {"tokens_per_step", tokens_per_step},
                               {"tokens_per_s", 1e3 * static_cast<double>(tokens_per_step) / ms_per_step},
                               {"ms_per_step", ms_per_step},
-                              {"ms_per_step_median", ms_median}};
+                              {"ms_per_step_median", ms_median},
+                              {"runtime", to_json(runtime_kernels())}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

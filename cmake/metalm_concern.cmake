@@ -91,5 +91,7 @@ function(metalm_test name)
   # One ctest entry per suite binary: loading libtorch costs about a second,
   # too much to pay once per test case.
   add_test(NAME ${name} COMMAND test_${name})
-  set_tests_properties(${name} PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
+  # The precision probe caches its results in the build tree, not the home directory.
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT
+    "OMP_WAIT_POLICY=passive;XDG_CACHE_HOME=${PROJECT_BINARY_DIR}/test-cache")
 endfunction()

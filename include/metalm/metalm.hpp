@@ -51,6 +51,7 @@
 #include "metalm/model/norm.hpp"
 #include "metalm/model/parameter_count.hpp"
 #include "metalm/model/positions.hpp"
+#include "metalm/model/runtime.hpp"
 #include "metalm/model/trace.hpp"
 #include "metalm/model/weights.hpp"
 

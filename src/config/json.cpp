@@ -343,7 +343,13 @@ json to_json(const ModelConfig& c) { return write_section(c); }
 
 RunConfig run_config_from_json(const json& j, const std::string& origin) {
   RunConfig c;
-  read_section(j, c, "", origin);
+  if (j.is_object() && j.contains(kRuntimeRecordKey)) {
+    json settings = j;
+    settings.erase(kRuntimeRecordKey);
+    read_section(settings, c, "", origin);
+  } else {
+    read_section(j, c, "", origin);
+  }
   return c;
 }
 

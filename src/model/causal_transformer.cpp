@@ -267,7 +267,7 @@ namespace {
 // Runs forward() (which returns the logits) in `precision`: see forward_logits.
 template <class Forward>
 torch::Tensor logits_in_precision(CausalTransformer& model, Precision precision, Forward forward) {
-  const Precision resolved = resolve_precision(precision, model->device());
+  const Precision resolved = resolve_precision(precision, model->device(), model->config());
   torch::Tensor logits;
   {
     AutocastScope autocast(resolved, model->device());

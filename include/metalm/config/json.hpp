@@ -16,7 +16,10 @@ nlohmann::json to_json(const RunConfig& c);
 nlohmann::json to_json(const ModelConfig& c);
 
 // Strict readers. `origin` names the source in messages (a file path).
-// Keys absent from the JSON keep their defaults. Not resolved.
+// Keys absent from the JSON keep their defaults. Not resolved. A run's
+// config.json also holds, under kRuntimeRecordKey, a record of what its
+// arithmetic ran on (written by the trainer); the reader skips it.
+inline constexpr const char* kRuntimeRecordKey = "runtime";
 RunConfig run_config_from_json(const nlohmann::json& j, const std::string& origin = "config");
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& origin = "config");
 

@@ -4,6 +4,8 @@
 # the exit status).
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# precision auto's probe caches its result here, not in the home directory.
+export XDG_CACHE_HOME=$tmp/cache
 fails=0 passed=0
 
 # check NAME EXPECTED_RC PATTERN -- command...
