@@ -6,14 +6,20 @@ random windows of train.bin, mean cross-entropy, AdamW with decay on weight
 matrices only (not on wte/wpe), global-norm clipping at 1.0.
 
 Prints one JSON line:
-  {"side": "pytorch", "precision": ..., "tokens_per_s": ..., "ms_per_step": ...}
+  {"side": "pytorch", "precision": ..., "tokens_per_s": ..., "ms_per_step": ...,
+   "runtime": {"blas": {"library": ..., "config": ..., "kernel": ...}, "aten_capability": ...}}
+where "runtime" is what the arithmetic ran on, as metalm records it: the BLAS
+this torch loaded, OpenBLAS's kernel in force (OPENBLAS_CORETYPE or its own
+pick) and ATen's CPU capability (ATEN_CPU_CAPABILITY or its own pick).
 
   --peak prints the 1024x1024 matmul GFLOP/s in fp32 and bf16 instead.
 """
 import argparse
+import ctypes
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -85,6 +91,26 @@ def read_tokens(path):
     return np.memmap(path, dtype=dtype, mode="r", offset=32, shape=(count,))
 
 
+def runtime():
+    """The BLAS kernel and ATen capability in force in this process."""
+    blas = {"library": "", "config": "", "kernel": ""}
+    try:
+        # The library libtorch linked is already loaded: dlopen returns it.
+        lib = ctypes.CDLL("libblas.so.3")
+        for key, fn in (("kernel", "openblas_get_corename"), ("config", "openblas_get_config")):
+            f = getattr(lib, fn, None)
+            if f is not None:
+                f.restype = ctypes.c_char_p
+                blas[key] = f().decode().strip()
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libblas" in line or "openblas" in line}
+        blas["library"] = os.path.realpath(sorted(paths)[0]) if paths else ""
+    except OSError:
+        pass
+    m = re.search(r"CPU capability usage: (\S+)", torch.__config__.show())
+    return {"blas": blas, "aten_capability": m.group(1).lower() if m else "unknown"}
+
+
 def matmul_peak(dtype, n=1024, seconds=1.0):
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
@@ -116,7 +142,7 @@ def main():
     torch.set_num_threads(args.threads)
     if args.peak:
         print(json.dumps({"side": "matmul", "n": 1024, "fp32_gflops": matmul_peak(torch.float32),
-                          "bf16_gflops": matmul_peak(torch.bfloat16)}))
+                          "bf16_gflops": matmul_peak(torch.bfloat16), "runtime": runtime()}))
         return
 
     torch.manual_seed(1337)
@@ -153,7 +179,8 @@ def main():
     dt = (time.perf_counter() - t0) / args.steps
     print(json.dumps({"side": "pytorch", "precision": args.precision, "threads": torch.get_num_threads(),
                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-                      "tokens_per_s": args.batch * args.seq / dt, "ms_per_step": 1e3 * dt}))
+                      "tokens_per_s": args.batch * args.seq / dt, "ms_per_step": 1e3 * dt,
+                      "runtime": runtime()}))
 
 
 if __name__ == "__main__":
