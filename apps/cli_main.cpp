@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/core/log.hpp"
+#include "metalm/core/suggest.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/core/version.hpp"
 
@@ -41,6 +43,7 @@ void humanize_range_checks(CLI::App& app) {
         char* end = nullptr;
         const double v = std::strtod(text.c_str(), &end);
         if (text.empty() || *end != '\0') return "\"" + excerpt(text) + "\" is not a number";
+        if (!std::isfinite(v)) return excerpt(text) + " is not a finite number";
         if (positive ? !(v > 0) : !(v >= 0))
           return excerpt(text) + " must be " + (positive ? "positive" : "0 or more");
         return "";
@@ -48,6 +51,38 @@ void humanize_range_checks(CLI::App& app) {
     }
   }
   for (CLI::App* sub : app.get_subcommands({})) humanize_range_checks(*sub);
+}
+
+// The first word of argv that is neither a global option nor its value (the
+// subcommand), or "" when there is none or help comes first.
+std::string subcommand_word(int argc, char** argv, bool* version) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" || a == "--log-level") {
+      ++i;  // the option's value
+      continue;
+    }
+    // Help before the subcommand is the help of the whole program, which
+    // lists every command.
+    if (a == "-h" || a == "--help") return "";
+    if (a == "--version" && version) *version = true;
+    if (a.rfind("-", 0) == 0) continue;
+    return a;
+  }
+  return "";
+}
+
+// "unknown command 'trian' (did you mean 'train'?) ...", or "" when `word`
+// names a registered command (metalm-tensor registers every one; the
+// launcher hands it every word that is not one of its own).
+std::string unknown_command(const std::string& word) {
+  std::vector<std::string> names;
+  for (const auto& command : registry()) names.push_back(command.name);
+  if (word.empty() || std::find(names.begin(), names.end(), word) != names.end()) return "";
+  std::string message = "unknown command '" + excerpt(word) + "'";
+  const std::string hint = closest_match(word, names);
+  if (!hint.empty()) message += " (did you mean '" + hint + "'?)";
+  return message + "; `metalm --help` lists the commands";
 }
 
 }  // namespace
@@ -58,20 +93,9 @@ Workload classify(int argc, char** argv) {
   // torch header and are all its CMake target links).
   static const std::set<std::string> light{"config", "tokenize", "prepare", "tokenizer-train"};
   bool version = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--threads" || a == "--log-level") {
-      ++i;  // the option's value
-      continue;
-    }
-    // Help before the subcommand is the help of the whole program, which
-    // lists every command.
-    if (a == "-h" || a == "--help") return Workload::Other;
-    if (a == "--version") version = true;
-    if (a.rfind("-", 0) == 0) continue;
-    return light.count(a) ? Workload::Light : Workload::Tensor;
-  }
-  return version ? Workload::Light : Workload::Other;
+  const std::string word = subcommand_word(argc, argv, &version);
+  if (word.empty()) return version ? Workload::Light : Workload::Other;
+  return light.count(word) ? Workload::Light : Workload::Tensor;
 }
 
 int fail(const std::string& message, int code) {
@@ -119,6 +143,9 @@ int run(int argc, char** argv, DescribeError describe) {
   }
   humanize_range_checks(app);
 
+  // CLI11 would say only that a subcommand is required.
+  if (const std::string unknown = unknown_command(subcommand_word(argc, argv, nullptr)); !unknown.empty())
+    return fail(unknown, 2);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -15,7 +15,7 @@ namespace metalm::cli {
 // subcommand.
 enum class Workload {
   Light,   // --version, or a command that only reads configs or text (config, tokenize, prepare, tokenizer-train)
-  Tensor,  // any other subcommand, known or not
+  Tensor,  // any other subcommand, known or not (metalm-tensor names an unknown one and the nearest command)
   Other,   // no subcommand: --help, or a usage error
 };
 Workload classify(int argc, char** argv);

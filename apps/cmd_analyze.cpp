@@ -15,6 +15,7 @@
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
+#include "metalm/core/memory.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/tokenizer.hpp"
 #include "metalm/model/device.hpp"
@@ -139,9 +140,16 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty() && o->text.empty())
       throw ConfigError("analyze: give the tokens to analyse with --data, --ids or --text");
-    check_output_path(o->out, OutputKind::File, o->force, "--out");
-    if (!o->csv.empty()) check_output_path(o->csv, OutputKind::Directory, o->force, "--csv");
+    check_output(o->out, OutputKind::File, o->force, "--out");
+    if (!o->csv.empty()) check_output(o->csv, OutputKind::Directory, o->force, "--csv");
     set_threads(global.threads);
+    check_memory_estimate(analysis_bytes(cfg.model, n_batches, batch_size, seq_len, opts) +
+                              (o->control_untrained ? parameter_bytes(cfg.model) : 0.0),
+                          "analyze --batch-size " + std::to_string(batch_size) + " x --seq-len " +
+                              std::to_string(seq_len) + " (--chunk " + std::to_string(opts.chunk) + "; a model of " +
+                              std::to_string(cfg.model.n_layer) + " layers, d_model " +
+                              std::to_string(cfg.model.d_model) + ", vocabulary " +
+                              std::to_string(cfg.model.vocab_size) + ")");
     const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     ck.model->to(device);  // the analysis itself always runs in fp32
@@ -149,7 +157,10 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     const AnalysisConfig& ac = cfg.analysis;
     const int64_t n_batches = o->batches ? o->batches : ac.batches;
     const int64_t batch_size = o->batch_size ? o->batch_size : ac.batch_size;
-    const int64_t seq_len = std::min(o->seq_len ? o->seq_len : cfg.train.seq_len, cfg.model.context);
+    if (o->seq_len > cfg.model.context)
+      throw ConfigError("analyze: --seq-len " + std::to_string(o->seq_len) + " is longer than the context of " +
+                        ck.path + " (" + std::to_string(cfg.model.context) + " tokens)");
+    const int64_t seq_len = o->seq_len ? o->seq_len : cfg.train.seq_len;  // train.seq_len <= context (resolve)
     AnalysisConfig opts = ac;
     if (!o->granularity.empty()) opts.granularity = o->granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
     if (o->chunk) opts.chunk = o->chunk;
@@ -180,7 +191,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
       } else {
         if (ck.state.tokenizer.empty())
           throw ConfigError("analyze: checkpoint " + ck.path + " records no tokenizer; use --ids or --data");
-        tokens = make_tokenizer(ck.state.tokenizer)->encode(read_file(o->text));
+        tokens = read_text_ids(*make_tokenizer(ck.state.tokenizer), o->text);
         source = {{"text", o->text}, {"tokenizer", ck.state.tokenizer}};
       }
       batches = batches_from_ids(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,

@@ -11,6 +11,7 @@
 
 #include "bench.hpp"
 #include "metalm/analysis/analyze_model.hpp"
+#include "metalm/core/memory.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/model/device.hpp"
 #include "metalm/train/optimizer.hpp"
@@ -48,6 +49,21 @@ int run(const Settings& s, const GlobalOptions& global) {
   const int threads = set_threads(global.threads);
   const c10::Device device = resolve_device(device_kind(s.device), "--device");
   const Precision precision = precision_kind(s.precision);
+  {
+    ModelConfig m;
+    m.vocab_size = s.vocab;
+    m.context = s.seq;
+    m.d_model = s.d_model;
+    m.n_layer = s.layers;
+    m.n_head = s.heads;
+    AnalysisConfig a;
+    a.granularity = s.granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
+    check_memory_estimate(4 * parameter_bytes(m) + activation_bytes(m, s.batch, s.seq) +
+                              analysis_bytes(m, 1, s.batch, s.seq, a),
+                          "bench analysis --layers " + std::to_string(s.layers) + ", --d-model " +
+                              std::to_string(s.d_model) + ", --vocab " + std::to_string(s.vocab) + ", --batch " +
+                              std::to_string(s.batch) + " x --seq " + std::to_string(s.seq));
+  }
   CausalTransformer model = seeded_bench_model(s.vocab, s.seq, s.d_model, s.layers, s.heads, device);
   const ModelConfig& cfg = model->config();
   const at::Tensor tokens = torch::randint(cfg.vocab_size, {s.batch, s.seq + 1}, torch::kLong).to(device);

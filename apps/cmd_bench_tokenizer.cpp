@@ -3,7 +3,6 @@
 // the first run also filling the BPE cache as it would in real use).
 #include <chrono>
 #include <ctime>
-#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +24,7 @@ const BenchRegistration bench_tokenizer{
     int repeat = 3;
     std::string ids_out;
     std::string text_out;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   tok.add_option("--tokenizer", o->tokenizer, "byte | gpt2 | gpt2:DIR | bpe:DIR")->type_name("SPEC")->capture_default_str();
@@ -32,21 +32,23 @@ const BenchRegistration bench_tokenizer{
   tok.add_option("--format", o->format, "text | brown")->type_name("FORMAT")
       ->check(CLI::IsMember({"text", "brown"}))->capture_default_str();
   tok.add_option("--repeat", o->repeat, "timed passes; the fastest counts")->type_name("N")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(int_range(1, 1 << 20))->capture_default_str();
   tok.add_option("--ids-out", o->ids_out, "also write all ids, one per line (to compare with another encoder)")
       ->type_name("FILE");
   tok.add_option("--text-out", o->text_out, "also write the encoded text (the corpus as one string)")
       ->type_name("FILE");
+  tok.add_flag("--force", o->force, "replace existing --ids-out and --text-out files");
   return std::function<int()>([o]() {
+    std::vector<CommandInput> inputs = tokenizer_input(o->tokenizer);
+    for (const auto& input : o->inputs) inputs.push_back({"--input", input, /*tree=*/true});
+    if (!o->ids_out.empty()) check_output(o->ids_out, OutputKind::File, o->force, "--ids-out", inputs);
+    inputs.push_back({"--ids-out", o->ids_out});
+    if (!o->text_out.empty()) check_output(o->text_out, OutputKind::File, o->force, "--text-out", inputs);
     const auto docs = read_corpus(o->inputs, o->format);
     // One text, as the node side sees it, so both encode the same bytes.
     std::string text;
     for (const auto& d : docs) text += d.text;
-    if (!o->text_out.empty()) {
-      std::ofstream f(o->text_out, std::ios::binary);
-      f.write(text.data(), static_cast<std::streamsize>(text.size()));
-      if (!f) throw IoError("cannot write " + o->text_out);
-    }
+    if (!o->text_out.empty()) write_file_atomic(o->text_out, text);
     const auto tokenizer = make_tokenizer(o->tokenizer);
     // CPU time beside wall time: on a shared machine it is the fairer figure.
     double best = 1e300, first = 0, best_cpu = 1e300;
@@ -61,8 +63,9 @@ const BenchRegistration bench_tokenizer{
       best = std::min(best, s);
     }
     if (!o->ids_out.empty()) {
-      std::ofstream f(o->ids_out);
-      for (const int64_t id : ids) f << id << '\n';
+      std::string lines;
+      for (const int64_t id : ids) lines += std::to_string(id) + '\n';
+      write_file_atomic(o->ids_out, lines);
     }
     const double mb = static_cast<double>(text.size()) / 1e6;
     std::cout << nlohmann::json{{"tokenizer", tokenizer->spec()}, {"bytes", text.size()}, {"tokens", ids.size()},

@@ -15,6 +15,7 @@
 
 #include "bench.hpp"
 #include "metalm/config/json.hpp"
+#include "metalm/core/memory.hpp"
 #include "metalm/model/parameter_count.hpp"
 #include "metalm/model/runtime.hpp"
 #include "metalm/train/trainer.hpp"
@@ -110,6 +111,9 @@ int run_train_bench(const TrainBenchOptions& o, const GlobalOptions& global) {
   overrides.push_back("train.log_every=" + std::to_string(o.warmup + steps));
   overrides.push_back("train.warmup_steps=0");
   const RunConfig cfg = load_run_config(o.config, overrides);
+  check_memory_estimate(training_bytes(cfg), "bench train: train.batch_size " + std::to_string(cfg.train.batch_size) +
+                                                 " x train.seq_len " + std::to_string(cfg.train.seq_len) +
+                                                 " of the config's model");
 
   std::string tmpl = (std::filesystem::temp_directory_path() / "metalm-bench-train-XXXXXX").string();
   const std::string dir = ::mkdtemp(tmpl.data());
@@ -162,11 +166,11 @@ const BenchRegistration train_bench{
     [](CLI::App& cmd, const GlobalOptions& global) {
       auto o = std::make_shared<TrainBenchOptions>();
       add_config_options(cmd, o->config, o->sets, true);
-      cmd.add_option("--steps", o->steps, "timed optimizer steps")->type_name("N")->check(CLI::PositiveNumber)
+      cmd.add_option("--steps", o->steps, "timed optimizer steps")->type_name("N")->check(int_range(1, 1 << 20))
           ->capture_default_str();
       cmd.add_option("--warmup", o->warmup, "untimed optimizer steps before the timed ones")
           ->type_name("N")
-          ->check(CLI::NonNegativeNumber)
+          ->check(int_range(0, 1 << 20))
           ->capture_default_str();
       cmd.add_option("--precision", o->precision, "fp32 | bf16 | auto (default: the config's train.precision)")
           ->type_name("P")

@@ -1,5 +1,6 @@
 // `metalm eval`: mean next-token cross-entropy of a checkpoint on a token
 // file, a list of ids or a text (windows: see metalm/train/evaluate.hpp).
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -7,6 +8,7 @@
 #include "token_ids.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
+#include "metalm/core/memory.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/data/tokenizer.hpp"
@@ -71,17 +73,24 @@ const Registration eval_command{"eval", [](CLI::App& app, const GlobalOptions& g
     } else {
       if (ckpt.state.tokenizer.empty())
         throw ConfigError(ckpt.path + " records no tokenizer; evaluate token ids with --ids or --data");
-      const auto tok = make_tokenizer(ckpt.state.tokenizer);
-      try {
-        tokens = tok->encode(read_file(o->text));
-      } catch (const FormatError& e) {
-        throw FormatError(o->text + ": " + e.what());
-      }
+      tokens = read_text_ids(*make_tokenizer(ckpt.state.tokenizer), o->text);
     }
     if (tokens.size() < 2) {
       const std::string& input = !o->data.empty() ? o->data : !o->ids.empty() ? o->ids : o->text;
       throw FormatError(input + ": " + std::to_string(tokens.size()) + " token(s); eval needs at least 2");
     }
+    // Checked like analyze's --seq-len: before any window is evaluated, exit 2.
+    const int64_t context = ckpt.config.model.context;
+    if (o->stride > context)
+      throw ConfigError("eval: --stride " + std::to_string(o->stride) + " is longer than the context of " +
+                        ckpt.path + " (" + std::to_string(context) + " tokens)");
+    const int64_t n = static_cast<int64_t>(tokens.size()), stride = o->stride ? o->stride : context;
+    const int64_t windows = 1 + (std::max<int64_t>(0, n - 1 - context) + stride - 1) / stride;
+    check_memory_estimate(parameter_bytes(ckpt.config.model) +
+                              inference_bytes(ckpt.config.model, std::min(o->batch, windows), std::min(context, n - 1)),
+                          "eval --batch " + std::to_string(o->batch) + " (windows of " + std::to_string(context) +
+                              " tokens of a model with vocabulary " + std::to_string(ckpt.config.model.vocab_size) +
+                              ")");
     const EvalResult r = evaluate_tokens(ckpt.model, tokens, o->stride, o->batch, precision_kind(o->precision));
     // JSON has no NaN: printing null with exit code 0 would pass for a result.
     if (!std::isfinite(r.loss))

@@ -13,6 +13,11 @@
 namespace metalm::cli {
 namespace {
 
+// Temperatures below this sample greedily: so cold a softmax only breaks
+// near-ties among the top logits, and below about 1e-37 the logits divided
+// by the temperature overflow a float (torch then refuses the probabilities).
+constexpr double kGreedyBelow = 1e-6;
+
 const Registration generate_command{"generate", [](CLI::App& app, const GlobalOptions& global) {
   struct Options {
     std::string checkpoint, prompt;
@@ -33,7 +38,7 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
       ->type_name("N")
       ->check(int_range(0, kMaxTokens))
       ->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "softmax temperature; 0 means greedy")
+  cmd->add_option("--temperature", o->temperature, "softmax temperature; 0 (or below 1e-6) means greedy")
       ->type_name("T")
       ->check(real_range(0.0, 1e6))
       ->capture_default_str();
@@ -41,7 +46,8 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
       ->type_name("K")
       ->check(int_range(0))
       ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed of the sampler")->type_name("S")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the sampler, 0 to 2^64 - 1")->type_name("S")->check(seed_range())
+      ->capture_default_str();
   cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
                 "load weights holding NaN or Inf (forensics; refused by default)");
   add_device_option(*cmd, o->device);
@@ -64,7 +70,8 @@ const Registration generate_command{"generate", [](CLI::App& app, const GlobalOp
     at::Tensor out;  // [T + max_new_tokens]
     {
       AutocastScope autocast(precision_kind(o->precision), device);
-      out = ckpt.model->generate(at::tensor(prompt, at::kLong).to(device), o->max_new_tokens, o->temperature,
+      const double temperature = o->temperature < kGreedyBelow ? 0.0 : o->temperature;
+      out = ckpt.model->generate(at::tensor(prompt, at::kLong).to(device), o->max_new_tokens, temperature,
                                  o->top_k, o->seed).cpu();
     }
     const auto* p = out.data_ptr<int64_t>();

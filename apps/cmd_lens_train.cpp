@@ -9,6 +9,7 @@
 #include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/memory.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/model/device.hpp"
@@ -55,11 +56,24 @@ const Registration lens_train_command{"lens-train", [](CLI::App& app, const Glob
   add_device_option(*cmd, o->device);
 
   return std::function<int()>([o, &global]() {
-    check_output_path(o->out, OutputKind::File, o->force, "--out");
+    check_output(o->out, OutputKind::File, o->force, "--out",
+                 {{"--checkpoint", checkpoint_to_load(o->checkpoint), /*tree=*/true}, {"--data", o->data}});
     set_threads(global.threads);
     const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     ck.model->to(device);
+    const ModelConfig& m = ck.config.model;
+    if (o->train.seq_len > m.context)
+      throw ConfigError("lens-train: --seq-len " + std::to_string(o->train.seq_len) + " is longer than the context of " +
+                        ck.path + " (" + std::to_string(m.context) + " tokens)");
+    // The frozen model's forward pass and the translators' training on its
+    // states, one [d, d] translator (with Adam's two moments) per state.
+    const int64_t seq_len = o->train.seq_len ? o->train.seq_len : m.context;
+    const double translators = 16.0 * static_cast<double>(2 * m.n_layer + 1) * static_cast<double>(m.d_model) *
+                               static_cast<double>(m.d_model);
+    check_memory_estimate(parameter_bytes(m) + translators + activation_bytes(m, o->train.batch_size, seq_len),
+                          "lens-train --batch-size " + std::to_string(o->train.batch_size) + " x --seq-len " +
+                              std::to_string(seq_len));
     const TokenDataset data(o->data);
     LensTrainOptions opts = o->train;
     opts.seed = static_cast<uint64_t>(o->seed);

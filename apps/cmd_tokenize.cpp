@@ -30,21 +30,18 @@ const Registration tokenize_command{"tokenize", [](CLI::App& app, const GlobalOp
   cmd->add_flag("--decode", o->decode, "read decimal ids and print their text");
 
   return std::function<int()>([o]() {
-    if (!o->output.empty()) check_output_path(o->output, OutputKind::File, o->force, "--output");
+    std::vector<CommandInput> inputs = tokenizer_input(o->tokenizer);
+    for (const auto& input : o->inputs) inputs.push_back({"--input", input});
+    if (!o->output.empty()) check_output(o->output, OutputKind::File, o->force, "--output", inputs);
     const auto tok = make_tokenizer(o->tokenizer);
     std::string out;
     for (const auto& path : o->inputs) {
-      const std::string text = read_file(path);
+      const std::string text = read_file(path, InputKind::Text);
       if (o->decode) {
-        out += tok->decode(parse_token_ids(text, path));
+        out += tok->decode(parse_token_ids(text, path, tok->vocab_size(), "the vocabulary of " + o->tokenizer));
         continue;
       }
-      std::vector<int64_t> ids;
-      try {
-        ids = tok->encode(text);
-      } catch (const FormatError& e) {
-        throw FormatError(path + ": " + e.what());
-      }
+      const std::vector<int64_t> ids = encode_text(*tok, text, path);
       for (std::size_t i = 0; i < ids.size(); ++i) {
         if (i) out += ' ';
         out += std::to_string(ids[i]);

@@ -1,10 +1,15 @@
 #include "command.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string_view>
 
+#include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/data/tokenizer.hpp"
 
@@ -29,6 +34,73 @@ void add_config_options(CLI::App& cmd, std::string& config_path, std::vector<std
       ->type_name("KEY=VALUE")
       ->take_all()
       ->allow_extra_args(false);
+}
+
+double parameter_bytes(const ModelConfig& m) {
+  const double d = static_cast<double>(m.d_model), v = static_cast<double>(m.vocab_size);
+  const double mlp = static_cast<double>(m.d_mlp ? m.d_mlp : 4 * m.d_model);
+  const double per_layer = 4 * d * d + 2 * d * mlp + 9 * d + mlp;
+  return 4.0 * (v * d * (m.tie_embeddings ? 1 : 2) + static_cast<double>(m.context) * d +
+                static_cast<double>(m.n_layer) * per_layer);
+}
+
+double activation_bytes(const ModelConfig& m, int64_t batch, int64_t seq_len) {
+  const double tokens = static_cast<double>(batch) * static_cast<double>(seq_len);
+  const double d = static_cast<double>(m.d_model), v = static_cast<double>(m.vocab_size);
+  const double mlp = static_cast<double>(m.d_mlp ? m.d_mlp : 4 * m.d_model);
+  const double attention = 2.0 * static_cast<double>(m.n_head) * static_cast<double>(seq_len);  // scores, probs
+  return 4.0 * tokens * (static_cast<double>(m.n_layer) * (8 * d + 2 * mlp + attention) + 3 * v);
+}
+
+double inference_bytes(const ModelConfig& m, int64_t batch, int64_t seq_len) {
+  const double tokens = static_cast<double>(batch) * static_cast<double>(seq_len);
+  const double d = static_cast<double>(m.d_model), v = static_cast<double>(m.vocab_size);
+  const double mlp = static_cast<double>(m.d_mlp ? m.d_mlp : 4 * m.d_model);
+  const double attention = 2.0 * static_cast<double>(m.n_head) * static_cast<double>(seq_len);
+  return 4.0 * tokens * (8 * d + 2 * mlp + attention + 3 * v);
+}
+
+double training_bytes(const RunConfig& c) {
+  return 4 * parameter_bytes(c.model) + activation_bytes(c.model, c.train.batch_size, c.train.seq_len);
+}
+
+double analysis_bytes(const ModelConfig& m, int64_t n_batches, int64_t batch_size, int64_t seq_len,
+                      const AnalysisConfig& a) {
+  const double b = static_cast<double>(batch_size), t = static_cast<double>(seq_len);
+  const double d = static_cast<double>(m.d_model), v = static_cast<double>(m.vocab_size);
+  const double states = static_cast<double>(m.n_layer) * (a.granularity == Granularity::Sublayer ? 2 : 1) + 1;
+  const double per_batch = inference_bytes(m, batch_size, seq_len) + 8 * b * t * v + 16 * states * b * t * d +
+                           32 * static_cast<double>(a.chunk) * v;
+  return parameter_bytes(m) + 16 * static_cast<double>(n_batches) * b * t + per_batch;
+}
+
+void check_output(const std::string& path, OutputKind kind, bool force, const std::string& option,
+                  const std::vector<CommandInput>& inputs) {
+  namespace fs = std::filesystem;
+  check_output_path(path, kind, force, option, inputs);
+  const std::string named = option + " " + path;
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  while (kind == OutputKind::Directory && !fs::exists(dir, ec)) {
+    fs::path up = dir.parent_path();
+    if (up.empty()) up = ".";
+    if (up == dir) break;
+    dir = up;
+  }
+  const fs::file_status st = fs::status(dir, ec);
+  if (!fs::exists(st))
+    throw ConfigError(named + ": its directory " + dir.string() + " does not exist; create it first");
+  if (!fs::is_directory(st)) throw ConfigError(named + ": " + dir.string() + " is not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw ConfigError(named + ": cannot write in " + dir.string() + ": " + std::strerror(errno));
+}
+
+std::vector<CommandInput> tokenizer_input(const std::string& spec) {
+  if (spec == "gpt2") return {{"--tokenizer", default_gpt2_dir()}};
+  for (const std::string_view prefix : {"gpt2:", "bpe:"})
+    if (spec.rfind(prefix, 0) == 0) return {{"--tokenizer", spec.substr(prefix.size())}};
+  return {};
 }
 
 void add_device_option(CLI::App& cmd, std::string& device) {
@@ -78,6 +150,19 @@ CLI::Validator int_range(int64_t min, int64_t max) {
                                    : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
 }
 
+CLI::Validator seed_range() {
+  const std::string range = "an integer from 0 to 18,446,744,073,709,551,615 (2^64 - 1)";
+  auto check = [=](std::string& text) -> std::string {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+      return "\"" + excerpt(text) + "\" is not a seed: expected " + range;
+    errno = 0;
+    (void)std::strtoull(text.c_str(), nullptr, 10);
+    if (errno == ERANGE) return excerpt(text) + " is out of range: expected " + range;
+    return "";
+  };
+  return CLI::Validator(check, "in [0, 2^64 - 1]");
+}
+
 CLI::Validator real_range(double min, double max) {
   auto fmt = [](double x) {
     std::string s = std::to_string(x);
@@ -94,13 +179,6 @@ CLI::Validator real_range(double min, double max) {
     return "";
   };
   return CLI::Validator(check, "in [" + fmt(min) + ", " + fmt(max) + "]");
-}
-
-std::vector<CommandInput> tokenizer_input(const std::string& spec) {
-  if (spec == "gpt2") return {{"--tokenizer", default_gpt2_dir()}};
-  for (const std::string_view prefix : {"gpt2:", "bpe:"})
-    if (spec.rfind(prefix, 0) == 0) return {{"--tokenizer", spec.substr(prefix.size())}};
-  return {};
 }
 
 }  // namespace metalm::cli

@@ -57,9 +57,43 @@ constexpr int64_t kMaxAnalysedTokens = int64_t{1} << 24;  // batches x batch siz
 // integer from 1 to 65,536"); CLI11's own print the double limits in full.
 CLI::Validator int_range(int64_t min, int64_t max = std::numeric_limits<int64_t>::max());
 CLI::Validator real_range(double min, double max);
+// Seeds held in 64 bits: decimal digits only (no sign), at most 2^64 - 1.
+CLI::Validator seed_range();
 
 // 65536 -> "65,536".
 std::string with_commas(int64_t n);
+
+// Rough memory estimates (bytes) of running a model, for
+// check_memory_estimate (core/memory.hpp), computed before the model or any
+// batch is built. Upper-end approximations, not measurements: they are meant
+// to catch sizes off by orders of magnitude, not to budget tightly.
+// The parameters in float32.
+double parameter_bytes(const ModelConfig& m);
+// One forward and backward pass of `batch` sequences of `seq_len` tokens: the
+// activations autograd keeps per layer, the attention probabilities and the
+// logits with their gradient.
+double activation_bytes(const ModelConfig& m, int64_t batch, int64_t seq_len);
+// One forward pass without autograd: one layer's activations and attention
+// at a time, and the logits with their softmax.
+double inference_bytes(const ModelConfig& m, int64_t batch, int64_t seq_len);
+// Training: the parameters with their gradients and AdamW's two moments, and
+// one micro-batch's forward and backward pass.
+double training_bytes(const RunConfig& c);
+// An analysis of `n_batches` batches: the parameters, every batch's ids, and
+// what one batch holds at once (its forward pass, the float64 log-softmax of
+// its logits, every state with its lens read-out and gradient, a chunk's
+// float64 logits, softmax and gradients).
+double analysis_bytes(const ModelConfig& m, int64_t n_batches, int64_t batch_size, int64_t seq_len,
+                      const AnalysisConfig& a);
+
+// check_output_path (the rule of every output option), plus what writing the
+// output will need of the directory it goes in, checked before any work is
+// done: a file's directory must exist, and a directory's nearest existing
+// ancestor (its missing parents are created) must be a directory; either must
+// be writable. ConfigError naming `option`, the path and the directory.
+// `inputs`: what the command reads, which the output may not overlap.
+void check_output(const std::string& path, OutputKind kind, bool force, const std::string& option,
+                  const std::vector<CommandInput>& inputs = {});
 
 // The directory a tokenizer spec reads (gpt2, gpt2:DIR, bpe:DIR) as an input
 // named --tokenizer; none for byte.

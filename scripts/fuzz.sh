@@ -17,7 +17,7 @@ seconds=${1:-60}
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || { echo "fuzz: SECONDS must be a positive integer, got '$seconds'" >&2; exit 2; }
 shift || true
 build=build-fuzz
-all_targets=(safetensors token_file config_json config_set dataset_meta checkpoint_state jsonl_resume bpe_tokenizer token_ids hf_config)
+all_targets=(safetensors token_file config_json config_set dataset_meta checkpoint_state jsonl_resume bpe_tokenizer token_ids hf_config hf_index)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do
@@ -61,7 +61,7 @@ for t in "${targets[@]}"; do
   # -timeout: an input that runs 10 s is a hang; -rss_limit_mb (also the
   # per-allocation limit): a reader must not allocate 2 GB for a small file.
   dict=()
-  case $t in config_json | dataset_meta | checkpoint_state | jsonl_resume | hf_config | safetensors) dict=(-dict=tests/fuzz/json.dict) ;; esac
+  case $t in config_json | dataset_meta | checkpoint_state | jsonl_resume | hf_config | hf_index | safetensors) dict=(-dict=tests/fuzz/json.dict) ;; esac
   rc=0
   "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 "${dict[@]}" \
     -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "${seeds[@]}" >"$log" 2>&1 || rc=$?

@@ -1,6 +1,7 @@
 #include "metalm/config/config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "fields.hpp"
@@ -47,9 +48,27 @@ void in_unit_interval(double v, const std::string& key) {
   require(v >= 0.0 && v < 1.0, key, str(v), "must be in [0, 1)");
 }
 
+// Every float setting must be a finite number, whatever its own range: an inf
+// or a NaN set in code or by --set would otherwise run until it surfaced as a
+// non-finite loss or a `null` in config.json that no resume can read.
+struct FiniteCheck {
+  std::string prefix;
+
+  template <class T>
+  void operator()(const char* key, const T& value, const char*) const {
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    if constexpr (detail::is_section<T>::value) {
+      T::fields(value, FiniteCheck{path});
+    } else if constexpr (std::is_floating_point_v<T>) {
+      require(std::isfinite(value), path, str(value), "must be a finite number");
+    }
+  }
+};
+
 }  // namespace
 
 void resolve(ModelConfig& c) {
+  ModelConfig::fields(c, FiniteCheck{"model"});
   constexpr int64_t kMaxDim = int64_t{1} << 24;
   size_in_range(c.vocab_size, int64_t{1} << 32, "model.vocab_size");  // token files hold uint32 ids
   size_in_range(c.context, kMaxDim, "model.context");
@@ -75,6 +94,7 @@ void resolve(ModelConfig& c) {
 }
 
 void resolve(RunConfig& c) {
+  RunConfig::fields(c, FiniteCheck{});  // the model section again, harmlessly
   resolve(c.model);
   TrainConfig& t = c.train;
   at_least(t.steps, 0, "train.steps");

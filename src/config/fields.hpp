@@ -82,10 +82,4 @@ struct is_enum_table : std::false_type {};
 template <class T>
 struct is_enum_table<T, std::void_t<decltype(EnumTable<T>::names())>> : std::true_type {};
 
-// Levenshtein distance, for "did you mean" suggestions.
-std::size_t edit_distance(const std::string& a, const std::string& b);
-
-// The closest candidate within a small distance, or "".
-std::string closest(const std::string& key, const std::vector<std::string>& candidates);
-
 }  // namespace metalm::detail

@@ -7,44 +7,14 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "fields.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/core/atomic_file.hpp"
+#include "metalm/core/suggest.hpp"
 
 namespace metalm {
-namespace detail {
-
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string closest(const std::string& key, const std::vector<std::string>& candidates) {
-  std::string best;
-  std::size_t best_d = std::max<std::size_t>(2, key.size() / 3) + 1;
-  for (const auto& c : candidates) {
-    const std::size_t d = edit_distance(key, c);
-    if (d < best_d) {
-      best_d = d;
-      best = c;
-    }
-  }
-  return best;
-}
-
-}  // namespace detail
-
 namespace {
 
 using nlohmann::json;
@@ -144,7 +114,7 @@ void read_section(const json& j, S& section, const std::string& prefix, const st
     if (std::find(reader.known.begin(), reader.known.end(), key) != reader.known.end()) continue;
     const std::string path = prefix.empty() ? key : prefix + "." + key;
     std::string msg = origin + ": unknown key \"" + excerpt(path) + "\"";
-    const std::string hint = detail::closest(key, reader.known);
+    const std::string hint = closest_match(key, reader.known);
     if (!hint.empty()) msg += " (did you mean \"" + (prefix.empty() ? hint : prefix + "." + hint) + "\"?)";
     throw ConfigError(msg);
   }
@@ -200,10 +170,10 @@ json parse_override_value(const std::string& path, const std::string& text, cons
       try {
         std::size_t used = 0;
         const double v = std::stod(text, &used);
-        if (used == text.size()) return v;
+        if (used == text.size() && std::isfinite(v)) return v;
       } catch (const std::exception&) {
       }
-      return fail("float");
+      return fail("float (a finite number)");
     }
     case json::value_t::string:
       // A config must be writable as JSON (config.json, `config show`), and
@@ -247,7 +217,12 @@ class StrictSax {
     return dom_.start_object(n);
   }
   bool key(std::string& k) {
-    frames_.back().key = k;
+    Frame& f = frames_.back();
+    f.key = k;
+    // nlohmann keeps the last of two equal keys; a file that says two things
+    // about one key is ambiguous, so neither is taken.
+    if (!f.keys.insert(k).second)
+      fail(origin_ + ": duplicate key \"" + path() + "\" (each key may appear once in an object)");
     return dom_.key(k);
   }
   bool end_object() {
@@ -294,6 +269,7 @@ class StrictSax {
     bool array = false;
     std::size_t index = 0;  // of the element being read (arrays)
     std::string key;        // of the member being read (objects)
+    std::unordered_set<std::string> keys;  // every key of the object so far
   };
 
   [[noreturn]] void fail(const std::string& message) const {
@@ -304,7 +280,7 @@ class StrictSax {
   void enter(bool array) {
     if (frames_.size() >= static_cast<std::size_t>(kMaxJsonDepth))
       fail(origin_ + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels, at " + path());
-    frames_.push_back({array, 0, {}});
+    frames_.push_back({array, 0, {}, {}});
   }
 
   bool value(bool ok) {
@@ -376,7 +352,7 @@ void apply_override(RunConfig& c, const std::string& assignment) {
     if (!node->is_object() || !node->contains(part)) {
       std::string msg = "--set: unknown key \"" + excerpt(path) + "\"";
       if (node->is_object()) {
-        const std::string hint = detail::closest(part, keys_of(*node));
+        const std::string hint = closest_match(part, keys_of(*node));
         if (!hint.empty()) msg += " (did you mean \"" + walked + hint + "\"?)";
       }
       throw ConfigError(msg);
@@ -398,7 +374,9 @@ json parse_json(const std::string& text, const std::string& origin, JsonError ki
   return root;
 }
 
-json read_json_file(const std::string& path, JsonError kind) { return parse_json(read_file(path), path, kind); }
+json read_json_file(const std::string& path, JsonError kind) {
+  return parse_json(read_file(path, kind == JsonError::Config ? InputKind::Config : InputKind::Json), path, kind);
+}
 
 std::string json_excerpt(const json& j) { return excerpt(j.dump()); }
 

@@ -367,6 +367,7 @@ HfGpt2Checkpoint read_hf_gpt2(const std::string& dir) {
 
   const fs::path single = root / "model.safetensors", index = root / "model.safetensors.index.json";
   std::string origin;
+  std::map<std::string, std::string> shard_of;  // tensor -> the shard the index puts it in
   if (fs::exists(single)) {
     ck.files.push_back(single.string());
     origin = single.string();
@@ -378,8 +379,10 @@ HfGpt2Checkpoint read_hf_gpt2(const std::string& dir) {
     for (const auto& [name, file] : j["weight_map"].items()) {
       if (!file.is_string())
         throw FormatError(index.string() + ": weight_map entry '" + excerpt(name) + "' is not a file name");
-      shards.insert(shard_path(root, file.get<std::string>(), index.string() + ": weight_map entry '" +
-                                                                   excerpt(name) + "'"));
+      const std::string shard = shard_path(root, file.get<std::string>(), index.string() + ": weight_map entry '" +
+                                                                              excerpt(name) + "'");
+      shards.insert(shard);
+      shard_of.emplace(name, shard);
     }
     ck.files.assign(shards.begin(), shards.end());
     origin = index.string();
@@ -390,13 +393,30 @@ HfGpt2Checkpoint read_hf_gpt2(const std::string& dir) {
     throw IoError(single.string() + ": not found; " + how_to_get(dir));
   }
 
+  // The index and the shards must agree tensor by tensor: a tensor the index
+  // places in another shard, or does not list, or lists in a shard that does
+  // not hold it, leaves it unclear which copy (if any) is meant.
   std::map<std::string, torch::Tensor> all;
   for (const auto& file : ck.files) {
     SafeTensorsFile f = read_safetensors(file);
-    for (auto& [name, t] : f.tensors)
+    for (auto& [name, t] : f.tensors) {
+      if (!shard_of.empty()) {
+        const auto it = shard_of.find(name);
+        if (it == shard_of.end())
+          throw FormatError(file + ": holds tensor '" + excerpt(name) + "', which " + index.string() +
+                            " does not list");
+        if (it->second != file)
+          throw FormatError(file + ": holds tensor '" + excerpt(name) + "', which " + index.string() +
+                            " places in " + it->second);
+      }
       if (!all.emplace(name, std::move(t)).second)
         throw FormatError(file + ": tensor '" + excerpt(name) + "' is also in another shard");
+    }
   }
+  for (const auto& [name, file] : shard_of)
+    if (all.count(name) == 0)
+      throw FormatError(index.string() + ": weight_map places tensor '" + excerpt(name) + "' in " + file +
+                        ", which does not hold it");
   ck.weights = hf_gpt2_to_metalm(std::move(all), ck.model, origin);
   ck.tokenizer = ck.model.vocab_size == kGpt2VocabSize ? "gpt2" : "";
   return ck;

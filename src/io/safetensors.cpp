@@ -174,6 +174,20 @@ SafeTensorsFile read_safetensors(const std::string& path, c10::optional<c10::Sca
     if (by_offset[i]->begin < by_offset[i - 1]->end)
       format_error(path, "tensors '" + excerpt(by_offset[i - 1]->name) + "' and '" + excerpt(by_offset[i]->name) +
                              "' have overlapping data_offsets");
+  // Every byte of the data buffer belongs to one tensor, as the format says:
+  // bytes of no tensor (a gap, or a tail after the last tensor, e.g. a file
+  // appended to another) would be data that nothing names.
+  uint64_t covered = 0;
+  for (const Entry* e : by_offset) {
+    if (e->begin != covered)
+      format_error(path, "bytes [" + std::to_string(covered) + ", " + std::to_string(e->begin) +
+                             ") of the data buffer belong to no tensor (before '" + excerpt(e->name) + "')");
+    covered = e->end;
+  }
+  if (covered != data_bytes)
+    format_error(path, "the data buffer holds " + std::to_string(data_bytes) + " bytes but its tensors only " +
+                           std::to_string(covered) +
+                           ": trailing bytes after the last tensor (not one safetensors file)");
 
   for (const auto& e : entries) {
     at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));

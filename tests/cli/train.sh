@@ -41,7 +41,7 @@ check eval-ids-junk 1 '"x" at byte 2 is not a token id' -- m eval --checkpoint "
 check eval-no-input 2 'needs one of --data' -- m eval --checkpoint "$tmp/run"
 check eval-two-inputs 2 'excludes' -- m eval --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --text "$tmp/t.txt"
 check eval-missing-ckpt 1 'checkpoint not found' -- m eval --checkpoint "$tmp/nope" --ids "$tmp/ids.txt"
-check eval-bad-stride 1 'stride 999 must be in \[1, context = 64\]' -- m eval --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --stride 999
+check eval-bad-stride 2 '--stride 999 is longer than the context of .* \(64 tokens\)' -- m eval --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --stride 999
 
 check generate 0 '^The jury' -- m generate --checkpoint "$tmp/run" --prompt "The jury" --max-new-tokens 20 --seed 3
 a=$(m generate --checkpoint "$tmp/run" --prompt "Hi" --max-new-tokens 30 --seed 5)

@@ -12,6 +12,7 @@
 #include "metalm/io/hf_gpt2.hpp"
 #include "metalm/io/safetensors.hpp"
 #include "support/error_of.hpp"
+#include "support/raw_safetensors.hpp"
 #include "support/temp_dir.hpp"
 
 namespace metalm {
@@ -22,17 +23,9 @@ using nlohmann::json;
 
 using test::TempDir;
 
-// A safetensors file from a raw header, the way a hostile writer could make one.
-std::string write_raw(const std::string& path, const std::string& header, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  const uint64_t len = header.size();
-  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xff));
-  out << header << data;
-  return path;
-}
-
 using test::contains;
 using test::error_of;
+constexpr auto write_raw = test::write_raw_safetensors;
 
 TEST(HostileSafetensors, DeeplyNestedHeaderIsAFormatError) {
   TempDir dir;

@@ -24,7 +24,8 @@ RunConfig run_config_from_json(const nlohmann::json& j, const std::string& origi
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& origin = "config");
 
 // Applies one `section.key=value` assignment, parsing the value by the key's
-// type (int, float, bool, string, enum name, list as [1,2] or 1,2).
+// type (int, float, bool, string, enum name, list as [1,2] or 1,2); a float
+// must be finite (inf and nan are refused, naming the key).
 void apply_override(RunConfig& c, const std::string& assignment);
 
 // Loads a config file (or defaults when path is empty), applies the
@@ -42,13 +43,16 @@ constexpr int kMaxJsonDepth = 256;
 enum class JsonError { Config, Format };
 
 // Parses JSON read from `origin` (named in messages). Malformed text (with
-// line and column), nesting beyond kMaxJsonDepth and numbers beyond a
-// double's range (naming their key, e.g. "train.lr") throw the chosen error;
-// no message quotes more than about 80 characters of the input.
+// line and column), nesting beyond kMaxJsonDepth, numbers beyond a double's
+// range (naming their key, e.g. "train.lr") and a key given twice in one
+// object (naming it) throw the chosen error; no message quotes more than
+// about 80 characters of the input.
 nlohmann::json parse_json(const std::string& text, const std::string& origin, JsonError kind = JsonError::Config);
 
-// Reads a JSON file (metalm::read_file, so only regular files) and parses it
-// with parse_json. IoError when it cannot be read.
+// Reads a JSON file and parses it with parse_json: a config (JsonError::Config)
+// as InputKind::Config (16 MiB at most, and a pipe such as `--config <(jq ...)`
+// will do), any other JSON as InputKind::Json (a regular file of at most
+// 256 MiB). IoError when it cannot be read.
 nlohmann::json read_json_file(const std::string& path, JsonError kind = JsonError::Config);
 
 // A JSON value quoted in an error message: its text, at most about 80

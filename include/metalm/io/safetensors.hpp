@@ -8,9 +8,10 @@
 //
 // Supported dtypes: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL.
 // Reading validates everything before allocating: a truncated file, a header
-// length beyond the file, malformed JSON, an unknown dtype, offsets out of
-// range or overlapping, or a shape that disagrees with the byte count each
-// throw FormatError naming the file and the tensor.
+// length beyond the file, malformed JSON, a tensor named twice, an unknown
+// dtype, offsets out of range or overlapping, bytes of the data buffer that
+// belong to no tensor (a gap, trailing bytes), or a shape that disagrees with
+// the byte count each throw FormatError naming the file and the tensor.
 #pragma once
 
 #include <torch/types.h>
