@@ -121,6 +121,15 @@ attention_entropy)
   check bad-steps 2 'STEPS must be an integer' -- one "$root/data" "$tmp/bad" x
   ;;
 
+intervene)
+  check run 0 'first step by hand' -- saved "$tmp/iv.txt" one "$root/run" "$root/data/val.bin"
+  library=$(awk '/^blocks.0.resid_pre -> / { print $5 }' "$tmp/iv.txt")
+  by_hand=$(awk '/^first step by hand/ { print $6 }' "$tmp/iv.txt")
+  check library-equals-hand 0 '' -- close_to "$library" "$by_hand" 1e-5
+  check every-block 0 '^2$' -- grep -c ' -> ' "$tmp/iv.txt"
+  check missing-data 1 'intervene: error: ' -- one "$root/run" "$tmp/none.bin"
+  ;;
+
 *)
   echo "FAIL no checks for example $stage: add them to tests/examples.sh"
   exit 1
