@@ -162,7 +162,9 @@ TEST(Precision, ForcedChoicesStandAndCudaIsBf16) {
   EXPECT_EQ(resolve_precision(Precision::Fp32, cpu, cfg), Precision::Fp32);
   EXPECT_EQ(resolve_precision(Precision::Bf16, cpu, cfg), Precision::Bf16);
   EXPECT_EQ(resolve_precision(Precision::Auto, cuda, cfg), Precision::Bf16);
-  if (!native_bf16(cpu)) EXPECT_EQ(resolve_precision(Precision::Auto, cpu, cfg), Precision::Fp32);
+  if (!native_bf16(cpu)) {
+    EXPECT_EQ(resolve_precision(Precision::Auto, cpu, cfg), Precision::Fp32);
+  }
 }
 
 }  // namespace

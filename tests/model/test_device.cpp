@@ -64,7 +64,9 @@ TEST(Precision, AutoIsFp32WithoutNativeBf16AndAutocastFollowsTheChoice) {
   EXPECT_EQ(native_bf16(cpu), cpuid);
 #endif
   const Precision chosen = resolve_precision(Precision::Auto, cpu);
-  if (!native_bf16(cpu)) EXPECT_EQ(chosen, Precision::Fp32);
+  if (!native_bf16(cpu)) {
+    EXPECT_EQ(chosen, Precision::Fp32);
+  }
   const at::Tensor x = at::randn({4, 8}), w = at::randn({3, 8});
   AutocastScope scope(Precision::Auto, cpu);
   EXPECT_EQ(at::linear(x, w).scalar_type(), chosen == Precision::Bf16 ? at::kBFloat16 : at::kFloat);

@@ -136,7 +136,9 @@ TEST_F(TrainerTest, AutoPrecisionRecordsWhatItChose) {
   Trainer trainer(cfg, test::trainer_options(tmp / "auto"));
   const Precision chosen = trainer.config().train.precision;
   EXPECT_NE(chosen, Precision::Auto);
-  if (!native_bf16(resolve_device(cfg.train.device))) EXPECT_EQ(chosen, Precision::Fp32);
+  if (!native_bf16(resolve_device(cfg.train.device))) {
+    EXPECT_EQ(chosen, Precision::Fp32);
+  }
   trainer.run();
   EXPECT_EQ(read_json_file(tmp / "auto/config.json")["train"]["precision"], to_string(chosen));
 }
