@@ -37,8 +37,8 @@ void put_aggregates(json& j, const std::string& key, unsigned aggregates, const 
   if (aggregates & kSummary) j[(aggregates & kMean) ? key + "_summary" : key] = summary_or_null(t, boot);
 }
 
-// The gap alignment − alignment_c for every control, and which matched
-// control comes closest (docs/design.md 5.6).
+// The gap alignment − alignment_c for every control, and which matched null
+// comes closest (docs/design.md 5.6).
 void put_gaps(json& j, const StepRecord& st, const ClusterBootstrap* boot) {
   json gaps = json::object();
   std::string strongest;

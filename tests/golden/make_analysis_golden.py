@@ -510,7 +510,7 @@ STEP_STATISTICS = [
 # The controls of the gaps (alignment − alignment_<control>), and those matched
 # to an explanation, among which strongest_control is the one of smallest gap.
 CONTROLS = ["uniform", "shuffled", "bigram", "belief", "permuted"]
-MATCHED = ["shuffled", "bigram", "belief"]
+MATCHED = ["shuffled", "bigram"]
 
 
 def _ratio(a, b):
