@@ -27,31 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Non-overlapping windows of T+1 ids (T = min(seq_len, n-1)), `batch` per batch.
-std::vector<Batch> batches_from_ids(const std::vector<int64_t>& ids, int64_t seq_len, int64_t batch, int64_t max_batches,
-                                    int64_t vocab, const std::string& origin) {
-  const int64_t n = static_cast<int64_t>(ids.size());
-  if (n < 2) throw FormatError(origin + ": need at least 2 tokens to analyse, got " + std::to_string(n));
-  for (int64_t id : ids)
-    if (id >= vocab)
-      throw FormatError(origin + ": token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                        std::to_string(vocab));
-  const int64_t T = std::min(seq_len, n - 1);
-  const int64_t windows = std::min((n - 1) / T, batch * max_batches);
-  const at::Tensor all = at::tensor(ids, at::TensorOptions(at::kLong));
-  std::vector<Batch> out;
-  for (int64_t w0 = 0; w0 < windows; w0 += batch) {
-    const int64_t nb = std::min(batch, windows - w0);
-    std::vector<at::Tensor> in, tg;
-    for (int64_t w = w0; w < w0 + nb; ++w) {
-      in.push_back(all.narrow(0, w * T, T));
-      tg.push_back(all.narrow(0, w * T + 1, T));
-    }
-    out.push_back({at::stack(in), at::stack(tg)});  // [nb, T] each
-  }
-  return out;
-}
-
 // Sizes from the options or, when absent, the checkpoint's config: each in the
 // options' range, and batches x batch size x seq_len at most
 // kMaxAnalysedTokens, so a typo is a one-line error rather than a huge
@@ -143,13 +118,6 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     check_output(o->out, OutputKind::File, o->force, "--out");
     if (!o->csv.empty()) check_output(o->csv, OutputKind::Directory, o->force, "--csv");
     set_threads(global.threads);
-    check_memory_estimate(analysis_bytes(cfg.model, n_batches, batch_size, seq_len, opts) +
-                              (o->control_untrained ? parameter_bytes(cfg.model) : 0.0),
-                          "analyze --batch-size " + std::to_string(batch_size) + " x --seq-len " +
-                              std::to_string(seq_len) + " (--chunk " + std::to_string(opts.chunk) + "; a model of " +
-                              std::to_string(cfg.model.n_layer) + " layers, d_model " +
-                              std::to_string(cfg.model.d_model) + ", vocabulary " +
-                              std::to_string(cfg.model.vocab_size) + ")");
     const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
     ck.model->to(device);  // the analysis itself always runs in fp32
@@ -175,6 +143,13 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     if (const std::string path = opts.tuned_lens_path(); !path.empty()) load_tuned_lens(path, cfg.model);
     // The config's values are checked like the options', before anything is allocated.
     check_sizes(n_batches, batch_size, seq_len, opts);
+    check_memory_estimate(analysis_bytes(cfg.model, n_batches, batch_size, seq_len, opts) +
+                              (o->control_untrained ? parameter_bytes(cfg.model) : 0.0),
+                          "analyze --batch-size " + std::to_string(batch_size) + " x --seq-len " +
+                              std::to_string(seq_len) + " (--chunk " + std::to_string(opts.chunk) + "; a model of " +
+                              std::to_string(cfg.model.n_layer) + " layers, d_model " +
+                              std::to_string(cfg.model.d_model) + ", vocabulary " +
+                              std::to_string(cfg.model.vocab_size) + ")");
 
     std::vector<Batch> batches;
     nlohmann::json source;
@@ -194,7 +169,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
         tokens = read_text_ids(*make_tokenizer(ck.state.tokenizer), o->text);
         source = {{"text", o->text}, {"tokenizer", ck.state.tokenizer}};
       }
-      batches = batches_from_ids(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,
+      batches = id_batches(tokens, seq_len, batch_size, n_batches, cfg.model.vocab_size,
                                  o->ids.empty() ? o->text : o->ids);
     }
     const std::optional<DatasetMeta> meta = find_meta(o->meta, o->data, cfg.data.dir);
