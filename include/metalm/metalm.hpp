@@ -17,6 +17,8 @@
 #include "metalm/core/file.hpp"
 #include "metalm/core/hash.hpp"
 #include "metalm/core/log.hpp"
+#include "metalm/core/memory.hpp"
+#include "metalm/core/suggest.hpp"
 #include "metalm/core/threads.hpp"
 #include "metalm/core/version.hpp"
 

@@ -159,6 +159,8 @@ TEST(ConfigPresets, EveryShippedConfigLoadsAndValidates) {
   int count = 0;
   for (const auto& entry : fs::recursive_directory_iterator(fs::path(METALM_SOURCE_DIR) / "configs")) {
     if (entry.path().extension() != ".json") continue;
+    // configs/icl/ holds icl-train configs, another format (tests/icl checks them).
+    if (entry.path().parent_path().filename() == "icl") continue;
     EXPECT_NO_THROW(metalm::load_run_config(entry.path().string())) << entry.path();
     ++count;
   }
