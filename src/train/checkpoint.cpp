@@ -13,6 +13,7 @@
 #include "metalm/config/json.hpp"
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/file.hpp"
 #include "metalm/io/safetensors.hpp"
 #include "metalm/model/weights.hpp"
 #include "metalm/train/optimizer.hpp"
@@ -249,8 +250,15 @@ std::string checkpoint_to_load(const std::string& dir_or_run_dir) {
 
 LoadedCheckpoint load_checkpoint(const std::string& dir_or_run_dir, const LoadWeightsOptions& weights) {
   const fs::path dir = checkpoint_to_load(dir_or_run_dir);
-  if (!is_complete_checkpoint(dir))
+  if (!is_complete_checkpoint(dir)) {
+    // A file of the checkpoint that is there but is no regular file (a FIFO,
+    // a link to a device) is named as what it is, not as a missing file.
+    for (const char* name : {"config.json", "model.safetensors", "state.json"}) {
+      std::error_code ec;
+      if (fs::exists(dir / name, ec) && !fs::is_regular_file(dir / name, ec)) InputFile((dir / name).string());
+    }
     throw FormatError(dir.string() + ": incomplete checkpoint (needs config.json, model.safetensors, state.json)");
+  }
 
   LoadedCheckpoint out;
   out.path = dir.string();

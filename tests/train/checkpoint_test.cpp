@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -112,6 +114,30 @@ TEST(Checkpoint, HalfWrittenDirectoriesAreIgnored) {
   EXPECT_EQ(removed.size(), 2u);
   EXPECT_FALSE(fs::exists(root / "step_00000030"));
   EXPECT_TRUE(fs::exists(root / "step_00000010"));
+}
+
+TEST(Checkpoint, AFileThatIsNoRegularFileIsNamedAsSuch) {
+  test::TempDir tmp;
+  auto cfg = small_config();
+  CausalTransformer model(cfg.model);
+  CheckpointState st;
+  st.step = 10;
+  const std::string dir = checkpoint_dir(tmp.path(), 10);
+  save_checkpoint(dir, cfg, model, nullptr, st);
+  const fs::path weights = fs::path(dir) / "model.safetensors";
+  fs::remove(weights);
+  ASSERT_EQ(::mkfifo(weights.c_str(), 0600), 0);
+  try {
+    load_checkpoint(dir);
+    FAIL() << "a FIFO as model.safetensors was loaded";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("model.safetensors"), std::string::npos) << what;
+    EXPECT_NE(what.find("not a regular file"), std::string::npos) << what;
+  }
+  fs::remove(weights);
+  fs::create_symlink("/dev/zero", weights);
+  EXPECT_THROW(load_checkpoint(dir), Error);
 }
 
 TEST(Checkpoint, OverwritingAStepReplacesItCompletely) {
