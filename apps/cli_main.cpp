@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <new>
 #include <set>
 #include <utility>
@@ -161,7 +162,15 @@ int run(int argc, char** argv, DescribeError describe) {
   try {
     init_logging(global.log_level);
     for (auto& [sub, run_command] : runners)
-      if (sub->parsed()) return run_command();
+      if (sub->parsed()) {
+        const int code = run_command();
+        // What a command printed on standard output counts only if it got
+        // there: a full disk or a closed pipe is an error, not exit 0.
+        std::cout.flush();
+        if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout))
+          throw IoError("cannot write to standard output (a full disk or a closed pipe?)");
+        return code;
+      }
     return fail("no subcommand given (see --help)", 2);
   } catch (const ConfigError& e) {
     return fail(e.what(), 2);

@@ -115,8 +115,13 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty() && o->text.empty())
       throw ConfigError("analyze: give the tokens to analyse with --data, --ids or --text");
-    check_output(o->out, OutputKind::File, o->force, "--out");
-    if (!o->csv.empty()) check_output(o->csv, OutputKind::Directory, o->force, "--csv");
+    // What analyze reads, which its outputs may not overlap.
+    const std::string lens_path = o->lens.rfind("tuned:", 0) == 0 ? o->lens.substr(6) : std::string();
+    const std::vector<CommandInput> inputs{{"--checkpoint", checkpoint_to_load(o->checkpoint), /*tree=*/true},
+                                           {"--data", o->data}, {"--ids", o->ids}, {"--text", o->text},
+                                           {"--meta", o->meta}, {"--lens", lens_path}};
+    check_output(o->out, OutputKind::File, o->force, "--out", inputs);
+    if (!o->csv.empty()) check_output(o->csv, OutputKind::Directory, o->force, "--csv", inputs);
     set_threads(global.threads);
     const c10::Device device = resolve_device(device_kind(o->device), "--device");
     LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});

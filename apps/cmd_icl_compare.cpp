@@ -35,7 +35,7 @@ const Registration icl_compare_command{"icl-compare", [](CLI::App& app, const Gl
   cmd->add_flag("--force", o->force, "replace an existing --out file");
 
   return std::function<int()>([o, &global]() {
-    check_output_path(o->out, OutputKind::File, o->force, "--out");
+    check_output(o->out, OutputKind::File, o->force, "--out", {{"--checkpoint", o->checkpoint}});
     set_threads(global.threads);
     icl::IclCheckpoint ckpt = icl::load_icl_checkpoint(o->checkpoint);
     nlohmann::json result = icl::compare_with_references(*ckpt.model, ckpt.config, o->compare);

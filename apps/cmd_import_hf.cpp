@@ -36,7 +36,7 @@ const Registration import_hf_command{"import-hf", [](CLI::App& app, const Global
       ->type_name("NAME");
 
   return std::function<int()>([o, &global]() {
-    check_output_path(o->out, OutputKind::Directory, o->force, "--out", {{"--from", o->from}});
+    check_output(o->out, OutputKind::Directory, o->force, "--out", {{"--from", o->from}});
     set_threads(global.threads);
     ImportHfOptions options;
     options.name = o->name;

@@ -101,7 +101,10 @@ const Registration intervene_command{"intervene", [](CLI::App& app, const Global
 
   return std::function<int()>([o, &global]() {
     if (o->data.empty() && o->ids.empty()) throw ConfigError("intervene: give the tokens with --data or --ids");
-    check_output_path(o->out, OutputKind::File, o->force, "--out");
+    const std::string lens_path = o->lens.rfind("tuned:", 0) == 0 ? o->lens.substr(6) : std::string();
+    check_output(o->out, OutputKind::File, o->force, "--out",
+                 {{"--checkpoint", checkpoint_to_load(o->checkpoint), /*tree=*/true}, {"--data", o->data},
+                  {"--ids", o->ids}, {"--lens", lens_path}});
     InterveneOptions options;
     options.alphas = parse_alphas(o->alphas);
     options.resamples = o->resamples;

@@ -22,7 +22,7 @@ const Registration prepare_command{"prepare", [](CLI::App& app, const GlobalOpti
   return std::function<int()>([o, force]() {
     std::vector<CommandInput> inputs = tokenizer_input(o->tokenizer);
     for (const auto& input : o->inputs) inputs.push_back({"--input", input, /*tree=*/true});
-    check_output_path(o->out, OutputKind::Directory, *force, "--out", inputs);
+    check_output(o->out, OutputKind::Directory, *force, "--out", inputs);
     prepare_dataset(*o);
     return 0;
   });

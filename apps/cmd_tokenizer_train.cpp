@@ -33,7 +33,7 @@ const Registration tokenizer_train_command{"tokenizer-train", [](CLI::App& app, 
   return std::function<int()>([o]() {
     std::vector<CommandInput> inputs;
     for (const auto& input : o->inputs) inputs.push_back({"--input", input, /*tree=*/true});
-    check_output_path(o->out, OutputKind::Directory, o->force, "--out", inputs);
+    check_output(o->out, OutputKind::Directory, o->force, "--out", inputs);
     const auto start = std::chrono::steady_clock::now();
     const auto docs = read_corpus(o->inputs, o->format);
     std::vector<std::string> texts;

@@ -9,6 +9,7 @@
 #include "command.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/core/memory.hpp"
 #include "metalm/train/trainer.hpp"
 
 namespace metalm::cli {
@@ -53,6 +54,14 @@ const Registration train_command{"train", [](CLI::App& app, const GlobalOptions&
       config_path = saved;
     }
     const RunConfig config = load_run_config(config_path, o->overrides);
+    // Sizes off by orders of magnitude fail here, naming the keys, before a
+    // run directory or a model exists.
+    check_memory_estimate(training_bytes(config),
+                          "train: model.n_layer " + std::to_string(config.model.n_layer) + ", model.d_model " +
+                              std::to_string(config.model.d_model) + ", model.vocab_size " +
+                              std::to_string(config.model.vocab_size) + ", train.batch_size " +
+                              std::to_string(config.train.batch_size) + " x train.seq_len " +
+                              std::to_string(config.train.seq_len));
     TrainerOptions options;
     options.run_dir = o->run_dir.empty() ? "runs/" + config.name : o->run_dir;
     options.resume = o->resume;

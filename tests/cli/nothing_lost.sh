@@ -129,4 +129,27 @@ ln -s "$tmp/precious.txt" ids.txt
 check output-symlink 2 '--output ids.txt is a symbolic link' -- \
   m tokenize --tokenizer byte --input corpus/file.hpp --output ids.txt --force
 check output-symlink-target-untouched 0 '' -- grep -qx 'keep me' precious.txt
+
+# ---- analyze and intervene never write over what they read ---------------------------
+cp data/val.bin val.keep
+check analyze-out-is-data 2 '--out val.keep and --data val.keep are the same file' -- \
+  m analyze --checkpoint "$ckpt" --data val.keep --batches 1 --batch-size 1 --seq-len 8 --out val.keep --force
+check analyze-out-in-checkpoint 2 'is inside --checkpoint' -- \
+  m analyze --checkpoint "$ckpt" --data val.keep --batches 1 --batch-size 1 --seq-len 8 --out "$ckpt/a.json"
+echo '1 2 3 4 5 6 7 8 9' >ids.keep
+check intervene-out-is-ids 2 '--out ids.keep and --ids ids.keep are the same file' -- \
+  m intervene --checkpoint "$ckpt" --ids ids.keep --seq-len 4 --out ids.keep --force
+check inputs-untouched 0 '' -- cmp data/val.bin val.keep
+
+# ---- an output directory that cannot be made is refused before any work --------------
+echo 'a file' >plainfile
+check prepare-out-under-a-file 2 'plainfile' -- m prepare --tokenizer byte --input corpus --out plainfile/data
+check prepare-left-nothing 0 '' -- test ! -e plainfile/data
+
+# ---- training sizes off by orders of magnitude fail before the run directory exists ----
+check train-memory 2 'memory' -- m train "${tiny[@]}" --set model.d_model=65536 --set model.n_layer=64 --run-dir huge
+check train-memory-left-nothing 1 '' -- test -e huge
+
+# ---- what a command prints on standard output must get there ----------------------------
+check stdout-full 1 '^metalm: error: cannot write to standard output' -- bash -c "'$bin' config keys >/dev/full"
 finish
