@@ -71,7 +71,7 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> tokens,
 std::unique_ptr<BpeTokenizer> BpeTokenizer::load(const std::string& dir, const std::string& spec) {
   const std::string enc_path = dir + "/encoder.json";
   const std::string bpe_path = dir + "/vocab.bpe";
-  const nlohmann::json enc = parse_json(read_file(enc_path), enc_path, JsonError::Format);
+  const nlohmann::json enc = parse_json(read_file(enc_path, InputKind::Json), enc_path, JsonError::Format);
   if (!enc.is_object()) throw FormatError(enc_path + ": expected an object of token -> id");
   std::vector<std::string> tokens(enc.size());
   std::vector<bool> seen(enc.size(), false);

@@ -96,7 +96,7 @@ DatasetMeta read_dataset_meta(const std::string& dir_or_meta_json) {
   if (fs::is_directory(path, ec)) path /= "meta.json";
   std::string text;
   try {
-    text = read_file(path.string());
+    text = read_file(path.string(), InputKind::Json);
   } catch (const IoError& e) {
     throw IoError(std::string(e.what()) + " (a dataset's meta.json is written by `metalm prepare`)");
   }
