@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
@@ -88,13 +90,31 @@ void export_weights(const std::string& checkpoint, const std::string& out_file, 
   } else {
     metadata["format"] = "metalm";
   }
-  const fs::path out(out_file);
-  if (out.has_parent_path()) fs::create_directories(out.parent_path());
-  write_safetensors(out_file, tensors, metadata);
-  if (!hf_config_path.empty()) {
-    const fs::path cfg_out(hf_config_path);
-    if (cfg_out.has_parent_path()) fs::create_directories(cfg_out.parent_path());
-    write_json_file(hf_config_path, hf_gpt2_config_json(cfg));
+  // A failed export leaves nothing behind: neither the weights written before
+  // the config failed, nor the directories it made for them.
+  std::vector<fs::path> made;  // directories this export created, outermost first
+  std::vector<std::string> written;
+  const auto make_parents = [&made](const fs::path& file) {
+    std::vector<fs::path> missing;
+    for (fs::path p = file.parent_path(); !p.empty() && !fs::exists(p); p = p.parent_path()) missing.push_back(p);
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+      fs::create_directory(*it);
+      made.push_back(*it);
+    }
+  };
+  try {
+    make_parents(fs::path(out_file));
+    write_safetensors(out_file, tensors, metadata);
+    written.push_back(out_file);
+    if (!hf_config_path.empty()) {
+      make_parents(fs::path(hf_config_path));
+      write_json_file(hf_config_path, hf_gpt2_config_json(cfg));
+    }
+  } catch (...) {
+    std::error_code ec;
+    for (const auto& f : written) fs::remove(f, ec);
+    for (auto it = made.rbegin(); it != made.rend(); ++it) fs::remove(*it, ec);  // empty ones only
+    throw;
   }
 }
 

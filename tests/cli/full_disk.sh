@@ -85,4 +85,11 @@ for keep in 163840 716800 4096; do
   check "equals-uninterrupted-$keep" 0 '' -- same_as_reference "$d"
   rm -rf "$d"
 done
+
+# A failed export takes back the directories it made for its output.
+fill 4096
+check export-full-disk 1 'No space left on device' -- \
+  m export --checkpoint ref/checkpoints/step_00000020 --out disk/fresh/sub/w.safetensors
+check export-left-nothing 1 '' -- test -e disk/fresh
+rm disk/fill
 finish
