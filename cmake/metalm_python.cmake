@@ -1,5 +1,5 @@
-# metalm_find_python(): the Python that runs scripts/plot.py and
-# scripts/report.py in the tests needs numpy and matplotlib. The first python3
+# metalm_find_python(): the Python that runs scripts/plots/plot.py and
+# scripts/experiments/report.py in the tests needs numpy and matplotlib. The first python3
 # on PATH may lack them (a pyenv or virtualenv interpreter), so every python3
 # on PATH, then the system's, is tried until one imports both; that one is
 # handed to FindPython3. -DPython3_EXECUTABLE=... overrides the search.

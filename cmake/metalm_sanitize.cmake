@@ -5,7 +5,7 @@
 #   -DMETALM_SANITIZE=address,undefined   any list -fsanitize= accepts
 #   -DMETALM_FUZZ=ON                      clang only: libFuzzer coverage on every
 #                                         target and the fuzz_<target> binaries of
-#                                         tests/fuzz (scripts/fuzz.sh)
+#                                         tests/fuzz (scripts/dev/fuzz.sh)
 #
 # Undefined behaviour aborts (-fno-sanitize-recover) instead of printing and
 # carrying on, so a test or a fuzz input cannot pass over it.
@@ -22,7 +22,7 @@ endif()
 if(METALM_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "METALM_FUZZ needs clang (libFuzzer), not ${CMAKE_CXX_COMPILER_ID}: "
-      "configure with -DCMAKE_CXX_COMPILER=clang++-14 (scripts/fuzz.sh does)")
+      "configure with -DCMAKE_CXX_COMPILER=clang++-14 (scripts/dev/fuzz.sh does)")
   endif()
   # Coverage feedback everywhere; only the harness binaries link libFuzzer's main.
   add_compile_options(-fsanitize=fuzzer-no-link)

@@ -20,8 +20,8 @@ while (($#)); do
   esac
 done
 
-scripts/setup.sh
-scripts/build.sh
+scripts/dev/setup.sh
+scripts/dev/build.sh
 bin=build/apps/metalm
 say() { printf '\nquickstart: %s\n' "$*" >&2; }
 
@@ -72,7 +72,7 @@ for granularity in block sublayer; do
 done
 
 say "plotting"
-plot() { MPLBACKEND=Agg /usr/bin/python3 scripts/plot.py "$@"; }
+plot() { MPLBACKEND=Agg /usr/bin/python3 scripts/plots/plot.py "$@"; }
 a=$run/analysis
 plot train "$run/metrics.jsonl" --out "$run/figures/train.png"
 plot f1 --untrained "$a/untrained_block.json" "final=$a/final_block.json" --out "$run/figures/f1_inner_loss.png"

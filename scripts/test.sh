@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set-up, build, and the whole test suite (ctest). Exits non-zero on any failure.
 #   scripts/test.sh [ctest arguments, e.g. -R config]
-# METALM_TEST_SANITIZE=subset (CI sets it) then runs scripts/sanitize.sh
+# METALM_TEST_SANITIZE=subset (CI sets it) then runs scripts/dev/sanitize.sh
 # --subset, the core, config and data suites and their fuzz replays under
 # ASan + UBSan in build-asan/; =all runs the whole suite there.
 # METALM_TEST_PYTORCH=1 (CI sets it) installs Debian's python3-torch if it is
@@ -19,8 +19,8 @@ case ${METALM_TEST_PYTORCH:-0} in
   1) unset METALM_GOLDEN_NO_PYTHON ;;
   *) echo "test: METALM_TEST_PYTORCH must be 0 or 1, not '$METALM_TEST_PYTORCH'" >&2; exit 2 ;;
 esac
-scripts/setup.sh
-scripts/build.sh
+scripts/dev/setup.sh
+scripts/dev/build.sh
 build=${BUILD_DIR:-build}
 if [[ ${METALM_TEST_PYTORCH:-0} == 1 ]]; then
   # The golden tests skip when this import fails; here that must not happen silently.
@@ -47,7 +47,7 @@ ctest --test-dir "$build" --output-on-failure -j "$(nproc)" "$@"
 
 case ${METALM_TEST_SANITIZE:-} in
   '' | 0) ;;
-  subset) scripts/sanitize.sh --subset ;;
-  all) scripts/sanitize.sh ;;
+  subset) scripts/dev/sanitize.sh --subset ;;
+  all) scripts/dev/sanitize.sh ;;
   *) echo "test: METALM_TEST_SANITIZE must be subset or all, not '$METALM_TEST_SANITIZE'" >&2; exit 2 ;;
 esac

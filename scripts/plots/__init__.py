@@ -2,7 +2,7 @@
 
 Every `fig_*` function takes validated records (see `plots.load`) and returns a
 `matplotlib.figure.Figure`; `plots.style.save(fig, path)` writes a PNG atomically.
-The CLI is scripts/plot.py; the report builder is scripts/report.py; how to read each
+The CLI is scripts/plots/plot.py; the report builder is scripts/experiments/report.py; how to read each
 figure is in docs/figures.md.
 """
 from .evolution import fig_evolution

@@ -31,7 +31,7 @@ std::unique_ptr<Tokenizer> load_bpe_dir(const std::string& dir, const std::strin
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& spec) {
   if (spec == "byte") return std::make_unique<ByteTokenizer>();
   if (spec == "gpt2")
-    return load_bpe_dir(default_gpt2_dir(), spec, "run scripts/setup.sh to fetch GPT-2's tokenizer, or set METALM_DATA");
+    return load_bpe_dir(default_gpt2_dir(), spec, "run scripts/dev/setup.sh to fetch GPT-2's tokenizer, or set METALM_DATA");
   if (spec.rfind("gpt2:", 0) == 0 && spec.size() > 5)
     return load_bpe_dir(spec.substr(5), spec, "expected GPT-2's encoder.json and vocab.bpe there");
   if (spec.rfind("bpe:", 0) == 0 && spec.size() > 4)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CLI contract for data-parallel `metalm train`: two local ranks through
-# scripts/launch_local.sh match one process with the same global batch;
+# scripts/experiments/launch_local.sh match one process with the same global batch;
 # broken launches fail fast with one line naming the variable.
 # usage: distributed.sh METALM_BIN SOURCE_DIR
 set -u
@@ -12,7 +12,7 @@ check prepare 0 '' -- m prepare --tokenizer byte --input "$tmp/corpus" --val-fra
 
 tiny=(--set "data.dir=$tmp/data" --set train.steps=6 --set train.eval_every=3 --set train.ckpt_every=3
       --set train.log_every=1 --set analysis.every=0 --set dist.timeout_s=10)
-check two-ranks 0 '' -- env METALM_BIN="$bin" THREADS=1 "$src/scripts/launch_local.sh" 2 "$src/configs/tiny.json" \
+check two-ranks 0 '' -- env METALM_BIN="$bin" THREADS=1 "$src/scripts/experiments/launch_local.sh" 2 "$src/configs/tiny.json" \
   "${tiny[@]}" --set train.batch_size=4 --run-dir "$tmp/two"
 check one-rank 0 '' -- m train --config "$src/configs/tiny.json" "${tiny[@]}" --set train.batch_size=8 --run-dir "$tmp/one"
 same_losses() {  # every logged loss within 1e-5, same steps

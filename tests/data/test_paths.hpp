@@ -11,7 +11,7 @@ inline std::string fixture(const std::string& name) {
   return std::string(METALM_SOURCE_DIR) + "/tests/data/fixtures/" + name;
 }
 
-// $METALM_DATA/gpt2, default <source>/data/gpt2 (filled by scripts/setup.sh).
+// $METALM_DATA/gpt2, default <source>/data/gpt2 (filled by scripts/dev/setup.sh).
 inline std::string gpt2_dir() {
   const char* data = std::getenv("METALM_DATA");
   return (data && *data ? std::string(data) : std::string(METALM_SOURCE_DIR) + "/data") + "/gpt2";

@@ -98,7 +98,7 @@ class Gpt2 : public ::testing::Test {
   void SetUp() override {
     if (!shared)
       GTEST_SKIP() << "GPT-2's encoder.json/vocab.bpe not found in " << test::gpt2_dir()
-                   << " (run scripts/setup.sh or set METALM_DATA)";
+                   << " (run scripts/dev/setup.sh or set METALM_DATA)";
     tok = shared;
   }
   static Tokenizer* shared;

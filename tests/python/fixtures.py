@@ -260,7 +260,7 @@ def write_jsonl(path: str, rows: List[Dict]) -> str:
 
 def write_layout(out: str, settings=("tiny",), ckpt_steps=(50, 100), n_layers: int = 3, seeds=(1337, 1338),
                  tuned: bool = False) -> str:
-    """The directory layout scripts/report.py reads (see its docstring): OUT/<setting>/seed<S>/...
+    """The directory layout scripts/experiments/report.py reads (see its docstring): OUT/<setting>/seed<S>/...
     for every seed, each seed's files drawn with their own numbers."""
     for i, name in enumerate(settings):
         for j, sd in enumerate(seeds):
@@ -312,7 +312,7 @@ def real_layout_or_skip(prefix: str):
 
 
 def real_layout(out: str, metalm: str, seeds=(1337, 1338)) -> str:
-    """The report layout of scripts/reproduce.sh made by real metalm runs, scaled down to
+    """The report layout of scripts/experiments/reproduce.sh made by real metalm runs, scaled down to
     seconds: a byte-level corpus of metalm's own headers, configs/tiny.json trained 4 steps per
     seed (train.seed = each of `seeds`; checkpoints 0, 2, 4; analysis.jsonl every 2 steps), every
     checkpoint analysed with the dataset's meta.json (few bootstrap resamples and permutations),

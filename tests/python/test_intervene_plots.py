@@ -1,4 +1,4 @@
-"""F10 (scripts/plot.py f10) and the report's causal-test table from `metalm intervene` output
+"""F10 (scripts/plots/plot.py f10) and the report's causal-test table from `metalm intervene` output
 (docs/design.md 5.8 and 7): the figure draws every step's intervals as the JSON gives them, a file of
 another format is one error line, and the report states each step's effects with their intervals.
 
@@ -58,13 +58,13 @@ class Figure(unittest.TestCase):
     def test_plot_cli_writes_a_png_and_refuses_another_format(self):
         with tempfile.TemporaryDirectory() as d:
             good = fx.write_json(os.path.join(d, "iv.json"), make_intervene())
-            r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plot.py"), "f10", good, "--out",
+            r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plots", "plot.py"), "f10", good, "--out",
                                 os.path.join(d, "f10.png")], capture_output=True, text=True,
                                env={**os.environ, "MPLBACKEND": "Agg"})
             self.assertEqual(r.returncode, 0, r.stderr)
             assert_valid_png(self, os.path.join(d, "f10.png"), min_kb=5)
             bad = fx.write_json(os.path.join(d, "bad.json"), {**make_intervene(), "version": 2})
-            r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plot.py"), "f10", bad, "--out",
+            r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plots", "plot.py"), "f10", bad, "--out",
                                 os.path.join(d, "bad.png")], capture_output=True, text=True,
                                env={**os.environ, "MPLBACKEND": "Agg"})
             self.assertEqual(r.returncode, 1)

@@ -16,7 +16,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path[:0] = [os.path.join(REPO, "scripts"), HERE]
+sys.path[:0] = [os.path.join(REPO, "scripts"), os.path.join(REPO, "scripts", "plots"), HERE]
 
 import fixtures as fx  # noqa: E402
 import plot as plot_cli  # noqa: E402
@@ -512,7 +512,7 @@ class PlotCli(unittest.TestCase):
     def test_missing_input_exits_1_with_one_line_naming_the_file(self):
         missing = os.path.join(self.fx.out, "nope.json")
         out = os.path.join(self.fx.out, "png", "none.png")
-        r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plot.py"), "f5", missing, "--out", out],
+        r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plots", "plot.py"), "f5", missing, "--out", out],
                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "MPLBACKEND": "Agg"})
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.strip().count("\n"), 0, r.stderr)

@@ -1,4 +1,4 @@
-"""scripts/report.py: a full report from the documented multi-seed layout, gaps and verdicts checked
+"""scripts/experiments/report.py: a full report from the documented multi-seed layout, gaps and verdicts checked
 against an independent computation (the every-seed rule), and clean one-line failures.
 
 Run: MPLBACKEND=Agg /usr/bin/python3 tests/python/test_report.py   (cwd = repo root)
@@ -16,13 +16,13 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path[:0] = [os.path.join(REPO, "scripts"), HERE]
+sys.path[:0] = [os.path.join(REPO, "scripts"), os.path.join(REPO, "scripts", "experiments"), HERE]
 
 import fixtures as fx  # noqa: E402
 import report  # noqa: E402
 from test_plots import assert_valid_png  # noqa: E402
 
-REPORT = os.path.join(REPO, "scripts", "report.py")
+REPORT = os.path.join(REPO, "scripts", "experiments", "report.py")
 
 
 def read_text(path: str) -> str:
@@ -40,7 +40,7 @@ def run_report(*args):
 
 
 def report_of(out: str, *args):
-    """scripts/report.py --out OUT ARGS: the finished process and the text of report.md ("" if none)."""
+    """scripts/experiments/report.py --out OUT ARGS: the finished process and the text of report.md ("" if none)."""
     proc = run_report("--out", out, *args)
     path = os.path.join(out, "report.md")
     return proc, read_text(path) if os.path.exists(path) else ""
@@ -259,7 +259,7 @@ class FullReport(unittest.TestCase):
     def test_records_git_revision_and_commands(self):
         self.assertIn("`abc1234`", self.md)
         self.assertIn("metalm train --config configs/tiny.json --run tiny/seed1337/run", self.md)
-        self.assertIn("scripts/report.py --out", self.md)
+        self.assertIn("scripts/experiments/report.py --out", self.md)
 
     def test_leaves_no_temporary_files(self):
         leftovers = [n for n in os.listdir(self.out) if ".tmp." in n]

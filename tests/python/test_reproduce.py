@@ -1,4 +1,4 @@
-"""scripts/reproduce.sh: seeds, and resuming without redoing a finished setting-seed.
+"""scripts/experiments/reproduce.sh: seeds, and resuming without redoing a finished setting-seed.
 
 The driver runs against a stand-in for metalm (--bin) that records every call and writes the files
 metalm would write, so its stage and resume logic is tested in seconds without training anything.
@@ -16,7 +16,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-REPRODUCE = os.path.join(REPO, "scripts", "reproduce.sh")
+REPRODUCE = os.path.join(REPO, "scripts", "experiments", "reproduce.sh")
 BASE_SEED = 100
 
 # A metalm that logs its arguments (one JSON list per line) and writes what the real one writes

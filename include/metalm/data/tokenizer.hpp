@@ -2,7 +2,7 @@
 // spec string:
 //   byte        256 byte ids + end-of-text (id 256)
 //   gpt2        GPT-2's byte-level BPE from $METALM_DATA/gpt2 (METALM_DATA
-//               defaults to "data"; scripts/setup.sh fetches it)
+//               defaults to "data"; scripts/dev/setup.sh fetches it)
 //   gpt2:DIR    GPT-2's BPE from DIR/encoder.json and DIR/vocab.bpe
 //   bpe:DIR     a BPE trained by `metalm tokenizer-train`, same two files
 #pragma once

@@ -3,7 +3,7 @@
 // average gradients with c10d::ProcessGroupGloo allreduce.
 //
 // The launch (who is rank what, where the master listens) follows torchrun's
-// environment variables, so torchrun, scripts/launch_local.sh and a cluster
+// environment variables, so torchrun, scripts/experiments/launch_local.sh and a cluster
 // scheduler all start `metalm train` the same way:
 //
 //   RANK  WORLD_SIZE  LOCAL_RANK  MASTER_ADDR  MASTER_PORT

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts N ranks of `metalm train` on this machine, talking over loopback
 # through the same TCPStore + Gloo rendezvous as ranks on several machines.
-#   scripts/launch_local.sh N CONFIG [metalm train options...]
-#     e.g. scripts/launch_local.sh 2 configs/brown-byte-small.json --set train.steps=100
+#   scripts/experiments/launch_local.sh N CONFIG [metalm train options...]
+#     e.g. scripts/experiments/launch_local.sh 2 configs/brown-byte-small.json --set train.steps=100
 # Environment: METALM_BIN (default build/apps/metalm), MASTER_PORT (default: a
 # free port), THREADS (intra-op threads per rank, default cores / N).
 # Rank 0 logs progress; if any rank fails, the others are stopped and the
@@ -16,7 +16,7 @@ n=$1; config=$2; shift 2
 if ! [[ $n =~ ^[1-9][0-9]*$ ]]; then
   echo "launch_local: N must be a positive integer, got '$n'" >&2; exit 2
 fi
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${METALM_BIN:-$root/build/apps/metalm}
 if [[ ! -x $bin ]]; then
   echo "launch_local: $bin not found (build first, or set METALM_BIN)" >&2; exit 2

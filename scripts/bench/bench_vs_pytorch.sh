@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # metalm's training step against the same model in plain PyTorch
-# (scripts/bench_pytorch_model.py, Debian's python3-torch: the same libtorch),
+# (scripts/bench/bench_pytorch_model.py, Debian's python3-torch: the same libtorch),
 # side by side: the runs are interleaved (A B C D, A B C D, ...) so the
 # machine's drift hits every side alike, and medians are compared.
 #
-#   scripts/bench_vs_pytorch.sh [--rounds R] [--steps N] [--threads T] [--configs byte,wider]
+#   scripts/bench/bench_vs_pytorch.sh [--rounds R] [--steps N] [--threads T] [--configs byte,wider]
 #                               [--precisions fp32,bf16] [--bin METALM]
 #
 # Configs: byte  = V257 L4 H4 d256 T256 B16;  wider = V257 L6 H6 d384 T256 B8.
@@ -23,7 +23,7 @@
 # there are none). metalm's ratio is taken against the better of the two.
 # Every side's BLAS kernel and ATen capability in force are printed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 rounds=3 steps=10 threads=2 configs=byte,wider bin=build/apps/metalm precisions=
 while (($#)); do
@@ -39,7 +39,7 @@ while (($#)); do
   esac
 done
 py=/usr/bin/python3
-[[ -x $bin ]] || { echo "bench_vs_pytorch: no metalm binary at $bin (scripts/build.sh)" >&2; exit 1; }
+[[ -x $bin ]] || { echo "bench_vs_pytorch: no metalm binary at $bin (scripts/dev/build.sh)" >&2; exit 1; }
 [[ -f data/brown-byte/train.bin ]] || { echo "bench_vs_pytorch: data/brown-byte/train.bin missing (metalm prepare, see README)" >&2; exit 1; }
 $py -c 'import torch' 2>/dev/null || { echo "bench_vs_pytorch: $py has no torch (apt-get install python3-torch)" >&2; exit 1; }
 export OMP_WAIT_POLICY=passive
@@ -88,7 +88,7 @@ results=$(mktemp); trap 'rm -f "$results"' EXIT
 
 for ((r = 1; r <= rounds; r++)); do
   echo "round $r/$rounds" >&2
-  peak=$($py scripts/bench_pytorch_model.py --peak --threads "$threads")
+  peak=$($py scripts/bench/bench_pytorch_model.py --peak --threads "$threads")
   echo "{\"config\":\"peak\",$(cut -c2- <<<"$peak")" >>"$results"
   for c in ${configs//,/ }; do
     [[ -n ${shape[$c]:-} ]] || { echo "bench_vs_pytorch: unknown config $c (byte, wider)" >&2; exit 2; }
@@ -102,7 +102,7 @@ for ((r = 1; r <= rounds; r++)); do
       for side in $sides; do
         env_fixes=()
         [[ $side == pytorch+fixes ]] && read -ra env_fixes <<<"$fixes"
-        out=$(env "${env_fixes[@]}" $py scripts/bench_pytorch_model.py --vocab "$V" --layers "$L" --heads "$H" \
+        out=$(env "${env_fixes[@]}" $py scripts/bench/bench_pytorch_model.py --vocab "$V" --layers "$L" --heads "$H" \
           --d-model "$D" --seq "$T" --batch "$B" --steps "$steps" --precision "$p" --threads "$threads")
         row "$c" "$side" "$out" >>"$results"
       done

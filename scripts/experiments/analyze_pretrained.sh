@@ -5,7 +5,7 @@
 # initialised model of the same shape), and draws the figures of the
 # reproduction (F1-F5, F7; F6 needs training and F8 is model-independent).
 #
-#   scripts/analyze_pretrained.sh HF_DIR TEXT_FILE [OUT]      (OUT defaults to out/pretrained/<name>)
+#   scripts/experiments/analyze_pretrained.sh HF_DIR TEXT_FILE [OUT]      (OUT defaults to out/pretrained/<name>)
 #
 # HF_DIR holds config.json and model.safetensors. Getting the weights is up to
 # you; on a machine with internet:
@@ -13,7 +13,7 @@
 # Environment: SEQ_LEN (512) tokens per analysed sequence, BATCH_SIZE (1) and
 # BATCHES (1) sequences analysed = BATCH_SIZE x BATCHES, METALM_BIN (the
 # metalm binary; default build/apps/metalm, built if missing),
-# METALM_DATA (where data/gpt2 tokenizer files live; scripts/setup.sh fetches them).
+# METALM_DATA (where data/gpt2 tokenizer files live; scripts/dev/setup.sh fetches them).
 set -euo pipefail
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 [[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }
@@ -32,10 +32,10 @@ MSG
 fi
 [[ -f $text ]] || { echo "analyze_pretrained: $text: no such file" >&2; exit 2; }
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${METALM_BIN:-$root/build/apps/metalm}
 if [[ ! -x $bin ]]; then
-  (cd "$root" && scripts/build.sh)
+  (cd "$root" && scripts/dev/build.sh)
 fi
 export METALM_DATA=${METALM_DATA:-$root/data}
 py=/usr/bin/python3
@@ -73,7 +73,7 @@ done
 
 say "plotting"
 a=$out/analysis f=$out/figures
-plot() { MPLBACKEND=Agg run $py "$root/scripts/plot.py" "$@"; }
+plot() { MPLBACKEND=Agg run $py "$root/scripts/plots/plot.py" "$@"; }
 plot f1 --untrained "$a/untrained_block.json" "$name=$a/pretrained_block.json" --out "$f/f1_inner_loss.png"
 plot f2 --block "$a/pretrained_block.json" --sublayer "$a/pretrained_sublayer.json" \
   --untrained "$a/untrained_block.json" --out "$f/f2_alignment.png"

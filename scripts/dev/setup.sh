@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what metalm needs on Debian bookworm and fetches the data.
 # Idempotent: a second run checks and returns quickly.
-#   scripts/setup.sh            packages + data
-#   SKIP_DATA=1 scripts/setup.sh   packages only
+#   scripts/dev/setup.sh            packages + data
+#   SKIP_DATA=1 scripts/dev/setup.sh   packages only
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -55,4 +55,4 @@ fi
 [[ $blas == *openblas* ]] || die "libtorch would use $blas, not OpenBLAS (install libopenblas0-pthread and select it with update-alternatives --config libblas.so.3-x86_64-linux-gnu)"
 
 [[ ${SKIP_DATA:-0} == 1 ]] && exit 0
-scripts/fetch_data.sh
+scripts/dev/fetch_data.sh

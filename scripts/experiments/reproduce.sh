@@ -6,18 +6,18 @@
 # that lens's one coordinate system, runs the causal tests of `metalm intervene` on each final
 # checkpoint, runs the constructed linear-attention setting, plots, and
 # writes OUT/report.md, where a claim holds only if every seed's interval of its gap excludes 0.
-#   scripts/reproduce.sh [--quick] [--seeds N] [--out DIR] [--settings depth4,rope,...]
+#   scripts/experiments/reproduce.sh [--quick] [--seeds N] [--out DIR] [--settings depth4,rope,...]
 #                        [--bin METALM] [--no-report]
 #   --quick      fewer outer steps and 2 seeds (the full run trains 3)
 #   --seeds N    seeds per setting (default 3; 2 with --quick)
 #   --bin PATH   use this metalm binary (no setup, no build)
-#   --no-report  train and analyse only (scripts/report.py --out OUT writes the report later)
+#   --no-report  train and analyse only (scripts/experiments/report.py --out OUT writes the report later)
 # Resumable: it picks up where it stopped. A setting-seed is finished when OUT/<setting>/seed<S>/done
 # exists (written atomically after its last analysis); a finished one is never redone. Inside an
 # unfinished one, training resumes from its newest checkpoint and finished analyses are kept
 # (metalm writes them atomically).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 quick=0
 out=""
@@ -46,8 +46,8 @@ fi
 [[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "reproduce: --seeds: expected a positive integer, got '$seeds'" >&2; exit 2; }
 
 if [[ -z $bin ]]; then
-  scripts/setup.sh
-  scripts/build.sh
+  scripts/dev/setup.sh
+  scripts/dev/build.sh
   bin=$PWD/build/apps/metalm
 fi
 [[ -x $bin ]] || { echo "reproduce: --bin: $bin is not an executable" >&2; exit 2; }
@@ -166,9 +166,9 @@ done
 # ---- figures and report -----------------------------------------------------------
 if ((report)); then
   say "plotting and writing the report"
-  MPLBACKEND=Agg /usr/bin/python3 scripts/report.py --out "$out" --settings "$settings" \
+  MPLBACKEND=Agg /usr/bin/python3 scripts/experiments/report.py --out "$out" --settings "$settings" \
     --title "metalm reproduction ($([[ $quick == 1 ]] && echo quick || echo full), $seeds seeds)"
   say "done: $out/report.md"
 else
-  say "done: trained and analysed into $out (report: scripts/report.py --out $out)"
+  say "done: trained and analysed into $out (report: scripts/experiments/report.py --out $out)"
 fi

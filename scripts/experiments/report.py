@@ -3,10 +3,10 @@
 git revision) from a reproduction run.
 
 Usage:
-  /usr/bin/python3 scripts/report.py --out OUT [--title TEXT] [--settings A,B] [--git-rev REV]
+  /usr/bin/python3 scripts/experiments/report.py --out OUT [--title TEXT] [--settings A,B] [--git-rev REV]
                                      [--commands FILE]
 
-Expected layout (written by scripts/reproduce.sh through `metalm train` / `metalm analyze`); every
+Expected layout (written by scripts/experiments/reproduce.sh through `metalm train` / `metalm analyze`); every
 setting is trained with several seeds, each in its own directory seed<S> (S = its train.seed):
 
   OUT/<setting>/seed<S>/run/metrics.jsonl                 required  training + eval events
@@ -51,7 +51,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The plots package: scripts/plots/.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
@@ -62,7 +63,7 @@ from plots.load import Analysis, IclRun, InputError, Mean, Metrics, Step  # noqa
 from plots.norms import position0_ratio  # noqa: E402
 from plots.style import CONTROL_STYLE  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _STEP_FILE = re.compile(r"^step(\d+)_block\.json$")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 
@@ -196,7 +197,7 @@ def load_setting(out: str, name: str) -> Setting:
     finished = [(seed, root) for seed, root in dirs if os.path.isfile(os.path.join(root, "done"))]
     if not finished:
         raise InputError(os.path.join(out, name, "seed<S>", "done"),
-                         "no finished seed (scripts/reproduce.sh writes seed<S>/done after the seed's last analysis)")
+                         "no finished seed (scripts/experiments/reproduce.sh writes seed<S>/done after the seed's last analysis)")
     runs = [load_seed(out, root, seed) for seed, root in finished]
     ref = runs[0]
     for r in runs[1:]:
@@ -745,7 +746,7 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
             md += [f"Commands (from `{_rel(commands_src, out)}`):", "", "```sh", *commands, "```", ""]
         else:
             md += ["Commands: not recorded (no OUT/commands.txt and no --commands).", ""]
-        md += ["Report:", "", "```sh", " ".join(["/usr/bin/python3", "scripts/report.py", *argv]), "```", ""]
+        md += ["Report:", "", "```sh", " ".join(["/usr/bin/python3", "scripts/experiments/report.py", *argv]), "```", ""]
 
         with open(tmp_report, "w", encoding="utf-8") as f:
             f.write("\n".join(md))

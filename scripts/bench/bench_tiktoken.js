@@ -1,7 +1,7 @@
-// The tiktoken (WASM) side of scripts/bench_tokenizer.sh: encodes a text file
+// The tiktoken (WASM) side of scripts/bench/bench_tokenizer.sh: encodes a text file
 // with get_encoding("gpt2").encode_ordinary on one thread, prints one JSON
 // line with MB/s by wall and by CPU time (fastest of REPEAT runs) and writes the ids one per line.
-//   node scripts/bench_tiktoken.js TEXT IDS_OUT [REPEAT]
+//   node scripts/bench/bench_tiktoken.js TEXT IDS_OUT [REPEAT]
 const fs = require("fs");
 const path = require("path");
 const { get_encoding } = require("tiktoken");

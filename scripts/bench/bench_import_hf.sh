@@ -2,15 +2,15 @@
 # Benchmark: wall time and peak memory (max RSS) of importing a GPT-2-small-
 # shaped checkpoint (124M parameters, random weights, F32, written like the
 # real gpt2 upload) and of analysing it on 512 tokens, block and sublayer.
-#   scripts/bench_import_hf.sh [WORK_DIR]      (default /tmp/metalm-bench-hf; ~1.5 GB of files)
+#   scripts/bench/bench_import_hf.sh [WORK_DIR]      (default /tmp/metalm-bench-hf; ~1.5 GB of files)
 # Environment: METALM_BIN (default build/apps/metalm), THREADS (default: all cores).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${METALM_BIN:-$root/build/apps/metalm}
 work=${1:-/tmp/metalm-bench-hf}
 threads=${THREADS:-0}
 mkdir -p "$work"
-[[ -x $bin ]] || { echo "bench_import_hf: no binary $bin (run scripts/build.sh)" >&2; exit 2; }
+[[ -x $bin ]] || { echo "bench_import_hf: no binary $bin (run scripts/dev/build.sh)" >&2; exit 2; }
 
 if [[ ! -f $work/gpt2-small-random/model.safetensors ]]; then
   /usr/bin/python3 "$root/tests/golden/make_hf_gpt2_golden.py" --random-gpt2-small "$work/gpt2-small-random" >&2

@@ -4,18 +4,18 @@
 #      and whether the ids are identical on the whole corpus;
 #   2. `metalm tokenizer-train` of a 4,096-token BPE;
 #   3. `metalm prepare` wall time with byte, gpt2 and bpe:4096.
-# Usage: scripts/bench_tokenizer.sh [BUILD_DIR]   (default: build)
-# Needs data/ (scripts/setup.sh) and node; installs tiktoken under /tmp/tk
+# Usage: scripts/bench/bench_tokenizer.sh [BUILD_DIR]   (default: build)
+# Needs data/ (scripts/dev/setup.sh) and node; installs tiktoken under /tmp/tk
 # when NODE_PATH does not already provide it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 build=${1:-build}
 metalm=${METALM_BIN:-$build/metalm}
 data=${METALM_DATA:-data}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [[ -x $metalm ]] || { echo "bench: $metalm not built" >&2; exit 1; }
-[[ -d $data/brown && -f $data/gpt2/vocab.bpe ]] || { echo "bench: run scripts/setup.sh first" >&2; exit 1; }
+[[ -d $data/brown && -f $data/gpt2/vocab.bpe ]] || { echo "bench: run scripts/dev/setup.sh first" >&2; exit 1; }
 if ! NODE_PATH=${NODE_PATH:-} node -e 'require("tiktoken")' 2>/dev/null; then
   if [[ ! -d /tmp/tk/node_modules/tiktoken ]]; then
     mkdir -p /tmp/tk && (cd /tmp/tk && npm install --silent tiktoken >/dev/null)
@@ -29,7 +29,7 @@ echo "== GPT-2 encoding of the Brown corpus, one thread =="
 m=$(OMP_NUM_THREADS=1 "$metalm" --threads 1 bench tokenizer --tokenizer gpt2 --input "$data/brown" --format brown \
       --text-out "$work/brown.txt" --ids-out "$work/metalm.ids")
 echo "metalm:   $m"
-t=$(node scripts/bench_tiktoken.js "$work/brown.txt" "$work/tiktoken.ids")
+t=$(node scripts/bench/bench_tiktoken.js "$work/brown.txt" "$work/tiktoken.ids")
 echo "tiktoken: $t"
 if cmp -s "$work/metalm.ids" "$work/tiktoken.ids"; then
   echo "ids: identical ($(wc -l <"$work/metalm.ids") tokens)"

@@ -6,18 +6,18 @@
 # metrics.jsonl, analysis.jsonl, best.json and the final weights must equal
 # those of an uninterrupted run (one thread, so bitwise).
 #
-#   scripts/kill_test.sh [ROUNDS]      (default 15; prints the rounds survived)
+#   scripts/dev/kill_test.sh [ROUNDS]      (default 15; prints the rounds survived)
 #
 # METALM_BIN (default build/apps/metalm) is the binary tested; KILL_SEED fixes
 # the random kill times; KILL_MAX_DELAY (seconds, default 3) bounds them.
 # Exit status 0 only when every round survived and the final run is equal.
 set -u
 rounds=${1:-15}
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${METALM_BIN:-$root/build/apps/metalm}
 seed=${KILL_SEED:-$RANDOM}
 max_delay=${KILL_MAX_DELAY:-3}
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "usage: scripts/kill_test.sh [ROUNDS]" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "usage: scripts/dev/kill_test.sh [ROUNDS]" >&2; exit 2; }
 [[ -x $bin ]] || { echo "kill_test: no metalm binary at $bin (build it, or set METALM_BIN)" >&2; exit 2; }
 py=$(command -v python3) || { echo "kill_test: python3 is needed to compare the runs" >&2; exit 2; }
 

@@ -5,12 +5,12 @@
 # can see the fault, and prints whether each mutant was killed (a test failed)
 # or survived, then the score. A tool, not part of CI.
 #
-#   scripts/mutants.sh                    every mutant
-#   scripts/mutants.sh --only 17,3        some of them (numbers of --list), in that order
-#   scripts/mutants.sh --list             the mutants, without running anything
-#   scripts/mutants.sh --out FILE         also write the table to FILE
-#   scripts/mutants.sh --scratch DIR      scratch directory (default /tmp/metalm-mutants)
-#   scripts/mutants.sh --worktree         copy the working tree (without build/,
+#   scripts/dev/mutants.sh                    every mutant
+#   scripts/dev/mutants.sh --only 17,3        some of them (numbers of --list), in that order
+#   scripts/dev/mutants.sh --list             the mutants, without running anything
+#   scripts/dev/mutants.sh --out FILE         also write the table to FILE
+#   scripts/dev/mutants.sh --scratch DIR      scratch directory (default /tmp/metalm-mutants)
+#   scripts/dev/mutants.sh --worktree         copy the working tree (without build/,
 #                                         data/ and .git/) instead of the last
 #                                         commit (git archive HEAD)
 #
@@ -31,7 +31,7 @@
 # that does not compile "invalid"; neither is counted in the score.
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
 scratch=/tmp/metalm-mutants
 only=""
 out=""
@@ -268,7 +268,7 @@ score="n/a"
 summary="killed $killed of $total mutants ($score); survived $survived"
 echo "$summary"
 if [[ -n "$out" ]]; then
-  { echo "# scripts/mutants.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$repo" rev-parse --short HEAD)"
+  { echo "# scripts/dev/mutants.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$repo" rev-parse --short HEAD)"
     printf '%s\n' "${table[@]}"
     echo "$summary"; } >"$out"
 fi

@@ -32,7 +32,8 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The plots package is this file's folder: import it from scripts/.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import plots  # noqa: E402
 from plots.intervene import fig_intervene, load_intervene  # noqa: E402

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every reader of untrusted bytes with libFuzzer under ASan + UBSan.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     SECONDS per target (default 60), all targets by default
+#   scripts/dev/fuzz.sh [SECONDS] [TARGET...]     SECONDS per target (default 60), all targets by default
 # Configures and builds build-fuzz/ with clang 14 (-DMETALM_FUZZ=ON
 # -DMETALM_SANITIZE=address,undefined), then runs each fuzz_<target> for
 # SECONDS, starting from tests/fuzz/corpus/<target> and regressions/<target>
@@ -11,7 +11,7 @@
 # and, once fixed, commit it to tests/fuzz/regressions/<target>/ (ctest
 # replays those through the normal build).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 seconds=${1:-60}
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || { echo "fuzz: SECONDS must be a positive integer, got '$seconds'" >&2; exit 2; }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The reference side of scripts/bench_vs_pytorch.sh: metalm's default model
+"""The reference side of scripts/bench/bench_vs_pytorch.sh: metalm's default model
 (GPT-2 pre-LN, learned positions, tied embeddings, exact GELU, biases),
 written in plain PyTorch and trained the way `metalm bench train` trains it:
 random windows of train.bin, mean cross-entropy, AdamW with decay on weight

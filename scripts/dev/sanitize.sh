@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc).
-#   scripts/sanitize.sh [--subset] [ctest arguments, e.g. -R 'config|data']
+#   scripts/dev/sanitize.sh [--subset] [ctest arguments, e.g. -R 'config|data']
 # Configures (once) build-asan/ with -DMETALM_SANITIZE=address,undefined
 # (RelWithDebInfo at -O1 -g1: line numbers in the reports at less build time
 # than -O2 -g; asserts stay on), builds it and runs ctest there with the
@@ -12,10 +12,10 @@
 # SANITIZE_BUILD_DIR moves the tree; SANITIZERS changes the list (at first
 # configure).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 subset=0
 if [[ ${1:-} == --subset ]]; then subset=1; shift; fi
-scripts/setup.sh
+scripts/dev/setup.sh
 build=${SANITIZE_BUILD_DIR:-build-asan}
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \

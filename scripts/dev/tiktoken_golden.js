@@ -1,5 +1,5 @@
 // Writes tiktoken's gpt2 ids of a text file as a JSON fixture:
-//   node scripts/tiktoken_golden.js INPUT.txt OUTPUT.json
+//   node scripts/dev/tiktoken_golden.js INPUT.txt OUTPUT.json
 // Needs the npm package tiktoken (e.g. cd /tmp/tk && npm install tiktoken;
 // run with NODE_PATH=/tmp/tk/node_modules).
 const fs = require("fs");
