@@ -48,6 +48,7 @@
 #include "metalm/model/block.hpp"
 #include "metalm/model/causal_transformer.hpp"
 #include "metalm/model/device.hpp"
+#include "metalm/model/eval_scope.hpp"
 #include "metalm/model/fused.hpp"
 #include "metalm/model/mlp.hpp"
 #include "metalm/model/norm.hpp"

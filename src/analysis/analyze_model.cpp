@@ -9,25 +9,12 @@
 #include "metalm/analysis/summary.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/model/device.hpp"
+#include "metalm/model/eval_scope.hpp"
 
 namespace metalm {
 namespace {
 
 using json = nlohmann::json;
-
-// Puts the model in eval mode (dropout off: the analysed trajectory is the
-// deterministic one) and restores its mode on exit.
-class EvalModeScope {
- public:
-  explicit EvalModeScope(CausalTransformer& m) : model_(m), was_training_(m->is_training()) { model_->eval(); }
-  ~EvalModeScope() { model_->train(was_training_); }
-  EvalModeScope(const EvalModeScope&) = delete;
-  EvalModeScope& operator=(const EvalModeScope&) = delete;
-
- private:
-  CausalTransformer& model_;
-  bool was_training_;
-};
 
 // Which layer a step belongs to and what it is.
 void label_step(json& step, size_t index, Granularity g) {
@@ -285,7 +272,7 @@ json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& b
   std::shared_ptr<const TunedLens> lens;
   if (const std::string path = analysis.tuned_lens_path(); !path.empty())
     lens = std::make_shared<const TunedLens>(load_tuned_lens(path, cfg));
-  EvalModeScope eval(model);
+  EvalScope eval(*model);
   std::vector<BatchAnalysis> parts(batches.size());
   if (world == 1) {
     for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, analysis, lens);

@@ -10,6 +10,7 @@
 
 #include "metalm/core/error.hpp"
 #include "metalm/model/device.hpp"
+#include "metalm/model/eval_scope.hpp"
 #include "metalm/model/positions.hpp"
 
 namespace metalm {
@@ -216,13 +217,7 @@ torch::Tensor CausalTransformerImpl::generate(const torch::Tensor& prompt, int64
   if (seq.size(1) < 1) throw ShapeError("generate: the prompt needs at least one token");
   if (max_new_tokens <= 0) return prompt.to(at::kLong);
 
-  // Restores train/eval mode whatever happens.
-  struct ModeGuard {
-    torch::nn::Module& m;
-    bool was_training;
-    ~ModeGuard() { m.train(was_training); }
-  } mode_guard{*this, is_training()};
-  eval();
+  EvalScope eval_mode(*this);
   torch::NoGradGuard no_grad;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
 

@@ -8,22 +8,10 @@
 #include <string>
 
 #include "metalm/core/error.hpp"
+#include "metalm/model/eval_scope.hpp"
 
 namespace metalm {
 namespace {
-
-// Restores the module's train/eval mode when it goes out of scope.
-class EvalMode {
- public:
-  explicit EvalMode(CausalTransformer& m) : model_(m), was_training_(m->is_training()) { model_->eval(); }
-  ~EvalMode() { model_->train(was_training_); }
-  EvalMode(const EvalMode&) = delete;
-  EvalMode& operator=(const EvalMode&) = delete;
-
- private:
-  CausalTransformer& model_;
-  bool was_training_;
-};
 
 // Summed CE (double) of logits [N, V] against targets [N].
 double summed_ce(const at::Tensor& logits, const at::Tensor& targets) {
@@ -39,7 +27,7 @@ double EvalResult::bits_per_byte(double bytes_per_token) const {
 }
 
 EvalResult evaluate_batches(CausalTransformer& model, const std::vector<Batch>& batches, Precision precision) {
-  EvalMode mode(model);
+  EvalScope eval(*model);
   at::NoGradGuard no_grad;
   double sum = 0;
   int64_t count = 0;
@@ -76,7 +64,7 @@ EvalResult evaluate_tokens(CausalTransformer& model, const std::vector<int64_t>&
     if (end == n - 1) break;
   }
 
-  EvalMode mode(model);
+  EvalScope eval(*model);
   at::NoGradGuard no_grad;
   const c10::Device device = model->device();
   const at::Tensor all = at::tensor(ids, at::kLong).to(device);  // [n]

@@ -8,6 +8,7 @@
 
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/core/error.hpp"
+#include "metalm/model/eval_scope.hpp"
 #include "metalm/model/trace.hpp"
 
 namespace metalm {
@@ -15,31 +16,6 @@ namespace {
 
 // KL(p ‖ q) per position, from log-probabilities [N, V] -> [N].
 at::Tensor kl_rows(const at::Tensor& logp, const at::Tensor& logq) { return (logp.exp() * (logp - logq)).sum(-1); }
-
-// Puts the model in eval mode and freezes its parameters (no gradient is
-// computed for them); restores both on exit.
-class FrozenModel {
- public:
-  explicit FrozenModel(CausalTransformer& m) : model_(m), was_training_(m->is_training()) {
-    model_->eval();
-    for (auto& p : model_->parameters()) {
-      requires_grad_.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-  }
-  ~FrozenModel() {
-    size_t i = 0;
-    for (auto& p : model_->parameters()) p.set_requires_grad(requires_grad_[i++]);
-    model_->train(was_training_);
-  }
-  FrozenModel(const FrozenModel&) = delete;
-  FrozenModel& operator=(const FrozenModel&) = delete;
-
- private:
-  CausalTransformer& model_;
-  bool was_training_;
-  std::vector<bool> requires_grad_;
-};
 
 Batch window_batch(const TokenDataset& data, const std::vector<int64_t>& starts, int64_t seq_len) {
   std::vector<at::Tensor> rows;
@@ -83,7 +59,7 @@ LensData lens_data(const TokenDataset& data, const LensTrainOptions& o, int64_t 
 
 std::vector<double> lens_kl(CausalTransformer& model, const TunedLens* lens, const std::vector<Batch>& batches) {
   at::NoGradGuard no_grad;
-  FrozenModel frozen(model);
+  EvalScope frozen(*model, EvalScope::Parameters::Frozen);
   std::vector<double> sum;
   int64_t positions = 0;
   for (const auto& batch : batches) {
@@ -128,7 +104,7 @@ TunedLens train_tuned_lens(CausalTransformer& model, const TokenDataset& data, c
     report->heldout_positions = static_cast<int64_t>(windows.heldout.size()) * o.batch_size * seq_len;
   }
 
-  FrozenModel frozen(model);
+  EvalScope frozen(*model, EvalScope::Parameters::Frozen);
   torch::optim::Adam opt(params, torch::optim::AdamOptions(o.lr));
   double loss_sum = 0;
   int64_t loss_count = 0;
