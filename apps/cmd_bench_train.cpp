@@ -136,7 +136,7 @@ int run_train_bench(const TrainBenchOptions& o, const GlobalOptions& global) {
   }
   std::filesystem::remove_all(dir);
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  const int64_t tokens_per_step = cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum;
+  const int64_t tokens_per_step = cfg.train.tokens_per_step();
   // The first `warmup` updates (allocator, autocast and oneDNN caches) are
   // not timed.
   std::vector<double> timed(s.step_seconds.begin() + std::min<int64_t>(o.warmup, s.step_seconds.size()),

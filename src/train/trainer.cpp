@@ -57,10 +57,7 @@ bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.beg
 // Dropout seed of one rank at one step in a multi-rank run: a pure function
 // of (seed, rank, step), so ranks draw different masks and a resumed run
 // draws the same ones as an uninterrupted run.
-uint64_t rank_step_seed(int64_t seed, int rank, int64_t step) {
-  return splitmix64_finalize(static_cast<uint64_t>(seed) * kSplitMix64Gamma ^ (static_cast<uint64_t>(rank) << 40) ^
-                             static_cast<uint64_t>(step));
-}
+uint64_t rank_step_seed(int64_t seed, int rank, int64_t step) { return mix(static_cast<uint64_t>(seed), rank, step); }
 
 // The validation loss metrics.jsonl records at `step` (NaN if none): what a
 // finished run reports when it is resumed again.
@@ -250,7 +247,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   }
 
   spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} {} threads, {}, data {}", config_.name,
-               count_parameters(*model_), tc.steps, tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size(),
+               count_parameters(*model_), tc.steps, tc.tokens_per_step(dist_->world_size()),
                device_label(device_), threads, to_string(tc.precision), data_dir.string());
   spdlog::info("global batch: {} ranks x {} sequences x {} accumulation = {} sequences of {} tokens",
                dist_->world_size(), tc.batch_size, tc.grad_accum,
@@ -303,7 +300,7 @@ Trainer::StepResult Trainer::train_step() {
 TrainSummary Trainer::run() {
   const TrainConfig& tc = config_.train;
   const int64_t end = options_.stop_at > 0 ? std::min(options_.stop_at, tc.steps) : tc.steps;
-  const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * dist_->world_size();
+  const int64_t tokens_per_step = tc.tokens_per_step(dist_->world_size());
   TrainSummary summary;
   const double allreduce_before = dist_->allreduce_seconds_total();
   summary.start_step = step_;
@@ -449,8 +446,7 @@ void Trainer::checkpoint(int64_t step) {
   state.rng = capture_rng_state();
   state.sampler = sampler_->state();
   state.extra = {{"elapsed_s", elapsed()}, {"best_step", best_step_}, {"world_size", dist_->world_size()},
-                 {"tokens", step * config_.train.batch_size * config_.train.seq_len * config_.train.grad_accum *
-                                dist_->world_size()}};
+                 {"tokens", step * config_.train.tokens_per_step(dist_->world_size())}};
   if (!sampler_origin_.is_null()) state.extra["sampler_origin"] = sampler_origin_;
   const std::string dir = checkpoint_dir(options_.run_dir, step);
   save_checkpoint(dir, config_, model_, optimizer_.get(), state);

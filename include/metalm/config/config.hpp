@@ -105,6 +105,10 @@ struct TrainConfig {
   Precision precision = Precision::Fp32;
   DeviceKind device = DeviceKind::Auto;
 
+  // Tokens one optimizer step trains on, over `world_size` ranks (seq_len
+  // as resolved).
+  int64_t tokens_per_step(int64_t world_size = 1) const { return batch_size * seq_len * grad_accum * world_size; }
+
   template <class Self, class V>
   static void fields(Self& c, V&& v) {
     v("steps", c.steps, "optimizer steps (outer iterations)");
