@@ -95,8 +95,6 @@ void sync_or_throw(const std::string& path, const std::string& target) {
 
 }  // namespace
 
-void sync_path(const std::string& path) { sync_or_throw(path, path); }
-
 void write_file_atomic(const std::string& path, std::string_view bytes) {
   AtomicFile file(path);
   file.write(bytes.data(), bytes.size());

@@ -84,18 +84,6 @@ int decode_utf8(std::string_view text, std::size_t pos, char32_t& cp, std::size_
   return len;
 }
 
-void validate_utf8(std::string_view text) {
-  std::size_t pos = 0;
-  char32_t cp;
-  while (pos < text.size()) {
-    if (static_cast<unsigned char>(text[pos]) < 0x80) {
-      ++pos;
-      continue;
-    }
-    pos += decode_utf8(text, pos, cp);
-  }
-}
-
 void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

@@ -86,9 +86,6 @@ class AtomicDir {
   std::vector<std::string> created_dirs_;  // parents made here, removed again if never committed
 };
 
-// fsync of a file or a directory; IoError("cannot write PATH: REASON").
-void sync_path(const std::string& path);
-
 // What a command's output option names.
 enum class OutputKind { File, Directory };
 

@@ -21,9 +21,6 @@ CharClass classify(char32_t cp);
 // throws FormatError naming the byte offset `base + pos`.
 int decode_utf8(std::string_view text, std::size_t pos, char32_t& cp, std::size_t base = 0);
 
-// Throws FormatError naming the first invalid byte offset.
-void validate_utf8(std::string_view text);
-
 void append_utf8(std::string& out, char32_t cp);
 
 // GPT-2's bytes_to_unicode(): each byte maps to a printable character; the

@@ -59,7 +59,6 @@ class FlatAdamW : public torch::optim::AdamW {
   // (max_norm <= 0: never), as torch.nn.utils.clip_grad_norm_ does.
   void clip(double norm, double max_norm);
 
-  const torch::Tensor& flat_params() const { return params_; }
   const torch::Tensor& flat_grads() const { return grads_; }
 
  private:
