@@ -4,18 +4,21 @@
 # analyses the checkpoints kept across outer training through the logit lens (step 0 is the
 # untrained control), trains a tuned lens for each seed's final checkpoint and analyses it in
 # that lens's one coordinate system, runs the causal tests of `metalm intervene` on each final
-# checkpoint, runs the constructed linear-attention setting, plots, and
+# checkpoint, runs the constructed linear-attention setting, trains the in-context regression
+# models of configs/icl/ and compares each with the reference algorithms (F11), plots, and
 # writes OUT/report.md, where a claim holds only if every seed's interval of its gap excludes 0.
 #   scripts/experiments/reproduce.sh [--quick] [--seeds N] [--out DIR] [--settings depth4,rope,...]
-#                        [--bin METALM] [--no-report]
-#   --quick      fewer outer steps and 2 seeds (the full run trains 3)
+#                        [--icl lsa1-iso,...|none] [--bin METALM] [--no-report]
+#   --quick      fewer outer steps and 2 seeds (the full run trains 3); ICL models train 1/8 of their steps
 #   --seeds N    seeds per setting (default 3; 2 with --quick)
+#   --icl LIST   the configs/icl/ settings to train and compare (default: all five; none: skip)
 #   --bin PATH   use this metalm binary (no setup, no build)
 #   --no-report  train and analyse only (scripts/experiments/report.py --out OUT writes the report later)
 # Resumable: it picks up where it stopped. A setting-seed is finished when OUT/<setting>/seed<S>/done
 # exists (written atomically after its last analysis); a finished one is never redone. Inside an
 # unfinished one, training resumes from its newest checkpoint and finished analyses are kept
-# (metalm writes them atomically).
+# (metalm writes them atomically). An ICL setting is finished when OUT/icl/<name>/done exists, the
+# same way: training resumes, a written compare.json is kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,15 +28,17 @@ seeds=""
 bin=""
 report=1
 settings="depth2,depth4,depth8,postln,rmsnorm,rope,bpe4096"
+icl_settings="lsa1-iso,lsa1-aniso,lsa2-iso,lsa3-iso,softmax1-iso"
 while (($#)); do
   case $1 in
     --quick) quick=1; shift ;;
     --out) out=$2; shift 2 ;;
     --settings) settings=$2; shift 2 ;;
+    --icl) icl_settings=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --no-report) report=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "reproduce: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +90,51 @@ fi
 if [[ ! -f $out/synthetic_icl.json ]]; then
   say "constructed linear-attention setting"
   run "$bin" synthetic-icl --n 4,16,64,256,1024,4096 --out "$out/synthetic_icl.json"
+fi
+
+# ---- in-context regression: trained models against known algorithms (F11) ---------------
+# Each config of configs/icl/ trained (the quick run: 1/8 of its steps, with the same schedule shape)
+# and compared in OUT/icl/<name>/; done marks a finished one.
+if [[ $icl_settings != none ]]; then
+  IFS=, read -ra icl_names <<<"$icl_settings"
+  for name in "${icl_names[@]}"; do
+    config=configs/icl/$name.json
+    [[ -f $config ]] || { echo "reproduce: no config $config" >&2; exit 2; }
+    dir=$out/icl/$name
+    if [[ -f $dir/done ]]; then
+      say "icl $name: finished earlier, kept"
+      continue
+    fi
+    mkdir -p "$dir"
+    compare_opts=()
+    if ((quick)); then
+      /usr/bin/python3 - "$config" "$dir/config.quick.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+t = c["train"]
+t["steps"] = max(1, t["steps"] // 8)
+for key in ("warmup_steps", "eval_every", "checkpoint_every", "log_every"):
+    if key in t:
+        t[key] = max(1, min(t[key] // 8 if key == "warmup_steps" else t[key], t["steps"]))
+json.dump(c, open(sys.argv[2] + ".tmp", "w"), indent=1)
+PY
+      mv -f "$dir/config.quick.json.tmp" "$dir/config.quick.json"
+      config=$dir/config.quick.json
+      compare_opts=(--tasks 1024 --tune-tasks 4096)
+    fi
+    if [[ ! -f $dir/run/trained ]]; then
+      resume=()
+      compgen -G "$dir/run/checkpoints/step_*" >/dev/null && resume=(--resume)
+      say "icl: training $name"
+      run "$bin" icl-train --config "$config" --run-dir "$dir/run" "${resume[@]}"
+      mark "$dir/run/trained" "$config"
+    fi
+    if [[ ! -f $dir/compare.json ]]; then
+      say "icl: comparing $name with the reference algorithms"
+      run "$bin" icl-compare --checkpoint "$dir/run" --out "$dir/compare.json" "${compare_opts[@]}"
+    fi
+    mark "$dir/done" "icl $name"
+  done
 fi
 
 # ---- train and analyse each setting and seed -----------------------------------------

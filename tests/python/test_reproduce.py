@@ -1,4 +1,4 @@
-"""scripts/experiments/reproduce.sh: seeds, and resuming without redoing a finished setting-seed.
+"""scripts/experiments/reproduce.sh: seeds, and resuming without redoing a finished setting-seed or ICL setting.
 
 The driver runs against a stand-in for metalm (--bin) that records every call and writes the files
 metalm would write, so its stage and resume logic is tested in seconds without training anything.
@@ -38,7 +38,9 @@ elif cmd == "train":
     save = [a.split("=", 1)[1] for a in args if a.startswith("train.save_steps=")][0]
     for k in save.split(","):
         os.makedirs(os.path.join(opt("--run-dir"), "checkpoints", "step_%08d" % int(k)), exist_ok=True)
-elif cmd in ("analyze", "lens-train", "synthetic-icl", "intervene"):
+elif cmd == "icl-train":
+    os.makedirs(os.path.join(opt("--run-dir"), "checkpoints", "step_00000001"), exist_ok=True)
+elif cmd in ("analyze", "lens-train", "synthetic-icl", "intervene", "icl-compare"):
     with open(opt("--out"), "w") as f:
         f.write("{{}}")
 '''
@@ -151,6 +153,50 @@ class Reproduce(unittest.TestCase):
         trains = [c for c in calls if c[0] == "train"]
         self.assertEqual(len(trains), 1)
         self.assertIn("--resume", trains[0])
+
+    def test_icl_settings_train_and_compare_once_and_the_quick_run_trains_an_eighth(self):
+        icl = os.path.join(self.out, "icl")
+        rc, calls = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "lsa1-iso,lsa3-iso",
+                                   fail="lsa3-iso/compare.json")
+        self.assertNotEqual(rc, 0)
+        self.assertTrue(os.path.isfile(os.path.join(icl, "lsa1-iso", "done")))
+        self.assertTrue(os.path.isfile(os.path.join(icl, "lsa3-iso", "run", "trained")))
+        self.assertFalse(os.path.exists(os.path.join(icl, "lsa3-iso", "done")))
+        with open(os.path.join(REPO, "configs", "icl", "lsa3-iso.json")) as f:
+            full = json.load(f)["train"]
+        with open(os.path.join(icl, "lsa3-iso", "config.quick.json")) as f:
+            quick = json.load(f)["train"]
+        self.assertEqual(quick["steps"], full["steps"] // 8)
+        self.assertLessEqual(quick["checkpoint_every"], quick["steps"])
+        trains = [c for c in calls if c[0] == "icl-train"]
+        self.assertEqual([c[c.index("--config") + 1] for c in trains],
+                         [os.path.join(icl, n, "config.quick.json") for n in ("lsa1-iso", "lsa3-iso")])
+
+        rc, calls = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "lsa1-iso,lsa3-iso")
+        self.assertEqual(rc, 0, self.stderr)
+        self.assertEqual([c[:3] for c in calls if c[0].startswith("icl-")],
+                         [["icl-compare", "--checkpoint", os.path.join(icl, "lsa3-iso", "run")]])
+        rc, calls = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "lsa1-iso,lsa3-iso")
+        self.assertEqual(rc, 0, self.stderr)
+        self.assertEqual([c for c in calls if c[0].startswith("icl-")], [])  # both finished: nothing redone
+
+    def test_icl_none_skips_the_icl_settings_and_an_unknown_one_is_refused(self):
+        rc, calls = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "none")
+        self.assertEqual(rc, 0, self.stderr)
+        self.assertEqual([c for c in calls if c[0].startswith("icl-")], [])
+        rc, _ = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "lsa9")
+        self.assertEqual(rc, 2)
+        self.assertIn("no config configs/icl/lsa9.json", self.stderr)
+
+    def test_an_interrupted_icl_training_resumes(self):
+        run = os.path.join(self.out, "icl", "lsa1-iso", "run")
+        rc, _ = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "lsa1-iso", fail=f"--run-dir {run}")
+        self.assertNotEqual(rc, 0)
+        os.makedirs(os.path.join(run, "checkpoints", "step_00000500"))  # what the interrupted run kept
+        rc, calls = self.reproduce("--settings", "depth2", "--seeds", "1", "--icl", "lsa1-iso")
+        self.assertEqual(rc, 0, self.stderr)
+        (train,) = [c for c in calls if c[0] == "icl-train"]
+        self.assertIn("--resume", train)
 
     def test_commands_are_recorded_for_the_report(self):
         rc, calls = self.reproduce("--settings", "depth2", "--seeds", "1")
