@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "metalm/analysis/objective.hpp"
@@ -13,7 +14,7 @@ namespace metalm::icl {
 namespace {
 
 constexpr const char* kFormat = "metalm-icl-compare";
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2: loss_vs_n; interpolation_loss for every constructed reference
 
 // Row-wise cosine of [B, k] tensors (0/0 gives NaN, left out of means).
 at::Tensor row_cosine(const at::Tensor& a, const at::Tensor& b) {
@@ -34,29 +35,34 @@ nlohmann::json mean_interval(const at::Tensor& v) {
   return {{"mean", number(mean)}, {"ci95", {number(mean - half), number(mean + half)}}, {"n", f.numel()}};
 }
 
-// The loss at α = ½ between the trained 1-layer 1-head linear model and the
-// construction of a one-step reference, after putting both in the same
-// gauge: (W_KQ, W_PV) → (c W_KQ, W_PV / c) and (−W_KQ, −W_PV) compute the same
-// function, so each is scaled to ‖W_KQ‖ = ‖W_PV‖ and the trained one's sign
-// chosen to agree with the construction's W_KQ (docs/design.md 8.4).
+// The loss at α = ½ between the trained linear 1-head model and the
+// construction of a reference with one layer per step (GD, GD-K, GD++,
+// preconditioned steps), after putting each layer of both in the same gauge:
+// (W_KQ, W_PV) → (c W_KQ, W_PV / c) and (−W_KQ, −W_PV) compute the same
+// layer, so each pair is scaled to ‖W_KQ‖ = ‖W_PV‖ and the trained one's sign
+// chosen to agree with the construction's W_KQ (docs/design.md 8.4). NaN
+// when the reference has no construction of the model's depth.
 double interpolation_loss(IclTransformerImpl& model, const Reference& r, const std::vector<double>& params,
                           const TaskBatch& test) {
-  const at::Tensor p = r.one_step_preconditioner(model.options.d_x);
   const ModelOptions& o = model.options;
-  if (!p.defined() || o.layers != 1 || o.heads != 1 || o.attention != Attention::Linear) return std::nan("");
+  const std::vector<ConstructedStep> steps = r.construction(params, o.d_x);
+  if (static_cast<int64_t>(steps.size()) != o.layers || o.heads != 1 || o.attention != Attention::Linear)
+    return std::nan("");
   torch::NoGradGuard no_grad;
-  IclTransformer construction(o);
-  set_gd_step(*construction, 0, params.at(0), p.to(at::kFloat));
+  IclTransformer construction(o), mid(o);
   auto balanced = [](const torch::Tensor& kq, const torch::Tensor& pv) {
     const double c = std::sqrt(pv.norm().item<double>() / kq.norm().item<double>());
     return std::make_pair(kq * c, pv / c);
   };
-  auto [kq_alg, pv_alg] = balanced(construction->w_kq[0], construction->w_pv[0]);
-  auto [kq_tf, pv_tf] = balanced(model.w_kq[0], model.w_pv[0]);
-  if ((kq_tf * kq_alg).sum().item<double>() < 0) kq_tf = -kq_tf, pv_tf = -pv_tf;
-  IclTransformer mid(o);
-  mid->w_kq[0].copy_((kq_tf + kq_alg) / 2);
-  mid->w_pv[0].copy_((pv_tf + pv_alg) / 2);
+  for (int64_t l = 0; l < o.layers; ++l) {
+    const ConstructedStep& s = steps[static_cast<size_t>(l)];
+    set_gd_step(*construction, l, s.eta, s.preconditioner.to(at::kFloat), s.gamma);
+    auto [kq_alg, pv_alg] = balanced(construction->w_kq[l], construction->w_pv[l]);
+    auto [kq_tf, pv_tf] = balanced(model.w_kq[l], model.w_pv[l]);
+    if ((kq_tf * kq_alg).sum().item<double>() < 0) kq_tf = -kq_tf, pv_tf = -pv_tf;
+    mid->w_kq[l].copy_((kq_tf + kq_alg) / 2);
+    mid->w_pv[l].copy_((pv_tf + pv_alg) / 2);
+  }
   return prediction_loss(mid->forward(tokens(test, at::kFloat)), test);
 }
 
@@ -113,7 +119,40 @@ at::Tensor update_map(IclTransformerImpl& model, int64_t l, const at::Tensor& st
   return at::stack(rows, 1).to(at::kDouble);
 }
 
+// The test loss of the model and of every reference (hyper-parameters as
+// tuned at the training N, like the model's weights) on tasks with other
+// context sizes: {"n": [...], "model": [...], "references": {NAME: [...]}}.
+nlohmann::json loss_vs_context_size(IclTransformerImpl& model, const TaskOptions& task, uint64_t seed,
+                                    const std::vector<Tuned>& tuned, const CompareOptions& options) {
+  const std::vector<int64_t> sizes =
+      options.context_sizes.empty() ? default_context_sizes(task.n) : options.context_sizes;
+  nlohmann::json model_loss = nlohmann::json::array(), refs = nlohmann::json::object();
+  for (const Tuned& t : tuned) refs[t.reference->name()] = nlohmann::json::array();
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    TaskOptions at_n = task;
+    at_n.n = sizes[k];
+    // Test-stream indices from 2 on: 0 is the trainer's held-out batch, 1 the comparison's.
+    const TaskBatch b = sample_tasks(at_n, seed, Stream::Test, 2 + static_cast<int64_t>(k), options.tasks);
+    {
+      torch::NoGradGuard no_grad;
+      model_loss.push_back(number(prediction_loss(model.forward(tokens(b, at::kFloat)), b)));
+    }
+    for (const Tuned& t : tuned)
+      refs[t.reference->name()].push_back(number(prediction_loss(predict(*t.reference, b, t.params), b)));
+  }
+  return {{"n", sizes}, {"model", model_loss}, {"references", refs}};
+}
+
 }  // namespace
+
+std::vector<int64_t> default_context_sizes(int64_t n) {
+  std::vector<int64_t> out;
+  for (double f : {0.2, 0.5, 1.0, 2.0, 4.0, 8.0}) {
+    const int64_t m = std::max<int64_t>(1, std::llround(f * static_cast<double>(n)));
+    if (out.empty() || m > out.back()) out.push_back(m);
+  }
+  return out;
+}
 
 at::Tensor model_sensitivity(IclTransformerImpl& model, const TaskBatch& b) {
   TaskBatch leaf = b;
@@ -193,6 +232,8 @@ nlohmann::json analyse_model(IclTransformerImpl& model, const TaskBatch& test, c
 nlohmann::json compare_with_references(IclTransformerImpl& model, const IclConfig& config,
                                        const CompareOptions& options) {
   if (options.tasks < 2 || options.tune_tasks < 2) throw ConfigError("icl-compare: needs at least 2 tasks");
+  for (int64_t n : options.context_sizes)
+    if (n < 1 || n > (1 << 20)) throw ConfigError("icl-compare: every context size must be 1 to 1048576");
   const TaskOptions& task = config.task.task;
   const uint64_t seed = static_cast<uint64_t>(config.train.seed);
   const TaskBatch tune_set = sample_tasks(task, seed, Stream::Tune, 0, options.tune_tasks);
@@ -231,6 +272,7 @@ nlohmann::json compare_with_references(IclTransformerImpl& model, const IclConfi
                      {"loss_zero", number(prediction_loss(at::zeros_like(y_model), test))}}},
           {"references", refs},
           {"weights", weight_comparison(model, tuned)},
+          {"loss_vs_n", loss_vs_context_size(model, task, seed, tuned, options)},
           {"analysis", analyse_model(model, test, optimal_preconditioner(task), seed + 1)}};
 }
 

@@ -44,7 +44,8 @@ torch::Tensor IclTransformerImpl::readout(const torch::Tensor& state) const {
 
 torch::Tensor IclTransformerImpl::forward(const torch::Tensor& tokens) const { return readout(states(tokens).back()); }
 
-void set_gd_step(IclTransformerImpl& model, int64_t layer, double eta, const torch::Tensor& preconditioner) {
+void set_gd_step(IclTransformerImpl& model, int64_t layer, double eta, const torch::Tensor& preconditioner,
+                 double gamma) {
   const ModelOptions& o = model.options;
   if (layer < 0 || layer >= o.layers) throw ConfigError("set_gd_step: no layer " + std::to_string(layer));
   if (preconditioner.sizes() != torch::IntArrayRef{o.d_x, o.d_x})
@@ -54,8 +55,10 @@ void set_gd_step(IclTransformerImpl& model, int64_t layer, double eta, const tor
   kq.zero_();
   pv.zero_();
   // e_iᵀ W_KQ e_q = x_iᵀ P x_q; W_PV e_i = (0, −η y_i); so the query's y-slot
-  // gains −η C P x_q and ŷ = η C P x_q.
+  // gains −η C P x_q and ŷ = η C P x_q. W_PV e_i's x part −γ x_i moves
+  // every x_j by −γ Σ̂ P x_j (with P = I, GD++'s correction).
   kq[0].narrow(0, 0, o.d_x).narrow(1, 0, o.d_x).copy_(preconditioner);
+  pv[0].narrow(0, 0, o.d_x).narrow(1, 0, o.d_x).copy_(-gamma * torch::eye(o.d_x, kq.options()));
   pv[0].narrow(0, o.d_x, o.d_y).narrow(1, o.d_x, o.d_y).copy_(-eta * torch::eye(o.d_y, kq.options()));
 }
 

@@ -51,6 +51,12 @@ class GradientDescent final : public Reference {
   at::Tensor one_step_preconditioner(int64_t d_x) const override {
     return steps_ == 1 ? at::eye(d_x, at::kDouble) : at::Tensor();
   }
+  std::vector<ConstructedStep> construction(const std::vector<double>& p, int64_t d_x) const override {
+    check_params(*this, p);
+    std::vector<ConstructedStep> out;
+    for (int64_t k = 0; k < steps_; ++k) out.push_back({p[k], 0.0, at::eye(d_x, at::kDouble)});
+    return out;
+  }
 
  private:
   int64_t steps_;
@@ -103,6 +109,12 @@ class GdPlusPlus final : public Reference {
     }
     return w;
   }
+  std::vector<ConstructedStep> construction(const std::vector<double>& p, int64_t d_x) const override {
+    check_params(*this, p);
+    std::vector<ConstructedStep> out;
+    for (int64_t k = 0; k < steps_; ++k) out.push_back({p[2 * k], p[2 * k + 1], at::eye(d_x, at::kDouble)});
+    return out;
+  }
 
  private:
   int64_t steps_;
@@ -120,6 +132,10 @@ class PreconditionedStep final : public Reference {
     return p[0] * at::matmul(context_correlation(b), p_);
   }
   at::Tensor one_step_preconditioner(int64_t) const override { return p_; }
+  std::vector<ConstructedStep> construction(const std::vector<double>& p, int64_t) const override {
+    check_params(*this, p);
+    return {{p[0], 0.0, p_}};
+  }
 
  private:
   std::string name_;

@@ -61,6 +61,30 @@ TEST(IclModel, StackOfConstructedLayersIsKStepsOfGd) {
   EXPECT_TRUE(at::allclose(model->forward(tokens(b, at::kFloat)).to(at::kDouble), expected, 1e-4, 1e-4));
 }
 
+TEST(IclModel, EveryConstructionComputesItsReferenceExactly) {
+  // In float64 the stack of ConstructedSteps is the reference itself: GD-K's
+  // steps on the residuals, GD++'s corrections of every input, the fixed
+  // preconditioners; ridge and least squares have none.
+  const TaskOptions task = small_task();
+  const TaskBatch b = sample_tasks(task, 6, Stream::Test, 0, 64);
+  std::vector<std::string> constructed;
+  for (const auto& r : standard_references(task, 3)) {
+    std::vector<double> params;
+    for (const std::string& name : r->param_names()) params.push_back(name.rfind("gamma", 0) == 0 ? 0.15 : 0.6);
+    const std::vector<ConstructedStep> steps = r->construction(params, task.d_x);
+    if (steps.empty()) continue;
+    IclTransformer model(small_model(static_cast<int64_t>(steps.size())));
+    model->to(torch::kDouble);
+    for (size_t l = 0; l < steps.size(); ++l)
+      set_gd_step(*model, static_cast<int64_t>(l), steps[l].eta, steps[l].preconditioner, steps[l].gamma);
+    torch::NoGradGuard no_grad;
+    const at::Tensor y = model->forward(tokens(b, at::kDouble));
+    EXPECT_TRUE(at::allclose(y, predict(*r, b, params), 1e-6, 1e-6)) << r->name();
+    constructed.push_back(r->name());
+  }
+  EXPECT_EQ(constructed, (std::vector<std::string>{"gd1", "gd3", "gdpp3", "precond_opt", "precond_inv_sigma"}));
+}
+
 TEST(IclModel, SensitivityOfALinearModelIsItsImpliedPredictor) {
   IclTransformer model(small_model(1));
   set_gd_step(*model, 0, 0.6, torch::eye(4));
@@ -129,6 +153,44 @@ TEST(IclTraining, TrainedLayerMatchesTunedGdAndItsAnalysisRecoversTheStepSize) {
   RecordProperty("sensitivity_cosine", std::to_string(c.sensitivity_cosine));
   RecordProperty("pooled_step_size", std::to_string(eta));
   RecordProperty("tuned_eta", std::to_string(gd.params[0]));
+}
+
+TEST(IclCompare, AConstructedGdPlusPlusStackIsItsOwnInterpolationAndLossCurve) {
+  // A 2-layer model set to GD++'s construction under the parameters the
+  // comparison tunes: its interpolation with that construction is itself, its
+  // loss at every context size is GD++'s, and a reference of another depth
+  // has no interpolation.
+  IclConfig config = tiny_config();
+  config.model.layers = 2;
+  const CompareOptions options{256, 512, {4, 16, 64}};
+  const TaskOptions& task = config.task.task;
+  const uint64_t seed = static_cast<uint64_t>(config.train.seed);
+  const Tuned gdpp = tune(gd_plus_plus(2), sample_tasks(task, seed, Stream::Tune, 0, options.tune_tasks));
+  IclTransformer model(config.model_options());
+  const std::vector<ConstructedStep> steps = gdpp.reference->construction(gdpp.params, task.d_x);
+  for (size_t l = 0; l < steps.size(); ++l)
+    set_gd_step(*model, static_cast<int64_t>(l), steps[l].eta, steps[l].preconditioner.to(at::kFloat), steps[l].gamma);
+
+  const nlohmann::json c = compare_with_references(*model, config, options);
+  const double model_loss = c["model"]["loss"].get<double>();
+  for (const auto& r : c["references"]) {
+    const std::string name = r["name"].get<std::string>();
+    if (name == "gdpp2") {
+      EXPECT_NEAR(r["loss"].get<double>(), model_loss, 1e-4 * model_loss);
+      EXPECT_NEAR(r["interpolation_loss"].get<double>(), model_loss, 1e-4 * model_loss);
+      EXPECT_NEAR(r["sensitivity_cosine"].get<double>(), 1.0, 1e-5);
+    } else if (name == "gd1" || name == "precond_opt" || name == "ridge") {
+      EXPECT_TRUE(r["interpolation_loss"].is_null()) << name;
+    }
+  }
+  const nlohmann::json& curve = c["loss_vs_n"];
+  EXPECT_EQ(curve["n"], nlohmann::json({4, 16, 64}));
+  for (size_t k = 0; k < 3; ++k) {
+    const double m = curve["model"][k].get<double>(), a = curve["references"]["gdpp2"][k].get<double>();
+    EXPECT_NEAR(m, a, 1e-4 * a) << "N = " << curve["n"][k];
+  }
+  EXPECT_EQ(default_context_sizes(10), (std::vector<int64_t>{2, 5, 10, 20, 40, 80}));
+  EXPECT_EQ(default_context_sizes(2), (std::vector<int64_t>{1, 2, 4, 8, 16}));
 }
 
 TEST(IclTraining, ResumedRunMatchesUninterruptedRun) {

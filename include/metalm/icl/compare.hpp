@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <vector>
 
 #include "metalm/icl/icl_config.hpp"
 #include "metalm/icl/model.hpp"
@@ -17,7 +18,12 @@ namespace metalm::icl {
 struct CompareOptions {
   int64_t tasks = 4096;       // test tasks (the Test stream)
   int64_t tune_tasks = 16384;  // tuning tasks (the Tune stream): tuned η within about 1 %
+  // The context sizes of "loss_vs_n" (each 1 to 1,048,576); empty: default_context_sizes.
+  std::vector<int64_t> context_sizes;
 };
+
+// The training N times 0.2, 0.5, 1, 2, 4 and 8, rounded, at least 1, without repeats.
+std::vector<int64_t> default_context_sizes(int64_t n);
 
 // ∂ŷ/∂x_q of the model for every task: [B, d_y, d_x] (autograd, d_y passes).
 at::Tensor model_sensitivity(IclTransformerImpl& model, const TaskBatch& b);

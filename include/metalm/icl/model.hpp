@@ -51,9 +51,11 @@ struct IclTransformerImpl : torch::nn::Module {
 };
 TORCH_MODULE(IclTransformer);
 
-// The weights of a 1-layer linear model (head 0; other heads 0) that takes
-// one preconditioned GD step ŷ = η C P x_q: W_KQ = blockdiag(P, 0),
-// W_PV = blockdiag(0, −η I). P = I gives one plain GD step.
-void set_gd_step(IclTransformerImpl& model, int64_t layer, double eta, const torch::Tensor& preconditioner);
+// The weights of layer `layer` of a linear model (head 0; other heads 0)
+// that takes one preconditioned GD step ŷ = η C P x_q on the context's
+// residuals: W_KQ = blockdiag(P, 0), W_PV = blockdiag(−γ I, −η I). P = I
+// gives one plain GD step; γ > 0 adds GD++'s correction x ← (I − γ Σ̂) x.
+void set_gd_step(IclTransformerImpl& model, int64_t layer, double eta, const torch::Tensor& preconditioner,
+                 double gamma = 0.0);
 
 }  // namespace metalm::icl

@@ -15,6 +15,14 @@
 
 namespace metalm::icl {
 
+// One layer of the linear-attention construction of docs/design.md 8.3: a
+// GD step of size η on the context's residuals, preconditioned by P, and
+// GD++'s correction x ← (I − γ Σ̂) x of every input.
+struct ConstructedStep {
+  double eta = 0, gamma = 0;
+  at::Tensor preconditioner;  // P [d_x, d_x], float64
+};
+
 struct Bounds {
   double lo, hi;  // a hyper-parameter is searched on a log scale in [lo, hi]
 };
@@ -39,6 +47,13 @@ class Reference {
   // undefined for the others.
   virtual at::Tensor one_step_preconditioner(int64_t d_x) const {
     (void)d_x;
+    return {};
+  }
+  // The layers of linear attention that compute this reference exactly under
+  // `params`, one per step; empty for a reference no such stack computes
+  // (ridge, least squares).
+  virtual std::vector<ConstructedStep> construction(const std::vector<double>& params, int64_t d_x) const {
+    (void)params, (void)d_x;
     return {};
   }
 };
