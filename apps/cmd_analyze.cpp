@@ -144,8 +144,8 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
       if (opts.lens != "logit" && opts.tuned_lens_path().empty())
         throw ConfigError("analyze: --lens " + o->lens + ": expected logit or tuned:LENS.safetensors");
     }
-    // A bad lens file fails here, before any batch is read or analysed.
-    if (const std::string path = opts.tuned_lens_path(); !path.empty()) load_tuned_lens(path, cfg.model);
+    // The lens is read once, here: a bad lens file fails before any batch is read or analysed.
+    const std::shared_ptr<const Lens> lens = make_lens(opts, cfg.model);
     // The config's values are checked like the options', before anything is allocated.
     check_sizes(n_batches, batch_size, seq_len, opts);
     check_memory_estimate(analysis_bytes(cfg.model, n_batches, batch_size, seq_len, opts) +
@@ -183,7 +183,7 @@ const Registration analyze_command{"analyze", [](CLI::App& app, const GlobalOpti
     spdlog::info("analyze: {} (step {}), {} batch(es) of {} x {} tokens, {} granularity, {} lens", ck.path,
                  ck.state.step, batches.size(), batches[0].inputs.size(0), batches[0].inputs.size(1),
                  to_string(opts.granularity), opts.lens);
-    nlohmann::json result = analyze_model(ck.model, batches, opts, meta ? &*meta : nullptr);
+    nlohmann::json result = analyze_model(ck.model, batches, opts, meta ? &*meta : nullptr, *lens);
     result["checkpoint"] = ck.path;
     result["step"] = ck.state.step;
     result["source"] = source;

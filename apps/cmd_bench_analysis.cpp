@@ -85,13 +85,13 @@ int run(const Settings& s, const GlobalOptions& global) {
     return seconds_since(t0);
   };
   // A tuned lens costs the same whatever its values: identity translators.
-  std::shared_ptr<const TunedLens> lens;
-  if (s.lens == "tuned") lens = std::make_shared<const TunedLens>(TunedLens::identity(cfg.n_layer, cfg.d_model));
+  const std::shared_ptr<const Lens> lens =
+      s.lens == "tuned" ? tuned_lens(TunedLens::identity(cfg.n_layer, cfg.d_model), "tuned:identity") : logit_lens();
   auto analysis = [&] {
     const auto t0 = Clock::now();
     model->eval();  // what analyze_model does, with the lens passed in
-    const std::vector<BatchAnalysis> done{analyze_batch(model, batch, 0, ao, lens)};
-    const nlohmann::json j = summarize_analysis(model, {batch}, done, ao, nullptr);
+    const std::vector<BatchAnalysis> done{analyze_batch(model, batch, 0, ao, *lens)};
+    const nlohmann::json j = summarize_analysis(model, {batch}, done, ao, nullptr, lens->name());
     return seconds_since(t0);
   };
   // The two parts of the analysis: capture forward, then the analyser proper.
@@ -103,8 +103,7 @@ int run(const Settings& s, const GlobalOptions& global) {
     const LensObjective logit = make_lens_objective(model, batch.targets);
     t0 = Clock::now();
     // A tuned lens maps the states first (docs/design.md 5.2), part of its cost.
-    analyze_trajectory(lens ? translate_states(*lens, mt.states, mt.names) : mt.states, mt.names, logit, ao,
-                       batch.inputs);
+    analyze_trajectory(lens->translate(mt.states, mt.names), mt.names, logit, ao, batch.inputs);
     analyse += seconds_since(t0);
   };
 

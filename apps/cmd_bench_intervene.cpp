@@ -20,7 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Settings {
-  int64_t layers = 4, d_model = 256, seq = 256, batch = 16, resamples = 1000;
+  int64_t layers = 4, d_model = 256, seq = 256, batch = 16, resamples = 1000, copies = 0;
   int iters = 3;
   std::string granularity = "block";
   std::string device = "auto";
@@ -66,6 +66,7 @@ int run(const Settings& s, const GlobalOptions& global) {
   ao.granularity = s.granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
   InterveneOptions io;
   io.resamples = s.resamples;
+  io.copies = s.copies;
 
   auto train_step = [&] {
     model->train();
@@ -87,10 +88,10 @@ int run(const Settings& s, const GlobalOptions& global) {
   std::printf("metalm bench intervene: %d intra-op thread(s) on %s, %d timed iterations\n", threads,
               device.str().c_str(), s.iters);
   std::printf("model: %lld layers, d %lld, vocab 256; batch %lld x %lld tokens; %s granularity; %zu alphas; "
-              "%lld bootstrap resamples\n",
+              "%lld bootstrap resamples; %s edited states per forward pass\n",
               static_cast<long long>(s.layers), static_cast<long long>(s.d_model), static_cast<long long>(s.batch),
               static_cast<long long>(s.seq), s.granularity.c_str(), io.alphas.size(),
-              static_cast<long long>(s.resamples));
+              static_cast<long long>(s.resamples), s.copies ? std::to_string(s.copies).c_str() : "auto");
   std::printf("  training step (fwd+bwd+AdamW)   %8.1f ms\n", 1e3 * t_train / n);
   std::printf("  analysis of the batch           %8.1f ms   = %.2f x a training step\n", 1e3 * t_analysis / n,
               t_analysis / t_train);
@@ -110,6 +111,8 @@ const BenchRegistration intervene_bench{
       cmd.add_option("--batch", s->batch, "sequences")->type_name("B")->check(int_range(1, kMaxBatch))->capture_default_str();
       cmd.add_option("--resamples", s->resamples, "bootstrap resamples")->type_name("R")->check(int_range(1, 100000))
           ->capture_default_str();
+      cmd.add_option("--copies", s->copies, "edited states per partial forward pass (0: as many as fit in 1 GiB)")
+          ->type_name("N")->check(int_range(0, 1 << 16))->capture_default_str();
       cmd.add_option("--iters", s->iters, "timed iterations")->type_name("N")->check(int_range(1, 1 << 20))->capture_default_str();
       cmd.add_option("--granularity", s->granularity, "block | sublayer")->type_name("G")
           ->check(CLI::IsMember({"block", "sublayer"}))->capture_default_str();

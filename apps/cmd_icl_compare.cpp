@@ -32,6 +32,10 @@ const Registration icl_compare_command{"icl-compare", [](CLI::App& app, const Gl
       ->check(int_range(2, kMaxBatches))->capture_default_str();
   cmd->add_option("--tune-tasks", o->compare.tune_tasks, "held-out tasks the references' step sizes are tuned on")
       ->type_name("N")->check(int_range(2, kMaxBatches))->capture_default_str();
+  cmd->add_option("--context-sizes", o->compare.context_sizes,
+                  "context sizes N of the loss-vs-N curve, comma-separated (default: the training N times "
+                  "0.2, 0.5, 1, 2, 4, 8)")
+      ->type_name("N,N,...")->delimiter(',');
   cmd->add_flag("--force", o->force, "replace an existing --out file");
 
   return std::function<int()>([o, &global]() {
@@ -53,6 +57,10 @@ const Registration icl_compare_command{"icl-compare", [](CLI::App& app, const Gl
                    s["layer"].get<int64_t>(), num(s["alignment"]["mean"]), num(s["step_size"]["mean"]),
                    num(s["step_size_pooled"]), num(s["alignment_preconditioned"]["mean"]),
                    num(s["alignment_context_gradient"]["mean"]));
+    const auto& curve = result["loss_vs_n"];
+    for (size_t k = 0; k < curve["n"].size(); ++k)
+      spdlog::info("N = {:<6} model loss {:.4f} | gd1 {:.4f}", curve["n"][k].get<int64_t>(), num(curve["model"][k]),
+                   num(curve["references"]["gd1"][k]));
     write_json_file(o->out, result);
     return 0;
   });

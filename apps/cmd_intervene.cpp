@@ -11,7 +11,6 @@
 #include "command.hpp"
 #include "token_ids.hpp"
 #include "metalm/analysis/intervene.hpp"
-#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
@@ -126,8 +125,8 @@ const Registration intervene_command{"intervene", [](CLI::App& app, const Global
       if (opts.lens != "logit" && opts.tuned_lens_path().empty())
         throw ConfigError("intervene: --lens " + o->lens + ": expected logit or tuned:LENS.safetensors");
     }
-    // A bad lens file fails here, before any batch is read or run.
-    if (const std::string path = opts.tuned_lens_path(); !path.empty()) load_tuned_lens(path, cfg.model);
+    // The lens is read once, here: a bad lens file fails before any batch is read or run.
+    const std::shared_ptr<const Lens> lens = make_lens(opts, cfg.model);
     // The config's values are checked like the options', before anything is allocated.
     auto in_range = [](int64_t v, int64_t max, const char* option) {
       if (v < 1 || v > max)
@@ -159,7 +158,7 @@ const Registration intervene_command{"intervene", [](CLI::App& app, const Global
     spdlog::info("intervene: {} (step {}), {} batch(es) of {} x {} tokens, {} granularity, {} lens", ck.path,
                  ck.state.step, batches.size(), batches[0].inputs.size(0), batches[0].inputs.size(1),
                  to_string(opts.granularity), opts.lens);
-    nlohmann::json result = intervene_model(ck.model, batches, opts, options);
+    nlohmann::json result = intervene_model(ck.model, batches, opts, options, *lens);
     result["checkpoint"] = ck.path;
     result["step"] = ck.state.step;
     result["source"] = source;

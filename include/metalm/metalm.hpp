@@ -64,6 +64,7 @@
 #include "metalm/analysis/csv_export.hpp"
 #include "metalm/analysis/inference.hpp"
 #include "metalm/analysis/intervene.hpp"
+#include "metalm/analysis/lens.hpp"
 #include "metalm/analysis/linear_icl.hpp"
 #include "metalm/analysis/objective.hpp"
 #include "metalm/analysis/report.hpp"

@@ -64,7 +64,7 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
 }
 
 BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis,
-                            std::shared_ptr<const TunedLens> lens) {
+                            const Lens& lens) {
   if (batch.inputs.sizes() != batch.targets.sizes())
     throw ShapeError("analyze_model: batch " + std::to_string(index) + " inputs and targets differ in shape");
   // Analysis is exact arithmetic in the parameters' dtype (fp32, or float64
@@ -84,7 +84,7 @@ BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t
   }
   // A tuned lens maps every state into the final state's coordinates; the
   // mapped trajectory is read under the one logit lens (docs/design.md 5.2).
-  if (lens) mt.states = translate_states(*lens, mt.states, mt.names);
+  mt.states = lens.translate(mt.states, mt.names);
   const LensObjective objective = make_lens_objective(model, targets);
   AnalysisConfig per_batch = analysis;
   // Different control draws per batch, reproducibly (modulo 2^64, like the seed itself).
@@ -204,7 +204,7 @@ BatchAnalysis unpack(const at::Tensor& flat, const ModelConfig& config, const Ba
 
 json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batches,
                         const std::vector<BatchAnalysis>& parts, const AnalysisConfig& analysis,
-                        const DatasetMeta* meta) {
+                        const DatasetMeta* meta, const std::string& lens) {
   if (batches.empty() || parts.size() != batches.size())
     throw ShapeError("summarize_analysis: " + std::to_string(parts.size()) + " analyses for " +
                      std::to_string(batches.size()) + " batches");
@@ -239,7 +239,7 @@ json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batc
   const ClusterBootstrap boot = sequence_bootstrap(all, analysis);
   j["bootstrap"] = {{"resamples", boot.resamples()}, {"seed", boot.seed()}, {"level", 0.95}, {"clusters", boot.clusters()}};
   j["permutations"] = analysis.permutations;
-  j["lens"] = analysis.lens;
+  j["lens"] = lens;
   j["final_loss"] = number(final_count ? final_loss_sum / static_cast<double>(final_count) : NAN);
   json steps = steps_to_json(all, bins_ptr, &boot);
   for (size_t k = 0; k < steps.size(); ++k) label_step(steps[k], k, analysis.granularity);
@@ -260,7 +260,7 @@ json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batc
 }
 
 json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisConfig& analysis,
-                           const DatasetMeta* meta, int rank, int world, const SumOverRanks& sum) {
+                           const DatasetMeta* meta, int rank, int world, const SumOverRanks& sum, const Lens& lens) {
   if (batches.empty()) throw ShapeError("analyze_model: no batches to analyse");
   if (world < 1 || rank < 0 || rank >= world)
     throw ShapeError("analyze_model: rank " + std::to_string(rank) + " of a world of " + std::to_string(world));
@@ -269,14 +269,12 @@ json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& b
   if (meta && static_cast<int64_t>(meta->train_counts.size()) > cfg.vocab_size)
     throw ShapeError("analyze_model: meta.json counts " + std::to_string(meta->train_counts.size()) +
                      " token ids but the model's vocab_size is " + std::to_string(cfg.vocab_size));
-  std::shared_ptr<const TunedLens> lens;
-  if (const std::string path = analysis.tuned_lens_path(); !path.empty())
-    lens = std::make_shared<const TunedLens>(load_tuned_lens(path, cfg));
+  check_lens(analysis, lens, "analyze_model");
   EvalScope eval(*model);
   std::vector<BatchAnalysis> parts(batches.size());
   if (world == 1) {
     for (size_t b = 0; b < batches.size(); ++b) parts[b] = analyze_batch(model, batches[b], b, analysis, lens);
-    return summarize_analysis(model, batches, parts, analysis, meta);
+    return summarize_analysis(model, batches, parts, analysis, meta, lens.name());
   }
   std::vector<int64_t> offsets{0};
   for (const auto& batch : batches) offsets.push_back(offsets.back() + packed_numel(cfg, batch, analysis));
@@ -286,12 +284,12 @@ json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& b
   sum(buffer);
   for (size_t b = 0; b < batches.size(); ++b)
     parts[b] = unpack(buffer.narrow(0, offsets[b], offsets[b + 1] - offsets[b]), cfg, batches[b], analysis);
-  return summarize_analysis(model, batches, parts, analysis, meta);
+  return summarize_analysis(model, batches, parts, analysis, meta, lens.name());
 }
 
 json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisConfig& analysis,
-                   const DatasetMeta* meta) {
-  return analyze_model_sharded(model, batches, analysis, meta, 0, 1, nullptr);
+                   const DatasetMeta* meta, const Lens& lens) {
+  return analyze_model_sharded(model, batches, analysis, meta, 0, 1, nullptr, lens);
 }
 
 json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,
@@ -301,7 +299,7 @@ json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std:
   // A tuned lens fitted to the trained model means nothing for this one (5.5).
   AnalysisConfig logit = analysis;
   logit.lens = "logit";
-  return analyze_model(fresh, batches, logit, meta);
+  return analyze_model(fresh, batches, logit, meta, *logit_lens());
 }
 
 }  // namespace metalm

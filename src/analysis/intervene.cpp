@@ -1,37 +1,27 @@
 #include "metalm/analysis/intervene.hpp"
 
+#include <ATen/Parallel.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/inference.hpp"
 #include "metalm/analysis/summary.hpp"
-#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/hash.hpp"
 #include "metalm/model/device.hpp"
+#include "metalm/model/eval_scope.hpp"
 
 namespace metalm {
 namespace {
 
 using json = nlohmann::json;
-
-// State k's loss of an objective (the tuned lens reads each state through
-// its own translator) as an objective of its own, for loss_and_grad.
-class StateObjective final : public Objective {
- public:
-  StateObjective(const Objective& o, size_t k) : o_(o), k_(k) {}
-  at::Tensor loss(const at::Tensor& h, const at::Tensor& rows) const override { return o_.state_loss(k_, h, rows); }
-  at::Tensor valid() const override { return o_.valid(); }
-  std::unique_ptr<Objective> with_random_targets(uint64_t seed) const override { return o_.with_random_targets(seed); }
-
- private:
-  const Objective& o_;
-  size_t k_;
-};
 
 void check_states(const std::vector<at::Tensor>& states, const Objective& objective) {
   if (states.size() < 2) throw ShapeError("intervene: a trajectory needs at least two states");
@@ -47,15 +37,13 @@ at::Tensor analysed_rows(const Objective& objective) {
   return objective.valid().reshape({-1}).nonzero().reshape({-1});  // [N]
 }
 
-// Step k's lens gradient at the analysed positions: [N, d] double.
-at::Tensor lens_gradient(const Objective& objective, size_t k, const at::Tensor& h, const at::Tensor& rows,
-                         int64_t chunk) {
+// The lens gradient at the analysed positions' states h: [N, d] double.
+at::Tensor lens_gradient(const Objective& objective, const at::Tensor& h, const at::Tensor& rows, int64_t chunk) {
   if (chunk < 1) throw ConfigError("intervene: chunk must be at least 1, got " + std::to_string(chunk));
-  const StateObjective view(objective, k);
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < h.size(0); i += chunk) {
     const int64_t n = std::min(chunk, h.size(0) - i);
-    parts.push_back(loss_and_grad(view, h.narrow(0, i, n), rows.narrow(0, i, n)).grad.to(at::kDouble));
+    parts.push_back(loss_and_grad(objective, h.narrow(0, i, n), rows.narrow(0, i, n)).grad.to(at::kDouble));
   }
   if (parts.empty()) return at::zeros({0, h.size(1)}, h.options().dtype(at::kDouble));
   return at::cat(parts);
@@ -76,11 +64,59 @@ StepView view_step(const std::vector<at::Tensor>& states, size_t k, const Object
   v.state = h.to(at::kDouble);
   v.next = states[k + 1].reshape({-1, d}).index_select(0, rows).to(at::kDouble);
   v.update = v.next - v.state;
-  v.grad = lens_gradient(objective, k, h, rows, chunk);
+  v.grad = lens_gradient(objective, h, rows, chunk);
   return v;
 }
 
 at::Tensor least_squares_step(const StepView& v) { return -row_dot(v.update, v.grad) / row_dot(v.grad, v.grad); }
+
+// The loss changes ([N] double each, on the CPU) when the analysed positions
+// of state j ([B, T, d]) become each of `edits` ([N, d] double). A row whose
+// edit is not finite keeps its state (so it cannot spoil later positions
+// through attention) and reports NaN. An edit that leaves the state as it is
+// changes nothing: 0 without a forward pass. The others run `copies` at a
+// time, stacked along the batch dimension, through one call of loss_from.
+std::vector<at::Tensor> effects(const at::Tensor& state, size_t j, const at::Tensor& rows,
+                                const std::vector<at::Tensor>& edits, const LossFromState& loss_from,
+                                const at::Tensor& unedited_loss, int64_t copies) {
+  const int64_t B = state.size(0), T = state.size(1), d = state.size(2), BT = B * T;
+  const at::Tensor flat = state.reshape({BT, d});
+  struct Pending {
+    size_t index;
+    at::Tensor at, values, finite;  // rows written, their values (state dtype), [N] finite edits
+  };
+  std::vector<at::Tensor> out(edits.size());
+  std::vector<Pending> pending;
+  for (size_t e = 0; e < edits.size(); ++e) {
+    const at::Tensor finite = edits[e].isfinite().all(1);  // [N]
+    const at::Tensor keep = finite.nonzero().reshape({-1});
+    Pending p{e, rows.index_select(0, keep), edits[e].index_select(0, keep).to(flat.scalar_type()), finite.cpu()};
+    if (at::equal(p.values, flat.index_select(0, p.at)))
+      out[e] = at::where(p.finite, at::zeros_like(unedited_loss), at::full_like(unedited_loss, NAN));
+    else
+      pending.push_back(std::move(p));
+  }
+  at::NoGradGuard no_grad;
+  for (size_t first = 0; first < pending.size(); first += static_cast<size_t>(copies)) {
+    const int64_t m = std::min(copies, static_cast<int64_t>(pending.size() - first));
+    at::Tensor stacked = flat.repeat({m, 1});  // [m·B·T, d]
+    for (int64_t i = 0; i < m; ++i) {
+      const Pending& p = pending[first + static_cast<size_t>(i)];
+      stacked.index_copy_(0, p.at + i * BT, p.values);
+    }
+    const at::Tensor loss = loss_from(j, stacked.reshape({m * B, T, d}));
+    if (loss.dim() != 2 || loss.size(0) != m * B || loss.size(1) != T)
+      throw ShapeError("intervene: the loss of " + std::to_string(m) + " stacked states must be [" +
+                       std::to_string(m * B) + ", " + std::to_string(T) + "]");
+    const at::Tensor per_copy = loss.reshape({m, BT});
+    for (int64_t i = 0; i < m; ++i) {
+      const Pending& p = pending[first + static_cast<size_t>(i)];
+      const at::Tensor change = per_copy[i].index_select(0, rows).to(at::kDouble).cpu() - unedited_loss;
+      out[p.index] = at::where(p.finite, change, at::full_like(change, NAN));
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -101,22 +137,27 @@ at::Tensor random_directions(uint64_t seed, const at::Tensor& rows, int64_t leng
   double* z = out.data_ptr<double>();
   constexpr double kTwoPi = 6.283185307179586476925286766559;
   constexpr double kUnit = 1.0 / 9007199254740992.0;  // 2^-53
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t b = row[i] / length, t = row[i] % length;
-    for (int64_t j = 0; j < d; ++j) {
-      const double u = static_cast<double>((mix(seed, b, t, step, 2 * j) >> 11) + 1) * kUnit;  // (0, 1]
-      const double v = static_cast<double>(mix(seed, b, t, step, 2 * j + 1) >> 11) * kUnit;    // [0, 1)
-      z[i * d + j] = std::sqrt(-2.0 * std::log(u)) * std::cos(kTwoPi * v);
+  // Every coordinate is a pure function of its indices: any split over threads draws the same.
+  at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = row[i] / length, t = row[i] % length;
+      for (int64_t j = 0; j < d; ++j) {
+        const double u = static_cast<double>((mix(seed, b, t, step, 2 * j) >> 11) + 1) * kUnit;  // (0, 1]
+        const double v = static_cast<double>(mix(seed, b, t, step, 2 * j + 1) >> 11) * kUnit;    // [0, 1)
+        z[i * d + j] = std::sqrt(-2.0 * std::log(u)) * std::cos(kTwoPi * v);
+      }
     }
-  }
+  });
   return out / out.norm(2, {1}, /*keepdim=*/true);
 }
 
 TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& states, const Objective& objective,
                                              const LossFromState& loss_from,
                                              const std::vector<double>& median_step_size,
-                                             const std::vector<double>& alphas, uint64_t seed, int64_t chunk) {
+                                             const std::vector<double>& alphas, uint64_t seed, int64_t chunk,
+                                             int64_t copies) {
   check_states(states, objective);
+  if (copies < 1) throw ConfigError("intervene: copies must be at least 1, got " + std::to_string(copies));
   const size_t K = states.size() - 1;
   if (median_step_size.size() != K)
     throw ShapeError("intervene: " + std::to_string(median_step_size.size()) + " median step sizes for " +
@@ -125,14 +166,13 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
   TrajectoryInterventions out;
   out.rows = analysed_rows(objective);
   const at::Tensor& rows = out.rows;
-  auto loss_at_rows = [&](size_t j, const at::Tensor& state) {
+  {
     at::NoGradGuard no_grad;
-    const at::Tensor loss = loss_from(j, state);  // [B, T]
+    const at::Tensor loss = loss_from(K, states[K]);  // [B, T]
     if (loss.dim() != 2 || loss.size(0) != B || loss.size(1) != T)
       throw ShapeError("intervene: the loss of a state must be [B, T]");
-    return loss.reshape({-1}).index_select(0, rows).to(at::kDouble).cpu();
-  };
-  out.loss = loss_at_rows(K, states[K]);
+    out.loss = loss.reshape({-1}).index_select(0, rows).to(at::kDouble).cpu();
+  }
 
   for (size_t k = 0; k < K; ++k) {
     const StepView v = view_step(states, k, objective, rows, chunk);
@@ -142,31 +182,27 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
     const at::Tensor& next = v.next;
     const at::Tensor& delta = v.update;
     const at::Tensor& g = v.grad;
-    // The loss change when the analysed positions of s_{k+1} become `edited`
-    // ([N, d] double). A row whose edit is not finite keeps its state (so it
-    // cannot spoil later positions through attention) and reports NaN.
-    auto effect = [&](const at::Tensor& edited) {
-      const at::Tensor finite = edited.isfinite().all(1);  // [N]
-      const at::Tensor keep = finite.nonzero().reshape({-1});
-      at::Tensor edited_state = states[k + 1].reshape({-1, d}).clone();  // [B*T, d]
-      edited_state.index_copy_(0, rows.index_select(0, keep),
-                               edited.index_select(0, keep).to(edited_state.scalar_type()));
-      const at::Tensor change = loss_at_rows(k + 1, edited_state.reshape({B, T, d})) - out.loss;
-      return at::where(finite.cpu(), change, at::full_like(change, NAN));
-    };
     StepInterventions st;
     const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g);  // [N]: proj_g(Δ) = along_g · g
     st.step_size = (-along_g).cpu();
     const at::Tensor energy = along_g * along_g * row_dot(g, g);  // ‖proj_g(Δ)‖²
     st.gradient_energy = energy.cpu();
-    st.remove_gradient = effect(next - along_g.unsqueeze(1) * g);
     const at::Tensor r = random_directions(seed, rows, T, static_cast<int64_t>(k), d).to(s.device());
     const at::Tensor sign = at::where(row_dot(delta, r).lt(0), -at::ones_like(along_g), at::ones_like(along_g));
-    st.remove_random = effect(next - (sign * energy.sqrt()).unsqueeze(1) * r);
-    st.remove_radial = effect(next - (row_dot(delta, s) / row_dot(s, s)).unsqueeze(1) * s);
-    st.gradient_step = effect(s + along_g.unsqueeze(1) * g);
-    st.gradient_step_median = effect(s - median_step_size[k] * g);
-    for (double alpha : alphas) st.line_search.push_back(effect(next + (alpha - 1.0) * delta));
+    // The edited states, in the order of kInterventions, then the line search.
+    static_assert(std::size(kInterventions) == 5, "one edit per intervention, in their order");
+    std::vector<at::Tensor> edits{
+        next - along_g.unsqueeze(1) * g,                              // remove_gradient
+        next - (sign * energy.sqrt()).unsqueeze(1) * r,               // remove_random
+        next - (row_dot(delta, s) / row_dot(s, s)).unsqueeze(1) * s,  // remove_radial
+        s + along_g.unsqueeze(1) * g,                                 // gradient_step
+        s - median_step_size[k] * g,                                  // gradient_step_median
+    };
+    for (double alpha : alphas) edits.push_back(next + (alpha - 1.0) * delta);
+    std::vector<at::Tensor> changes = effects(states[k + 1], k + 1, rows, edits, loss_from, out.loss, copies);
+    size_t e = 0;
+    for (const auto& iv : kInterventions) st.*iv.member = std::move(changes[e++]);
+    for (; e < changes.size(); ++e) st.line_search.push_back(std::move(changes[e]));
     out.steps.push_back(std::move(st));
   }
   return out;
@@ -182,20 +218,11 @@ void check_intervene_options(const InterveneOptions& options) {
                       " is out of range: expected an integer from 1 to 100,000");
   if (!(options.level > 0 && options.level < 1))
     throw ConfigError("intervene: the interval's level must lie in (0, 1)");
+  if (options.copies < 0)
+    throw ConfigError("intervene: copies = " + std::to_string(options.copies) + " must not be negative");
 }
 
 namespace {
-
-// Eval mode (no dropout: the trajectory and its continuation are the
-// deterministic ones), the model's own mode restored on exit.
-struct EvalMode {
-  explicit EvalMode(CausalTransformer& m) : model(m), was_training(m->is_training()) { model->eval(); }
-  ~EvalMode() { model->train(was_training); }
-  EvalMode(const EvalMode&) = delete;
-  EvalMode& operator=(const EvalMode&) = delete;
-  CausalTransformer& model;
-  bool was_training;
-};
 
 // The next-token loss per position [B, T] of logits [B, T, V] (any value
 // where target < 0), reduced in the logits' dtype and returned as float64.
@@ -204,30 +231,40 @@ at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& targets) 
   return (at::logsumexp(logits, -1) - picked).to(at::kDouble);
 }
 
-// One batch's trajectory and the objective its steps are read through.
+// One batch's trajectory as the model holds it and as the lens reads it,
+// and the one objective the readings are read through (docs/design.md 5.2),
+// with each step's least-squares step sizes.
 struct BatchContext {
   ModelTrajectory trajectory;
+  std::vector<at::Tensor> readings;
   at::Tensor targets;
-  std::unique_ptr<Objective> objective;
+  std::unique_ptr<LensObjective> objective;
+  std::vector<at::Tensor> etas;  // K [N] double
 };
 
-BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis,
-                           const std::shared_ptr<const TunedLens>& lens) {
+BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t index, Granularity granularity,
+                           const Lens& lens, int64_t chunk) {
   if (batch.inputs.dim() != 2 || batch.inputs.sizes() != batch.targets.sizes())
     throw ShapeError("intervene: batch " + std::to_string(index) + " inputs and targets differ in shape");
   BatchContext c;
   const c10::Device device = model->device();
   c.targets = batch.targets.to(device);
-  c.trajectory = capture_trajectory(model, batch.inputs.to(device), analysis.granularity);
-  if (lens) {
-    CausalTransformer handle = model;  // shares the module
-    c.objective = std::make_unique<TunedLensObjective>(
-        [handle](const at::Tensor& h) mutable { return handle->lens_logits(h); }, c.targets,
-        model->config().vocab_size, lens, c.trajectory.names);
-  } else {
-    c.objective = std::make_unique<LensObjective>(make_lens_objective(model, c.targets));
-  }
+  c.trajectory = capture_trajectory(model, batch.inputs.to(device), granularity);
+  c.readings = lens.translate(c.trajectory.states, c.trajectory.names);
+  c.objective = std::make_unique<LensObjective>(make_lens_objective(model, c.targets));
+  c.etas = step_sizes(c.readings, *c.objective, chunk);
   return c;
+}
+
+// Edited states per partial forward pass: as many as fit in about 1 GiB of
+// the forward's activations (attention scores, the MLP's hidden layer,
+// logits, a few [B, T, d] buffers), at least one.
+int64_t stacked_copies(const ModelConfig& cfg, const Batch& batch, size_t element) {
+  const double tokens = static_cast<double>(batch.inputs.numel());
+  const double per_token = 2.0 * static_cast<double>(cfg.n_head * batch.inputs.size(1)) +
+                           8.0 * static_cast<double>(cfg.d_model) + 2.0 * static_cast<double>(cfg.vocab_size);
+  const double per_copy = tokens * per_token * static_cast<double>(element);
+  return std::max<int64_t>(1, static_cast<int64_t>(1073741824.0 / per_copy));
 }
 
 json effect_json(const at::Tensor& values, const ClusterBootstrap& boot, double level) {
@@ -241,25 +278,29 @@ json effect_json(const at::Tensor& values, const ClusterBootstrap& boot, double 
 }  // namespace
 
 json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches, const AnalysisConfig& analysis,
-                     const InterveneOptions& options) {
+                     const InterveneOptions& options, const Lens& lens) {
   check_intervene_options(options);
   if (batches.empty()) throw ShapeError("intervene: no batches");
+  check_lens(analysis, lens, "intervene");
   const ModelConfig& cfg = model->config();
-  std::shared_ptr<const TunedLens> lens;
-  if (const std::string path = analysis.tuned_lens_path(); !path.empty())
-    lens = std::make_shared<const TunedLens>(load_tuned_lens(path, cfg));
-  EvalMode eval(model);
+  EvalScope eval(*model);
   FullPrecisionScope exact;  // the states and their continuations in the parameters' dtype
   const Granularity granularity = analysis.granularity;
   const size_t K = static_cast<size_t>(granularity == Granularity::Sublayer ? 2 * cfg.n_layer : cfg.n_layer);
+  const std::vector<std::string> names = trajectory_names(cfg.n_layer, granularity);
+  const size_t element = model->parameters().empty() ? 4 : model->parameters()[0].element_size();
 
   // η̃ of a step is the median over every analysed position of every batch,
-  // so a first pass measures the step sizes.
+  // so a first pass measures the step sizes. Its trajectories are kept for
+  // the second while they take at most 1 GiB, and recomputed otherwise.
   std::vector<std::vector<at::Tensor>> etas(K);
+  std::vector<std::optional<BatchContext>> kept(batches.size());
+  double kept_bytes = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
-    const BatchContext c = prepare_batch(model, batches[b], b, analysis, lens);
-    const std::vector<at::Tensor> e = step_sizes(c.trajectory.states, *c.objective, analysis.chunk);
-    for (size_t k = 0; k < K; ++k) etas[k].push_back(e[k].cpu());
+    BatchContext c = prepare_batch(model, batches[b], b, granularity, lens, analysis.chunk);
+    for (size_t k = 0; k < K; ++k) etas[k].push_back(c.etas[k].cpu());
+    kept_bytes += 2.0 * static_cast<double>((K + 1) * c.trajectory.states[0].numel() * element);
+    if (kept_bytes <= 1073741824.0) kept[b].emplace(std::move(c));
   }
   std::vector<double> median(K);
   for (size_t k = 0; k < K; ++k) median[k] = quantile(to_vector(at::cat(etas[k])), 0.5);
@@ -268,14 +309,23 @@ json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches
   std::vector<at::Tensor> cluster;
   int64_t sequences = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
-    const BatchContext c = prepare_batch(model, batches[b], b, analysis, lens);
-    const LossFromState loss_from = [&](size_t j, const at::Tensor& state) {
-      return next_token_loss(model->forward_from(state, static_cast<int64_t>(j), granularity), c.targets);
+    const BatchContext c =
+        kept[b] ? std::move(*kept[b]) : prepare_batch(model, batches[b], b, granularity, lens, analysis.chunk);
+    kept[b].reset();
+    // The lens reads the edits; the model runs from the states that it reads so.
+    const LossFromState loss_from = [&](size_t j, const at::Tensor& reading) {
+      const at::Tensor& s = c.trajectory.states[j];
+      const int64_t m = reading.size(0) / s.size(0);
+      const at::Tensor edited = reading.reshape({m, s.size(0), s.size(1), s.size(2)});
+      const at::Tensor state = lens.state_of(names[j], edited, s, c.readings[j]).reshape(reading.sizes());
+      return next_token_loss(model->forward_from(state, static_cast<int64_t>(j), granularity),
+                             c.targets.repeat({m, 1}));
     };
     // A different random direction per batch, reproducibly (modulo 2^64, like the seed itself).
     const uint64_t seed = static_cast<uint64_t>(analysis.seed) + b;
-    parts.push_back(intervene_trajectory(c.trajectory.states, *c.objective, loss_from, median, options.alphas, seed,
-                                         analysis.chunk));
+    const int64_t copies = options.copies > 0 ? options.copies : stacked_copies(cfg, batches[b], element);
+    parts.push_back(intervene_trajectory(c.readings, *c.objective, loss_from, median, options.alphas, seed,
+                                         analysis.chunk, copies));
     const int64_t T = batches[b].inputs.size(1);
     cluster.push_back(sequences + parts.back().rows.cpu().div(T, "floor"));  // the sequence of each position
     sequences += batches[b].inputs.size(0);
@@ -288,7 +338,6 @@ json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches
     return at::cat(pieces);
   };
   const at::Tensor loss = joined([](const TrajectoryInterventions& p) { return p.loss; });
-  const std::vector<std::string> names = trajectory_names(cfg.n_layer, granularity);
   json steps = json::array();
   for (size_t k = 0; k < K; ++k) {
     auto step_values = [&](at::Tensor StepInterventions::*member) {
@@ -334,7 +383,7 @@ json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches
   j["batch_size"] = batches[0].inputs.size(0);
   j["seq_len"] = batches[0].inputs.size(1);
   j["granularity"] = to_string(granularity);
-  j["lens"] = analysis.lens;
+  j["lens"] = lens.name();
   j["d_model"] = cfg.d_model;
   j["n_layer"] = cfg.n_layer;
   j["vocab_size"] = cfg.vocab_size;
@@ -351,7 +400,9 @@ json intervene_untrained(const ModelConfig& config, uint64_t init_seed, const st
                          const AnalysisConfig& analysis, const InterveneOptions& options) {
   torch::manual_seed(init_seed);
   CausalTransformer fresh(config);
-  return intervene_model(fresh, batches, analysis, options);
+  AnalysisConfig logit = analysis;
+  logit.lens = "logit";
+  return intervene_model(fresh, batches, logit, options, *logit_lens());
 }
 
 }  // namespace metalm

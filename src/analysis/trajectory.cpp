@@ -151,9 +151,6 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
   if (config.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(config.chunk));
   if (config.permutations < 1)
     throw ConfigError("analysis.permutations must be at least 1, got " + std::to_string(config.permutations));
-  if (objective.reads_states_apart())
-    throw ShapeError("analyze_trajectory: the objective reads every state through its own read-out; map the states "
-                     "into one coordinate system first (docs/design.md 5.2)");
   FullPrecisionScope exact;  // the objective's gradients in the states' dtype, whatever the caller's autocast
   const at::Tensor& s0 = states[0];
   if (s0.dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");

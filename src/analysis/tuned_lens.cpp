@@ -109,34 +109,4 @@ std::vector<at::Tensor> translate_states(const TunedLens& lens, const std::vecto
   return out;
 }
 
-// ---- TunedLensObjective -------------------------------------------------------
-
-TunedLensObjective::TunedLensObjective(LogitsFn logits_fn, at::Tensor targets, int64_t vocab_size,
-                                       std::shared_ptr<const TunedLens> lens, std::vector<std::string> names)
-    : TunedLensObjective(LensObjective(std::move(logits_fn), std::move(targets), vocab_size), std::move(lens),
-                         std::move(names)) {}
-
-TunedLensObjective::TunedLensObjective(LensObjective logit, std::shared_ptr<const TunedLens> lens,
-                                       std::vector<std::string> names)
-    : logit_(std::move(logit)), lens_(std::move(lens)), names_(std::move(names)) {
-  if (!lens_) throw ShapeError("TunedLensObjective: no lens");
-  for (const auto& name : names_)
-    if (name != site_name(Site::Final) && !lens_->translators.count(name))
-      throw ShapeError("tuned lens: no translator for site '" + name + "'");
-}
-
-at::Tensor TunedLensObjective::state_loss(size_t k, const at::Tensor& h, const at::Tensor& rows) const {
-  if (k >= names_.size())
-    throw ShapeError("TunedLensObjective: state " + std::to_string(k) + " of a trajectory of " +
-                     std::to_string(names_.size()));
-  return logit_.loss(lens_->translate(names_[k], h), rows);
-}
-
-std::unique_ptr<Objective> TunedLensObjective::with_random_targets(uint64_t seed) const {
-  const std::unique_ptr<Objective> random = logit_.with_random_targets(seed);
-  const auto* lens = dynamic_cast<const LensObjective*>(random.get());
-  if (!lens) throw ShapeError("TunedLensObjective: the logit lens's control is not a lens");
-  return std::unique_ptr<Objective>(new TunedLensObjective(*lens, lens_, names_));
-}
-
 }  // namespace metalm

@@ -8,9 +8,9 @@ namespace metalm {
 
 AnalysisFn default_analysis() {
   return [](CausalTransformer& model, const std::vector<Batch>& batches, const RunConfig& config,
-            const DatasetMeta& meta, DistributedContext& dist) {
-    return analyze_model_sharded(model, batches, config.analysis, &meta, dist.rank(),
-                                 dist.world_size(), [&dist](at::Tensor& t) { dist.allreduce_sum(t); });
+            const DatasetMeta& meta, DistributedContext& dist, const Lens& lens) {
+    return analyze_model_sharded(model, batches, config.analysis, &meta, dist.rank(), dist.world_size(),
+                                 [&dist](at::Tensor& t) { dist.allreduce_sum(t); }, lens);
   };
 }
 

@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "metalm/analysis/analyze_model.hpp"
-#include "metalm/analysis/tuned_lens.hpp"
+#include "metalm/analysis/lens.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
@@ -147,10 +147,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   if (config_.analysis.every > 0) {
     analysis_batches_ = fixed_eval_batches(*val_data_, config_.analysis.batches, config_.analysis.batch_size,
                                            tc.seq_len);
-    // The analysis reads its lens at its first step; a missing or mismatched
-    // file must fail now, not after the run directory is written.
-    if (const std::string lens = config_.analysis.tuned_lens_path(); !lens.empty())
-      load_tuned_lens(lens, config_.model);
+    // The lens is read once, now: a missing or mismatched file fails before
+    // the run directory is written.
+    lens_ = make_lens(config_.analysis, config_.model);
   }
 
   // One process per run directory, for the whole run; rank 0 owns it. The
@@ -427,7 +426,7 @@ void Trainer::analyse(int64_t step) {
   const auto t0 = Clock::now();
   // The analysis must not shift the dropout stream of training.
   nlohmann::json result =
-      preserving_rng_state([&] { return options_.analysis(model_, analysis_batches_, config_, meta_, *dist_); });
+      preserving_rng_state([&] { return options_.analysis(model_, analysis_batches_, config_, meta_, *dist_, *lens_); });
   if (!dist_->is_main()) return;
   nlohmann::json line = {{"step", step}};
   line.update(result);

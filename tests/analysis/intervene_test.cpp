@@ -11,14 +11,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <string>
 
 #include "../model/tiny_configs.hpp"
 #include "lens_fixture.hpp"
 #include "metalm/analysis/inference.hpp"
+#include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/intervene.hpp"
 #include "metalm/analysis/linear_icl.hpp"
+#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/core/error.hpp"
 
 namespace metalm {
@@ -53,12 +56,14 @@ struct IclCase {
   }
 
   // After the layer nothing follows but the readout: the loss of a state is
-  // the objective itself.
+  // the objective itself (of every stacked copy).
   LossFromState loss_from() const {
     auto o = objective;
     const int64_t n = B * (N + 1);
     return [o, n](size_t, const at::Tensor& state) {
-      return o->loss(state.reshape({n, -1}), at::arange(n, at::TensorOptions(at::kLong))).reshape({state.size(0), -1});
+      const int64_t copies = state.size(0) * state.size(1) / n;
+      const at::Tensor rows = at::arange(n, at::TensorOptions(at::kLong)).repeat({copies});
+      return o->loss(state.reshape({copies * n, -1}), rows).reshape({state.size(0), -1});
     };
   }
 };
@@ -104,8 +109,8 @@ void expect_closed_form(double y0_scale) {
   std::sort(etas.begin(), etas.end());
   const double median = etas[c.B / 2];
   const uint64_t seed = 9;
-  const TrajectoryInterventions got =
-      intervene_trajectory({c.before, c.after}, *c.objective, c.loss_from(), {median}, alphas, seed, /*chunk=*/2);
+  const TrajectoryInterventions got = intervene_trajectory({c.before, c.after}, *c.objective, c.loss_from(), {median},
+                                                           alphas, seed, /*chunk=*/2, /*copies=*/4);
   ASSERT_EQ(got.rows.size(0), c.B);
   ASSERT_EQ(got.steps.size(), 1u);
   const at::Tensor r = random_directions(seed, got.rows, c.N + 1, 0, c.dx + c.dy);
@@ -136,7 +141,7 @@ TEST(Intervene, APositionWithoutAGradientKeepsItsStateAndReportsNaN) {
   c.y0[2].copy_(c.y[2][c.N]);
   c.after = linear_self_attention(c.before, gd_step_weights(c.dx, c.dy, c.eta, c.N));
   const TrajectoryInterventions got =
-      intervene_trajectory({c.before, c.after}, *c.objective, c.loss_from(), {0.1}, {1.0}, 3, 64);
+      intervene_trajectory({c.before, c.after}, *c.objective, c.loss_from(), {0.1}, {1.0}, 3, 64, 1);
   const at::Tensor removed = got.steps[0].remove_gradient;
   EXPECT_TRUE(std::isnan(removed[2].item<double>()));
   EXPECT_EQ(removed.isfinite().sum().item<int64_t>(), c.B - 1);
@@ -262,6 +267,119 @@ TEST(Intervene, RemovingTheGradientPartMatchesAnIndependentForwardPass) {
     const Interval ci = ClusterBootstrap(rows.div(9, "floor"), 50, 21).mean_interval(without_gradient);
     EXPECT_NEAR(st["remove_gradient"]["lo"].get<double>(), ci.lo, 1e-10) << k;
     EXPECT_NEAR(st["remove_gradient"]["hi"].get<double>(), ci.hi, 1e-10) << k;
+  }
+}
+
+// The interventions of one batch of `model` with `copies` edited states per
+// partial forward pass (the loss of intervene_model: forward_from, then the
+// model's own next-token loss of every stacked copy).
+TrajectoryInterventions intervene_batch(CausalTransformer& model, const Batch& batch, Granularity g, int64_t copies) {
+  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, g);
+  const LensObjective objective = make_lens_objective(model, batch.targets);
+  const LossFromState loss_from = [&](size_t j, const at::Tensor& state) {
+    const at::Tensor logits = model->forward_from(state, static_cast<int64_t>(j), g);
+    const at::Tensor targets = batch.targets.repeat({state.size(0) / batch.targets.size(0), 1}).clamp_min(0);
+    return (at::logsumexp(logits, -1) - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)).to(at::kDouble);
+  };
+  const std::vector<double> median(mt.states.size() - 1, 0.7);
+  return intervene_trajectory(mt.states, objective, loss_from, median, {0.0, 0.5, 1.0, 2.0}, 5, 7, copies);
+}
+
+// The largest difference between two runs' effects (NaN where both are NaN).
+double max_difference(const TrajectoryInterventions& a, const TrajectoryInterventions& b) {
+  double worst = 0;
+  auto compare = [&](const at::Tensor& x, const at::Tensor& y) {
+    EXPECT_TRUE(at::equal(x.isnan(), y.isnan()));
+    const at::Tensor both = x.isfinite() & y.isfinite();
+    if (both.any().item<bool>()) worst = std::max(worst, (x - y).masked_select(both).abs().max().item<double>());
+  };
+  compare(a.loss, b.loss);
+  for (size_t k = 0; k < a.steps.size(); ++k) {
+    for (const auto& iv : kInterventions) compare(a.steps[k].*iv.member, b.steps[k].*iv.member);
+    for (size_t i = 0; i < a.steps[k].line_search.size(); ++i)
+      compare(a.steps[k].line_search[i], b.steps[k].line_search[i]);
+  }
+  return worst;
+}
+
+TEST(Intervene, StackedEditsGiveTheEffectsOfOneAtATime) {
+  // Nine edits per step (five interventions, four alphas, one of them the
+  // unchanged α = 1): one forward pass per edit, four at a time (the last
+  // pass holds one), and all at once.
+  for (auto dtype : {at::kDouble, at::kFloat})
+    for (auto g : {Granularity::Block, Granularity::Sublayer}) {
+      torch::manual_seed(8);
+      CausalTransformer model(testing::tiny_config());
+      model->to(dtype);
+      model->eval();
+      Batch batch = testing::random_token_batch(3, 10, 19, 6);
+      batch.targets[2][3] = -1;
+      const TrajectoryInterventions one = intervene_batch(model, batch, g, 1);
+      for (int64_t copies : {4, 9}) {
+        const double diff = max_difference(one, intervene_batch(model, batch, g, copies));
+        std::printf("stacked %lld (%s, %s): max |difference| %.3g nats\n", static_cast<long long>(copies),
+                    dtype == at::kDouble ? "float64" : "float32", to_string(g).c_str(), diff);
+        EXPECT_LT(diff, dtype == at::kDouble ? 1e-12 : 1e-5) << copies;
+      }
+      for (const auto& st : one.steps) EXPECT_TRUE(at::equal(st.line_search[2], at::zeros_like(st.line_search[2])));
+    }
+}
+
+TEST(Intervene, ThroughATunedLensTheEditIsOfTheTranslatedStates) {
+  // As the analysis reads a tuned lens (docs/design.md 5.2): u_k = A_k s_k + b_k,
+  // g = ∇ℓ(u_k) of the one logit lens, Δ = u_{k+1} − u_k; the edited reading
+  // u' of state k+1 is the model state s' = A_{k+1}⁻¹ (u' − b_{k+1}) (`final`: u').
+  torch::manual_seed(4);
+  CausalTransformer model(testing::tiny_config());
+  model->to(at::kDouble);
+  model->eval();
+  const Batch batch = testing::random_token_batch(3, 9, 19, 5);
+  const TunedLens translators = testing::perturbed_tuned_lens(3, 16, 2);
+  AnalysisConfig analysis;
+  InterveneOptions options;
+  options.resamples = 20;
+  const nlohmann::json logit = intervene_model(model, {batch}, analysis, options);
+  analysis.lens = "tuned:t";
+  EXPECT_THROW(intervene_model(model, {batch}, analysis, options), ConfigError);  // the lens not handed down
+  const nlohmann::json got = intervene_model(model, {batch}, analysis, options, *tuned_lens(translators, "tuned:t"));
+  EXPECT_EQ(got["lens"], "tuned:t");
+
+  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, Granularity::Block);
+  const int64_t n = 27, d = 16;
+  const at::Tensor targets = batch.targets.reshape({-1});
+  auto loss_of = [&](const at::Tensor& logits) {  // [B, T, V] -> [n]
+    return -at::log_softmax(logits.reshape({n, -1}), -1).gather(1, targets.unsqueeze(1)).squeeze(1);
+  };
+  auto reading = [&](size_t k) {  // u_k [n, d] in double, by hand
+    const at::Tensor s = mt.states[k].reshape({n, d});
+    if (mt.names[k] == "final") return s;
+    const Translator& t = translators.translators.at(mt.names[k]);
+    return at::matmul(s, t.weight.to(at::kDouble).t()) + t.bias.to(at::kDouble);
+  };
+  auto state_of = [&](size_t k, const at::Tensor& u) {  // s with reading u
+    if (mt.names[k] == "final") return u;
+    const Translator& t = translators.translators.at(mt.names[k]);
+    return at::linalg_solve(t.weight.to(at::kDouble), (u - t.bias.to(at::kDouble)).t()).t();
+  };
+  const at::Tensor own = loss_of(mt.logits);
+  for (size_t k = 0; k < 3; ++k) {
+    const at::Tensor u0 = reading(k), u1 = reading(k + 1), delta = u1 - u0;
+    at::Tensor leaf = u0.clone().set_requires_grad(true);
+    const at::Tensor lens_loss =
+        -at::log_softmax(model->lens_logits(leaf), -1).gather(1, targets.unsqueeze(1)).squeeze(1);
+    const at::Tensor g = torch::autograd::grad({lens_loss.sum()}, {leaf})[0];
+    const at::Tensor edited = u1 - ((delta * g).sum(1, true) / (g * g).sum(1, true)) * g;
+    at::NoGradGuard no_grad;
+    const at::Tensor s = state_of(k + 1, edited).reshape({3, 9, d});
+    const at::Tensor change = loss_of(model->forward_from(s, static_cast<int64_t>(k + 1), Granularity::Block)) - own;
+    const nlohmann::json& st = got["steps"][k];
+    EXPECT_NEAR(st["remove_gradient"]["mean"].get<double>(), change.mean().item<double>(), 1e-9) << k;
+    EXPECT_NEAR(st["step_size_median"].get<double>(),
+                at::median(-(delta * g).sum(1) / (g * g).sum(1)).item<double>(), 1e-9) << k;
+    EXPECT_EQ(st["line_search"][2]["mean"].get<double>(), 0.0) << k;
+    // Not the logit lens's numbers: the translators change what is removed.
+    if (k + 1 < 3) EXPECT_GT(std::abs(st["remove_gradient"]["mean"].get<double>() -
+                                      logit["steps"][k]["remove_gradient"]["mean"].get<double>()), 1e-6) << k;
   }
 }
 

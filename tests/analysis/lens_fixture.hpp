@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "metalm/analysis/objective.hpp"
+#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/data/token_dataset.hpp"
 
 namespace metalm::testing {
@@ -37,6 +38,18 @@ inline Batch random_token_batch(int64_t batch, int64_t seq, int64_t vocab, uint6
   at::Generator gen = at::detail::createCPUGenerator(seed);
   const at::Tensor ids = at::randint(0, vocab, {batch, seq + 1}, gen, at::TensorOptions(at::kLong));
   return {ids.narrow(1, 0, seq).contiguous(), ids.narrow(1, 1, seq).contiguous()};
+}
+
+// A tuned lens of an n_layer model whose translators are visibly not the
+// identity: A = I + 0.3 N(0, 1), b = 0.5 N(0, 1) (float32).
+inline TunedLens perturbed_tuned_lens(int64_t n_layer, int64_t d, uint64_t seed) {
+  TunedLens lens = TunedLens::identity(n_layer, d);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  for (auto& [site, t] : lens.translators) {
+    t.weight = t.weight + 0.3 * at::normal(0.0, 1.0, {d, d}, gen, at::TensorOptions(at::kFloat));
+    t.bias = 0.5 * at::normal(0.0, 1.0, {d}, gen, at::TensorOptions(at::kFloat));
+  }
+  return lens;
 }
 
 }  // namespace metalm::testing

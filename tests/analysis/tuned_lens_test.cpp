@@ -1,6 +1,8 @@
 // The tuned lens as an inner objective: identity translators are the logit
-// lens exactly; state k (and step k, before and after) is read through
-// translator k; a lens file that does not fit the model is refused in one line.
+// lens exactly; the trajectory is analysed in the final state's coordinates;
+// an edit of a reading maps back to a model state through the inverse
+// translator; a lens file is read once (make_lens), and one that does not fit
+// the model is refused in one line.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -12,6 +14,7 @@
 #include <filesystem>
 
 #include "metalm/analysis/analyze_model.hpp"
+#include "metalm/analysis/lens.hpp"
 #include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/io/safetensors.hpp"
@@ -51,16 +54,7 @@ struct TempFile {
   }
 };
 
-// A lens whose translators are visibly not the identity.
-TunedLens perturbed_lens(uint64_t seed) {
-  TunedLens lens = TunedLens::identity(2, D);
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  for (auto& [site, t] : lens.translators) {
-    t.weight = t.weight + 0.3 * at::normal(0.0, 1.0, {D, D}, gen, at::TensorOptions(at::kFloat));
-    t.bias = 0.5 * at::normal(0.0, 1.0, {D}, gen, at::TensorOptions(at::kFloat));
-  }
-  return lens;
-}
+TunedLens perturbed_lens(uint64_t seed) { return testing::perturbed_tuned_lens(2, D, seed); }
 
 TEST(TunedLens, SitesAreTheResidualStatesButFinal) {
   EXPECT_EQ(TunedLens::sites(2), (std::vector<std::string>{"blocks.0.resid_pre", "blocks.0.resid_mid",
@@ -86,7 +80,7 @@ TEST(TunedLens, IdentityTranslatorsReproduceTheLogitLensAnalysisExactly) {
     AnalysisConfig tuned = logit;
     tuned.lens = "tuned:" + file.path;
     nlohmann::json a = analyze_model(model, batches, logit, nullptr);
-    nlohmann::json b = analyze_model(model, batches, tuned, nullptr);
+    nlohmann::json b = analyze_model(model, batches, tuned, nullptr, *make_lens(tuned, model->config()));
     EXPECT_EQ(a["lens"], "logit");
     EXPECT_EQ(b["lens"], tuned.lens);
     a.erase("lens");
@@ -103,7 +97,7 @@ TEST(TunedLens, TheTrajectoryIsAnalysedInTheFinalStatesCoordinates) {
   const Batch batch = random_batch(5);
   AnalysisConfig c;
   c.granularity = Granularity::Sublayer;
-  const BatchAnalysis part = analyze_batch(model, batch, 0, c, lens);
+  const BatchAnalysis part = analyze_batch(model, batch, 0, c, *tuned_lens(*lens, "tuned:x"));
   const Trajectory& tr = part.trajectory;
   const ModelTrajectory mt = capture_trajectory(model, batch.inputs, c.granularity);
   const at::Tensor y = batch.targets.reshape({-1}).index_select(0, tr.rows);
@@ -153,51 +147,56 @@ TEST(TunedLens, TheUntrainedControlIsReadThroughTheLogitLens) {
   EXPECT_EQ(a.dump(), b.dump());
 }
 
-TEST(TunedLens, AnObjectiveThatReadsStatesApartIsRefusedByTheAnalyser) {
-  torch::manual_seed(6);
-  CausalTransformer model(tiny_model());
-  CausalTransformer handle = model;
-  auto lens = std::make_shared<const TunedLens>(perturbed_lens(10));
-  const Batch batch = random_batch(7);
-  const std::vector<std::string> names = trajectory_names(2, Granularity::Block);
-  const TunedLensObjective tuned([handle](const at::Tensor& h) mutable { return handle->lens_logits(h); },
-                                 batch.targets, V, lens, names);
-  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, Granularity::Block);
-  EXPECT_THROW(analyze_trajectory(mt.states, mt.names, tuned), ShapeError);
+TEST(TunedLens, AnEditOfAReadingIsMappedBackThroughTheInverseTranslator) {
+  const std::shared_ptr<const Lens> lens = tuned_lens(perturbed_lens(10), "tuned:x");
+  const TunedLens translators = perturbed_lens(10);
+  at::Generator gen = at::detail::createCPUGenerator(8);
+  const at::TensorOptions f32(at::kFloat);
+  const at::Tensor s = at::normal(0.0, 1.0, {B, T, D}, gen, f32);
+  const std::string site = "blocks.0.resid_mid";
+  const at::Tensor u = translators.translate(site, s);
+  at::Tensor edited = u.clone();
+  edited[1][2] += at::normal(0.0, 1.0, {D}, gen, f32);
+  const at::Tensor back = lens->state_of(site, edited, s, u);
+  // The lens reads the state it returns as the edited reading ...
+  EXPECT_TRUE(at::allclose(translators.translate(site, back), edited, 1e-4, 1e-5));
+  // ... and an unedited row keeps its state bit for bit.
+  at::Tensor same = at::ones({B, T}, at::TensorOptions(at::kBool));
+  same[1][2] = false;
+  EXPECT_TRUE(at::equal(back.index({same}), s.index({same})));
+  EXPECT_FALSE(at::allclose(back[1][2], s[1][2]));
+  // `final` has no translator, and the logit lens none at all.
+  EXPECT_TRUE(at::equal(lens->state_of("final", edited, s, u), edited));
+  EXPECT_TRUE(at::equal(logit_lens()->state_of(site, edited, s, u), edited));
+  // Stacked copies broadcast against one state.
+  const at::Tensor two = at::stack({edited, u});
+  EXPECT_TRUE(at::equal(lens->state_of(site, two, s, u)[0], back));
+  EXPECT_TRUE(at::equal(lens->state_of(site, two, s, u)[1], s));
+  // A singular translator has no inverse: refused when used, in words.
+  TunedLens flat = perturbed_lens(10);
+  flat.translators.at(site).weight.zero_();
+  EXPECT_THROW(tuned_lens(flat, "tuned:flat")->state_of(site, edited, s, u), ShapeError);
 }
 
-TEST(TunedLens, GradientIsTakenThroughTheTranslator) {
-  // g = Aᵀ ∇_u ℓ at u = A s + b: compare with the logit lens's gradient at u.
-  torch::manual_seed(6);
-  CausalTransformer model(tiny_model());
-  model->eval();
-  CausalTransformer handle = model;
-  auto lens = std::make_shared<const TunedLens>(perturbed_lens(10));
-  const Batch batch = random_batch(7);
-  const LogitsFn fn = [handle](const at::Tensor& h) mutable { return handle->lens_logits(h); };
-  const std::vector<std::string> names = trajectory_names(2, Granularity::Block);
-  const TunedLensObjective tuned(fn, batch.targets, V, lens, names);
-  const LensObjective logit(fn, batch.targets, V);
-  at::Generator gen = at::detail::createCPUGenerator(8);
-  const at::Tensor s = at::normal(0.0, 1.0, {B * T, D}, gen, at::TensorOptions(at::kFloat));
-  const at::Tensor rows = at::arange(B * T, at::TensorOptions(at::kLong));
-  const Translator& t = lens->translators.at(names[1]);
-  const at::Tensor u = at::matmul(s, t.weight.t()) + t.bias;
-  struct View final : Objective {
-    const Objective& o;
-    size_t k;
-    View(const Objective& o, size_t k) : o(o), k(k) {}
-    at::Tensor loss(const at::Tensor& h, const at::Tensor& r) const override { return o.state_loss(k, h, r); }
-    at::Tensor valid() const override { return o.valid(); }
-    std::unique_ptr<Objective> with_random_targets(uint64_t) const override { return nullptr; }
-  };
-  const at::Tensor g = loss_and_grad(View(tuned, 1), s, rows).grad;
-  const at::Tensor gu = loss_and_grad(logit, u, rows).grad;
-  EXPECT_TRUE(at::allclose(g, at::matmul(gu, t.weight), 1e-4, 1e-6));
-  // The random-target control keeps the translators.
-  const auto control = tuned.with_random_targets(3);
-  const auto logit_control = logit.with_random_targets(3);
-  EXPECT_TRUE(at::allclose(control->state_loss(1, s, rows), logit_control->loss(u, rows), 1e-5, 1e-6));
+TEST(TunedLens, MakeLensReadsTheFileOnceAndNamesTheLens) {
+  const ModelConfig cfg = tiny_model();
+  const TempFile file;
+  save_tuned_lens(file.path, perturbed_lens(13), cfg);
+  AnalysisConfig a;
+  EXPECT_EQ(make_lens(a, cfg)->name(), "logit");
+  a.lens = "tuned:" + file.path;
+  const std::shared_ptr<const Lens> lens = make_lens(a, cfg);
+  EXPECT_EQ(lens->name(), a.lens);
+  std::filesystem::remove(file.path);  // read once: the lens no longer needs its file
+  const at::Tensor s = at::ones({1, 2, D});
+  const std::vector<at::Tensor> u = lens->translate({s, s}, {"blocks.0.resid_pre", "final"});
+  const Translator t = perturbed_lens(13).translators.at("blocks.0.resid_pre");
+  EXPECT_TRUE(at::allclose(u[0], at::matmul(s, t.weight.t()) + t.bias, 1e-5, 1e-6));
+  EXPECT_TRUE(at::equal(u[1], s));
+  a.lens = "tuned:" + file.path;
+  EXPECT_THROW(make_lens(a, cfg), IoError);
+  a.lens = "tuned:";
+  EXPECT_THROW(make_lens(a, cfg), ConfigError);
 }
 
 TEST(TunedLens, FileRoundTripsAndBadFilesAreRefusedInOneLine) {

@@ -31,14 +31,24 @@ check compare 0 '' -- m icl-compare --checkpoint "$tmp/run" --tasks 64 --tune-ta
 check compare-schema 0 '^ok$' -- py "
 import json
 c = json.load(open('$tmp/cmp.json'))
-assert c['format'] == 'metalm-icl-compare' and c['version'] == 1 and c['step'] == 6
+assert c['format'] == 'metalm-icl-compare' and c['version'] == 2 and c['step'] == 6
 names = [r['name'] for r in c['references']]
 assert names == ['gd1', 'gd2', 'gdpp2', 'precond_opt', 'precond_inv_sigma', 'ridge', 'ols'], names
 for r in c['references']:
     assert set(r) == {'name', 'params', 'tuning_loss', 'loss', 'prediction_difference', 'prediction_cosine',
                       'sensitivity_cosine', 'interpolation_loss'}, r
 assert len(c['analysis']['steps']) == 2
+curve = c['loss_vs_n']
+assert curve['n'] == [2, 4, 8, 16, 32, 64] and len(curve['model']) == 6, curve
+assert sorted(curve['references']) == sorted(names) and all(len(v) == 6 for v in curve['references'].values())
 print('ok')"
+check compare-sizes 0 '' -- m icl-compare --checkpoint "$tmp/run" --tasks 16 --tune-tasks 16 --context-sizes 3,5 \
+  --out "$tmp/cmp-sizes.json"
+check compare-sizes-read 0 '^ok$' -- py "
+import json
+assert json.load(open('$tmp/cmp-sizes.json'))['loss_vs_n']['n'] == [3, 5]
+print('ok')"
+check compare-bad-size 2 'context size' -- m icl-compare --checkpoint "$tmp/run" --context-sizes 0 --out "$tmp/x.json"
 check compare-exists 2 'already exists' -- m icl-compare --checkpoint "$tmp/run" --out "$tmp/cmp.json"
 
 # Hostile configs: one line naming the key, exit 2, no run directory left.

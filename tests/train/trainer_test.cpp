@@ -190,9 +190,9 @@ TEST_F(TrainerTest, AnalysisOfABf16RunIsTheFp32AnalysisOfItsCheckpoint) {
   std::vector<Batch> analysed;
   const AnalysisFn trainer_default = o.analysis;
   o.analysis = [&](CausalTransformer& model, const std::vector<Batch>& batches, const RunConfig& c,
-                   const DatasetMeta& meta, DistributedContext& dist) {
+                   const DatasetMeta& meta, DistributedContext& dist, const Lens& lens) {
     analysed = batches;
-    return trainer_default(model, batches, c, meta, dist);
+    return trainer_default(model, batches, c, meta, dist, lens);
   };
   Trainer(cfg, o).run();
   const auto lines = read_lines(tmp / "run/analysis.jsonl");
@@ -275,7 +275,7 @@ TEST_F(TrainerTest, AnalysisLinesCarryTheStep) {
   auto o = test::trainer_options(tmp / "run");
   int calls = 0;
   o.analysis = [&](CausalTransformer&, const std::vector<Batch>& batches, const RunConfig&, const DatasetMeta&,
-                     DistributedContext&) {
+                     DistributedContext&, const Lens&) {
     ++calls;
     EXPECT_EQ(batches.size(), 1u);
     EXPECT_EQ(batches[0].inputs.size(0), 2);

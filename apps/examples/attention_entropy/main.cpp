@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
     const metalm::AnalysisFn library = metalm::default_analysis();
     options.analysis = [library](metalm::CausalTransformer& model, const std::vector<metalm::Batch>& batches,
                                  const metalm::RunConfig& run, const metalm::DatasetMeta& meta,
-                                 metalm::DistributedContext& dist) {
-      nlohmann::json result = library(model, batches, run, meta, dist);
+                                 metalm::DistributedContext& dist, const metalm::Lens& lens) {
+      nlohmann::json result = library(model, batches, run, meta, dist, lens);
       result["attention_entropy"] = attention_entropy(model, batches);
       return result;
     };

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "metalm/analysis/lens.hpp"
 #include "metalm/analysis/objective.hpp"
 #include "metalm/analysis/trajectory.hpp"
-#include "metalm/analysis/tuned_lens.hpp"
 #include "metalm/config/config.hpp"
 #include "metalm/data/dataset_meta.hpp"
 #include "metalm/data/token_dataset.hpp"
@@ -34,7 +34,9 @@ inline constexpr int kAnalysisVersion = 2;
 // "analysis" section of a run's config, usable on its own):
 // granularity, chunk, freq_bins (with a DatasetMeta) and seed are read;
 // every, batches and batch_size say which batches the trainer analyses and
-// are ignored here, where the caller passes the batches.
+// are ignored here, where the caller passes the batches; lens is read by
+// make_lens (lens.hpp), whose Lens the functions below take (analysis.lens
+// must name it: check_lens): they read no files.
 
 // The CLM logit lens of `model` against next-token `targets` [B, T] int64
 // (negative: no next token): the model's own final norm, statistics
@@ -55,11 +57,12 @@ ModelTrajectory capture_trajectory(CausalTransformer& model, const at::Tensor& i
 std::vector<std::string> trajectory_names(int64_t n_layer, Granularity granularity);
 
 // Analyses `batches` (in eval mode; the model's mode is restored) and returns
-// the analysis JSON. analysis.lens = "tuned:PATH" reads every state through
-// that tuned lens (loaded once per call; docs/design.md 5.2). `meta` (nullable) supplies the training-corpus token
-// counts for the frequency aggregates and correlations.
+// the analysis JSON, every state read through `lens` (docs/design.md 5.2;
+// the JSON's "lens" is lens.name()). `meta` (nullable) supplies the
+// training-corpus token counts for the frequency aggregates and correlations.
 nlohmann::json analyze_model(CausalTransformer& model, const std::vector<Batch>& batches,
-                             const AnalysisConfig& analysis, const DatasetMeta* meta);
+                             const AnalysisConfig& analysis, const DatasetMeta* meta,
+                             const Lens& lens = *logit_lens());
 
 // One batch's share of analyze_model, before aggregation.
 struct BatchAnalysis {
@@ -70,16 +73,15 @@ struct BatchAnalysis {
 // Analyses batch `index` of a list (its random-target control is seeded by
 // analysis.seed + index, so a batch gets the same control wherever it runs).
 // The model must be in the mode it is analysed in (analyze_model: eval).
-// `lens` (nullable) reads the states through a tuned lens instead of the
-// logit lens (analyze_model loads it from analysis.lens).
+// Every state is read through `lens`.
 BatchAnalysis analyze_batch(CausalTransformer& model, const Batch& batch, size_t index, const AnalysisConfig& analysis,
-                            std::shared_ptr<const TunedLens> lens = nullptr);
+                            const Lens& lens = *logit_lens());
 
-// Aggregates the analyses of `batches` (parts[b] of batches[b]) into the
-// analysis JSON.
+// Aggregates the analyses of `batches` (parts[b] of batches[b], read through
+// the lens named `lens`) into the analysis JSON.
 nlohmann::json summarize_analysis(CausalTransformer& model, const std::vector<Batch>& batches,
                                   const std::vector<BatchAnalysis>& parts, const AnalysisConfig& analysis,
-                                  const DatasetMeta* meta);
+                                  const DatasetMeta* meta, const std::string& lens = "logit");
 
 // The exchange format of a BatchAnalysis between processes: one float64
 // tensor, the model's loss sum then, for every analysed position, the
@@ -104,10 +106,12 @@ using SumOverRanks = std::function<void(at::Tensor&)>;
 // the JSON that analyze_model returns for all batches in one process.
 nlohmann::json analyze_model_sharded(CausalTransformer& model, const std::vector<Batch>& batches,
                                      const AnalysisConfig& analysis, const DatasetMeta* meta, int rank, int world,
-                                     const SumOverRanks& sum);
+                                     const SumOverRanks& sum, const Lens& lens = *logit_lens());
 
 // The untrained control: the same analysis on a freshly initialised model of
-// the same config (torch's global generator seeded with `init_seed` first).
+// the same config (torch's global generator seeded with `init_seed` first),
+// through the logit lens (a tuned lens fitted to the trained model means
+// nothing for it; docs/design.md 5.5).
 nlohmann::json analyze_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,
                                  const AnalysisConfig& analysis, const DatasetMeta* meta);
 

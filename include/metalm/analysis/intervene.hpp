@@ -22,6 +22,7 @@
 #include <functional>
 #include <vector>
 
+#include "metalm/analysis/lens.hpp"
 #include "metalm/analysis/objective.hpp"
 #include "metalm/config/config.hpp"
 #include "metalm/data/token_dataset.hpp"
@@ -36,6 +37,10 @@ struct InterveneOptions {
   std::vector<double> alphas{0.0, 0.5, 1.0, 1.5, 2.0};  // the line search's step multipliers
   int64_t resamples = 1000;                              // bootstrap resamples over sequences
   double level = 0.95;                                   // coverage of the intervals
+  // Edited states per partial forward pass (stacked along the batch
+  // dimension); 0: as many as fit in about 1 GiB of activations. Any value
+  // gives the same effects up to rounding.
+  int64_t copies = 0;
 };
 
 // One step's effects at the analysed positions: [N] double each, the change
@@ -73,9 +78,11 @@ struct TrajectoryInterventions {
   std::vector<StepInterventions> steps;  // K
 };
 
-// The model's own loss [B, T] (nats, float64; any value where a position has
-// no target) when `state` [B, T, d] takes the place of state s_j of the
-// trajectory and the rest of the model runs from there.
+// The model's own loss when `state` takes the place of state s_j of the
+// trajectory and the rest of the model runs from there. `state` is
+// [m·B, T, d]: m edited copies of the trajectory's [B, T, d] stacked along
+// the batch dimension (copy i is rows i·B … (i+1)·B − 1); returns
+// [m·B, T] (nats, float64; any value where a position has no target).
 using LossFromState = std::function<at::Tensor(size_t j, const at::Tensor& state)>;
 
 // The least-squares step sizes η of every step of a trajectory (K + 1
@@ -84,15 +91,21 @@ using LossFromState = std::function<at::Tensor(size_t j, const at::Tensor& state
 // at s_k, `chunk` positions per backward pass.
 std::vector<at::Tensor> step_sizes(const std::vector<at::Tensor>& states, const Objective& objective, int64_t chunk);
 
-// Every intervention of every step of one trajectory. median_step_size[k]
-// is η̃ of step k (over all analysed positions of all batches, which is why
-// the caller computes it: step_sizes, then quantile). `seed` keys the random
+// Every intervention of every step of one trajectory, as the objective reads
+// it (through a tuned lens: the translated states, whose edits loss_from
+// maps back into the model's coordinates). median_step_size[k] is η̃ of
+// step k (over all analysed positions of all batches, which is why the
+// caller computes it: step_sizes, then quantile). `seed` keys the random
 // directions (random_directions). The unedited loss is loss_from(K, s_K).
-// Throws ShapeError on mismatched shapes.
+// The edits of a step go through loss_from `copies` at a time (stacked); an
+// edit that leaves the state as it is (α = 1) changes nothing and costs no
+// forward pass. Throws ShapeError on mismatched shapes, ConfigError for
+// chunk or copies below 1.
 TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& states, const Objective& objective,
                                              const LossFromState& loss_from,
                                              const std::vector<double>& median_step_size,
-                                             const std::vector<double>& alphas, uint64_t seed, int64_t chunk);
+                                             const std::vector<double>& alphas, uint64_t seed, int64_t chunk,
+                                             int64_t copies);
 
 // Unit directions drawn uniformly on the sphere of R^d, one per analysed
 // position ([N] int64 flat rows b*T + t of sequences of length T): [N, d]
@@ -103,19 +116,26 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
 at::Tensor random_directions(uint64_t seed, const at::Tensor& rows, int64_t length, int64_t step, int64_t d);
 
 // The interventions of `model` (in eval mode; its mode is restored) on
-// `batches`, through the lens of analysis.lens, aggregated into the
-// intervene JSON (docs/design.md 7). Of `analysis`: granularity, chunk,
-// seed (random directions of batch b: seed + b; the bootstrap: seed) and lens.
+// `batches`, read through `lens` as the analysis reads them (the states
+// translated, one objective; docs/design.md 5.2, 5.8), aggregated into the
+// intervene JSON (docs/design.md 7; its "lens" is lens.name()). Of
+// `analysis`: granularity, chunk and seed (random directions of batch b:
+// seed + b; the bootstrap: seed); analysis.lens must name `lens`
+// (check_lens: make_lens builds the lens from it).
 nlohmann::json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches,
-                               const AnalysisConfig& analysis, const InterveneOptions& options);
+                               const AnalysisConfig& analysis, const InterveneOptions& options,
+                               const Lens& lens = *logit_lens());
 
 // The same for a freshly initialised model of `config` (torch's global
-// generator seeded with `init_seed` first): the untrained control.
+// generator seeded with `init_seed` first), through the logit lens (a tuned
+// lens fitted to the trained model means nothing for it): the untrained
+// control.
 nlohmann::json intervene_untrained(const ModelConfig& config, uint64_t init_seed, const std::vector<Batch>& batches,
                                    const AnalysisConfig& analysis, const InterveneOptions& options);
 
 // Checks the options (alphas finite and at most 64 of them, resamples from 1
-// to 100,000, level in (0, 1)); ConfigError naming the option otherwise.
+// to 100,000, level in (0, 1), copies not negative); ConfigError naming the
+// option otherwise.
 void check_intervene_options(const InterveneOptions& options);
 
 }  // namespace metalm

@@ -50,19 +50,6 @@ class Objective {
     (void)final;
     return nullptr;
   }
-
-  // The loss through which state k of a trajectory is read. An objective
-  // may read every state differently (the tuned lens: state k through its
-  // own translator); by default every state is read by loss(). The
-  // analyser takes step k's gradient, loss before and loss after all from
-  // state k's loss (docs/design.md 5.2).
-  virtual at::Tensor state_loss(size_t k, const at::Tensor& h, const at::Tensor& rows) const {
-    (void)k;
-    return loss(h, rows);
-  }
-  // Whether state_loss depends on k (then a step's loss after, ℓ^(k)(s_{k+1}),
-  // is not state k+1's own loss and is evaluated apart).
-  virtual bool reads_states_apart() const { return false; }
 };
 
 // Loss and gradient of an objective on detached copies of `h` (so the

@@ -8,11 +8,9 @@
 #include <ATen/ATen.h>
 
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "metalm/analysis/objective.hpp"
 #include "metalm/config/config.hpp"
 
 namespace metalm {
@@ -46,7 +44,8 @@ struct TunedLens {
 
 // The trajectory in the final state's coordinates (docs/design.md 5.2):
 // u_k = A_k s_k + b_k for every state but `final`, which stays itself. The
-// analysis of a tuned lens is the logit-lens analysis of these states.
+// analysis of a tuned lens is the logit-lens analysis of these states (the
+// Lens of lens.hpp reads through it).
 std::vector<at::Tensor> translate_states(const TunedLens& lens, const std::vector<at::Tensor>& states,
                                          const std::vector<std::string>& names);
 
@@ -61,29 +60,5 @@ void save_tuned_lens(const std::string& path, const TunedLens& lens, const Model
 // misses a site's translator, has a shape that does not fit the model or a
 // non-finite value.
 TunedLens load_tuned_lens(const std::string& path, const ModelConfig& model);
-
-// The CLM lens through translators: state k (site names[k]) is read as
-// ℓ^(k)(h) = CE(logits_fn(A_k h + b_k), y) with A_k, b_k the translator of
-// names[k] (the identity for `final`). loss() is the plain logit lens. For
-// reading one state through its translator (its gradient in the state's own
-// coordinates is A_kᵀ ∇ℓ(A_k h + b_k)); the trajectory analysis does not take
-// it (it reads states apart) but translate_states' states under the logit lens.
-class TunedLensObjective final : public Objective {
- public:
-  TunedLensObjective(LogitsFn logits_fn, at::Tensor targets, int64_t vocab_size,
-                     std::shared_ptr<const TunedLens> lens, std::vector<std::string> names);
-
-  at::Tensor loss(const at::Tensor& h, const at::Tensor& rows) const override { return logit_.loss(h, rows); }
-  at::Tensor valid() const override { return logit_.valid(); }
-  std::unique_ptr<Objective> with_random_targets(uint64_t seed) const override;
-  at::Tensor state_loss(size_t k, const at::Tensor& h, const at::Tensor& rows) const override;
-  bool reads_states_apart() const override { return true; }
-
- private:
-  TunedLensObjective(LensObjective logit, std::shared_ptr<const TunedLens> lens, std::vector<std::string> names);
-  LensObjective logit_;
-  std::shared_ptr<const TunedLens> lens_;
-  std::vector<std::string> names_;
-};
 
 }  // namespace metalm

@@ -41,14 +41,18 @@ class FlatAdamW;
 
 class RunDirLock;
 
+class Lens;
+
 // Analyses a model on fixed validation batches and returns one JSON object
 // (the trainer adds "step" and appends it to analysis.jsonl). Every rank of
 // a data-parallel run calls it with the same batches, in step; it may share
 // the work through `dist` (collectives in the same order on every rank).
-// Only rank 0's result is written.
+// Only rank 0's result is written. `lens` is the lens of analysis.lens,
+// built once by the trainer (make_lens) before the run directory is touched.
 using AnalysisFn =
     std::function<nlohmann::json(CausalTransformer& model, const std::vector<Batch>& batches,
-                                 const RunConfig& config, const DatasetMeta& meta, DistributedContext& dist)>;
+                                 const RunConfig& config, const DatasetMeta& meta, DistributedContext& dist,
+                                 const Lens& lens)>;
 
 // The library's inner-optimization analysis (analysis/), as the trainer's
 // default AnalysisFn: the ranks analyse disjoint batches and exchange the
@@ -121,6 +125,7 @@ class Trainer {
   std::unique_ptr<DistributedContext> dist_;
   std::unique_ptr<ShardedWindowSampler> sampler_;
   std::vector<Batch> eval_batches_, analysis_batches_;
+  std::shared_ptr<const Lens> lens_;  // of analysis.lens (analysis.every > 0)
   c10::Device device_{c10::kCPU};  // train.device, resolved
   CausalTransformer model_{nullptr};
   std::vector<at::Tensor> params_;
