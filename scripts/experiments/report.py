@@ -22,6 +22,9 @@ setting is trained with several seeds, each in its own directory seed<S> (S = it
   OUT/<setting>/seed<S>/done                              required  the seed is finished (reproduce.sh
                                                            writes it after the seed's last analysis)
   OUT/synthetic_icl.json                                  optional  `metalm synthetic-icl` output (F8)
+  OUT/icl/<setting>/compare.json                          optional  `metalm icl-compare` of a model trained
+                                                           on in-context regression (F11, its tables)
+  OUT/icl/<setting>/run/metrics.jsonl                     optional  its `metalm icl-train` log (training time)
   OUT/commands.txt                                        optional  the exact commands run, one per line
 
 A <setting> is any subdirectory of OUT holding seed<S>/ directories (or those named by --settings);
@@ -35,7 +38,8 @@ missing required key stops the build with exit status 1 and one line
 Every claim is a gap, alignment − alignment of the strongest matched null (the one of shuffled
 and bigram with the smallest gap, docs/design.md 5.5-5.6), and it holds only where EVERY
 seed's 95 % bootstrap interval of that gap lies above 0. Outputs: OUT/figures/<setting>_{train,
-f1..f7,f9}.png (drawn from the setting's first seed), OUT/figures/f8.png and OUT/report.md
+f1..f7,f9}.png (drawn from the setting's first seed), OUT/figures/f8.png, OUT/figures/icl_<setting>_f11.png
+and OUT/report.md
 (written to a temporary name, then renamed).
 """
 from __future__ import annotations
@@ -57,9 +61,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 import plots  # noqa: E402
+from plots.icl import COMPARISON_HEADER as ICL_COMPARISON_HEADER, TARGET_HEADER as ICL_TARGET_HEADER  # noqa: E402
+from plots.icl import IclComparison, best_match, comparison_rows, fig_icl_compare, load_icl_compare  # noqa: E402
+from plots.icl import target_rows as icl_target_rows  # noqa: E402
 from plots.intervene import TABLE_HEADER as INTERVENE_HEADER, Intervention, fig_intervene, load_intervene  # noqa: E402
 from plots.intervene import table_rows as intervene_rows  # noqa: E402
-from plots.load import Analysis, IclRun, InputError, Mean, Metrics, Step  # noqa: E402
+from plots.load import Analysis, IclRun, InputError, Mean, Metrics, Step, read_jsonl  # noqa: E402
 from plots.norms import position0_ratio  # noqa: E402
 from plots.style import CONTROL_STYLE  # noqa: E402
 
@@ -562,6 +569,86 @@ ICL_HEADER = ["true η", "d_x", "N", "alignment mean", "alignment [q10, q90]", "
               "loss before", "loss after"]
 
 
+@dataclass
+class IclSetting:
+    """A model trained on in-context regression (OUT/icl/<name>/) and its comparison."""
+    name: str
+    compare: IclComparison
+    train_seconds: Optional[float]  # summed over the processes of its run; None without metrics.jsonl
+
+
+def training_seconds(path: str) -> float:
+    """The training time of a run from its metrics.jsonl: elapsed_s counts from each process's start,
+    so a resumed run's segments (where elapsed_s falls) are added up."""
+    total, last = 0.0, 0.0
+    for lineno, ev in read_jsonl(path):
+        t = ev.get("elapsed_s") if isinstance(ev, dict) else None
+        if not isinstance(t, (int, float)) or isinstance(t, bool):
+            raise InputError(path, f"line {lineno}: elapsed_s: expected a number")
+        if t < last:
+            total += last
+        last = float(t)
+    return total + last
+
+
+def load_icl_settings(out: str) -> Tuple[List[IclSetting], List[str]]:
+    """The settings of OUT/icl/ with a compare.json, and the names of those without one (unfinished)."""
+    root = os.path.join(out, "icl")
+    if not os.path.isdir(root):
+        return [], []
+    done, unfinished = [], []
+    for name in sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith(".")):
+        path = os.path.join(root, name, "compare.json")
+        if not os.path.isfile(path):
+            unfinished.append(name)
+            continue
+        metrics = os.path.join(root, name, "run", "metrics.jsonl")
+        done.append(IclSetting(name, load_icl_compare(path),
+                               training_seconds(metrics) if os.path.isfile(metrics) else None))
+    return done, unfinished
+
+
+ICL_SUMMARY_HEADER = ["setting", "model", "trained in", "model loss", "best match (sensitivity cosine)",
+                      "its loss", "its prediction cosine", "the other algorithms' losses"]
+
+
+def icl_summary_rows(icl: List[IclSetting]) -> List[List[str]]:
+    rows = []
+    for s in icl:
+        c, b = s.compare, best_match(s.compare)
+        others = ", ".join(f"{r.name} {fmt(r.loss, 4)}" for r in c.references if r.name != b.name)
+        rows.append([s.name, c.setting, "–" if s.train_seconds is None else f"{s.train_seconds:.0f} s",
+                     fmt(c.model_loss, 4), f"{b.name} ({fmt(b.sensitivity_cosine, 4)})", fmt(b.loss, 4),
+                     fmt(b.prediction_cosine, 4), others])
+    return rows
+
+
+def icl_section(icl: List[IclSetting], unfinished: List[str]) -> List[str]:
+    md = ["## In-context regression: trained models against known algorithms", "",
+          "Attention layers trained on in-context linear regression (`metalm icl-train`, configs/icl/) against "
+          "reference algorithms with their hyper-parameters tuned on held-out tasks (`metalm icl-compare`, "
+          "docs/design.md 8): the one setting where what a trained Transformer computes is known (von Oswald et "
+          "al. 2023; Ahn et al. 2023). The best match is the algorithm whose sensitivities ∂ŷ/∂x_q the model's "
+          "match best; the other algorithms are the controls.", ""]
+    if unfinished:
+        md += ["Not compared yet, not reported: " + ", ".join(f"`{n}`" for n in unfinished) + ".", ""]
+    md += table(ICL_SUMMARY_HEADER, icl_summary_rows(icl))
+    for s in icl:
+        c = s.compare
+        md += [f"### `{s.name}`: {c.setting} (step {c.step})", ""]
+        md += figure_md(f"figures/icl_{s.name}_f11.png", f"F11 ({s.name})",
+                        "Test loss vs context size N of the trained model and every algorithm (hyper-parameters "
+                        "tuned at the training N); prediction and sensitivity cosines per algorithm.")
+        md += [f"Model loss {fmt(c.model_loss, 4)}; predicting 0: {fmt(c.loss_zero, 4)}.", ""]
+        md += table(list(ICL_COMPARISON_HEADER), [list(r) for r in comparison_rows(c)])
+        targets = [list(r) for r in icl_target_rows(c)]
+        if s.train_seconds is not None:
+            targets.append(["trained in under 10 minutes", f"{s.train_seconds:.0f} s",
+                            "yes" if s.train_seconds < 600 else "no"])
+        md += table(list(ICL_TARGET_HEADER), targets)
+    return md
+
+
 # ----------------------------------------------------------------------------- figures
 
 def draw_setting(s: Setting, fig_dir: str) -> Dict[str, str]:
@@ -652,6 +739,7 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
     settings = [load_setting(out, n) for n in names]
     icl_path = os.path.join(out, "synthetic_icl.json")
     icl = plots.load_synthetic_icl(icl_path) if os.path.exists(icl_path) else None
+    icl_trained, icl_unfinished = load_icl_settings(out)
     commands, commands_src = read_commands(commands_file, out)
     rev = git_revision(git_rev)
 
@@ -664,6 +752,8 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
         drawn = {s.name: draw_setting(s, tmp_dir) for s in settings}
         if icl is not None:
             plots.save(plots.fig_synthetic_icl(icl), os.path.join(tmp_dir, "f8.png"))
+        for t in icl_trained:
+            plots.save(fig_icl_compare(t.compare, t.name), os.path.join(tmp_dir, f"icl_{t.name}_f11.png"))
 
         md = [f"# {title}", "",
               f"Generated {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
@@ -741,6 +831,8 @@ def build_report(out: str, title: str, setting_names: Optional[List[str]], git_r
                             "Alignment vs context size N (log scale) and the recovered step size η against the "
                             "true η of the construction.")
             md += table(ICL_HEADER, icl_rows(icl))
+        if icl_trained or icl_unfinished:
+            md += icl_section(icl_trained, icl_unfinished)
         md += ["## Reproduction", "", f"Git revision: `{rev}`", ""]
         if commands:
             md += [f"Commands (from `{_rel(commands_src, out)}`):", "", "```sh", *commands, "```", ""]

@@ -20,6 +20,8 @@ Usage (run with Debian's /usr/bin/python3; see docs/figures.md for how to read e
                                                              growth vs its permutation null; |cos(s, ∇ℓ)| check
   plot.py f10 INTERVENE.json --out PNG                       causal tests: loss change when parts of each update
                                                              are removed; the line search along each update
+  plot.py f11 ICL_COMPARE.json --out PNG                     in-context regression: loss vs N of the trained model
+                                                             and each reference algorithm; cosines per algorithm
   plot.py train RUN_DIR/metrics.jsonl --out PNG              training loss and validation bits/byte
 
 FILE is an analysis JSON (version 2) written by `metalm analyze --out FILE`. A missing or malformed input
@@ -36,6 +38,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import plots  # noqa: E402
+from plots.icl import fig_icl_compare, load_icl_compare  # noqa: E402
 from plots.intervene import fig_intervene, load_intervene  # noqa: E402
 from plots.load import Analysis, InputError  # noqa: E402
 
@@ -91,6 +94,8 @@ def build(args) -> "plots.style.Figure":
         return plots.fig_norm_identity(plots.load_analysis(args.file), _opt(args.untrained))
     if f == "f10":
         return fig_intervene(load_intervene(args.file))
+    if f == "f11":
+        return fig_icl_compare(load_icl_compare(args.file))
     if f == "train":
         return plots.fig_training(plots.load_metrics(args.file))
     raise AssertionError(f)
@@ -123,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
                               ("f7", "FILE", "layer x position heatmaps"),
                               ("f8", "SYNTHETIC_ICL_JSON", "constructed linear-attention setting"),
                               ("f10", "INTERVENE_JSON", "causal tests of `metalm intervene`"),
+                              ("f11", "ICL_COMPARE_JSON", "in-context regression against the reference algorithms"),
                               ("train", "METRICS_JSONL", "training curve")):
         add(name, help_).add_argument("file", metavar=meta)
     s = add("f9", "norm growth and its parts; signed gradient-step growth vs its null; the norm identity check")
