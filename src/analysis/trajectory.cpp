@@ -140,10 +140,10 @@ void step_statistics(StepRecord& st, const StateValues& prev, const StateValues&
   }
 }
 
-}  // namespace
-
-Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
-                              const Objective& objective, const AnalysisConfig& config, const at::Tensor& current) {
+// The inputs of analyze_trajectory, checked: the states' shape and the
+// settings it reads.
+void check_inputs(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
+                  const AnalysisConfig& config) {
   if (states.size() < 2) throw ShapeError("analyze_trajectory: need at least two states, got " + std::to_string(states.size()));
   if (names.size() != states.size())
     throw ShapeError("analyze_trajectory: " + std::to_string(states.size()) + " states but " +
@@ -151,49 +151,46 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
   if (config.chunk < 1) throw ConfigError("analysis.chunk must be at least 1, got " + std::to_string(config.chunk));
   if (config.permutations < 1)
     throw ConfigError("analysis.permutations must be at least 1, got " + std::to_string(config.permutations));
-  FullPrecisionScope exact;  // the objective's gradients in the states' dtype, whatever the caller's autocast
-  const at::Tensor& s0 = states[0];
-  if (s0.dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");
+  if (states[0].dim() != 3) throw ShapeError("analyze_trajectory: state '" + names[0] + "' must be [B, T, d]");
   for (size_t k = 1; k < states.size(); ++k)
-    if (states[k].sizes() != s0.sizes())
+    if (states[k].sizes() != states[0].sizes())
       throw ShapeError("analyze_trajectory: state '" + names[k] + "' has a different shape from '" + names[0] + "'");
+}
 
-  Trajectory tr;
-  tr.batch = s0.size(0);
-  tr.length = s0.size(1);
-  tr.width = s0.size(2);
-  at::Tensor valid = objective.valid();
-  if (valid.dim() != 2 || valid.size(0) != tr.batch || valid.size(1) != tr.length)
-    throw ShapeError("analyze_trajectory: the objective's targets do not match the states' [B, T]");
-  if (current.defined() && (current.dim() != 2 || current.size(0) != tr.batch || current.size(1) != tr.length))
-    throw ShapeError("analyze_trajectory: the current tokens do not match the states' [B, T]");
-  tr.rows = valid.reshape({-1}).nonzero().reshape({-1}).to(at::kLong);  // [N]
-  tr.positions = tr.rows.remainder(tr.length);
-  const int64_t n = tr.rows.size(0);
-  const size_t K = states.size() - 1;
+// The controls of docs/design.md 5.5, drawn from the batch's seed: their
+// objectives, the bigram control's fallback marks and the permutation
+// null's partners.
+struct Controls {
+  Objectives objectives;
+  at::Tensor fallback;
+  std::vector<at::Tensor> partners;
+};
+
+Controls draw_controls(const Objective& objective, const Trajectory& tr, const at::Tensor& current,
+                       const at::Tensor& final_state, const AnalysisConfig& config) {
   const auto seed = static_cast<uint64_t>(config.seed);
   const int64_t total = tr.batch * tr.length;
-
-  std::vector<at::Tensor> flat;  // [B*T, d] views
-  for (const auto& s : states) flat.push_back(s.detach().reshape({-1, tr.width}));
-
-  // The controls of docs/design.md 5.5, drawn from the batch's seed.
   const at::Tensor rows_cpu = tr.rows.cpu();
-  at::Tensor fallback;
+  Controls c;
   const at::Tensor bigram = bigram_sources(
       rows_cpu, current.defined() ? current.reshape({-1}).cpu().index_select(0, rows_cpu) : at::Tensor(), total, seed,
-      fallback);
-  Objectives o;
+      c.fallback);
+  Objectives& o = c.objectives;
   o.main = &objective;
   o.uniform = objective.with_random_targets(seed);
   o.shuffled = objective.with_targets_of(shuffled_sources(rows_cpu, total, seed).to(tr.rows.device()));
   o.bigram = objective.with_targets_of(bigram.to(tr.rows.device()));
-  o.belief = objective.with_belief(flat[K]);
-  std::vector<at::Tensor> partners;
+  o.belief = objective.with_belief(final_state);
   for (int64_t p = 0; p < config.permutations; ++p)
-    partners.push_back(cycle_partners(rows_cpu, seed, kPermutedStream + static_cast<uint64_t>(p)));
+    c.partners.push_back(cycle_partners(rows_cpu, seed, kPermutedStream + static_cast<uint64_t>(p)));
+  return c;
+}
 
-  // Every statistic starts as NaN, so a position no computation reached cannot pass for a value.
+// The records of every state and step, each statistic NaN (so a position no
+// computation reached cannot pass for a value) and the null band zero.
+void add_empty_records(Trajectory& tr, const std::vector<std::string>& names, int64_t permutations) {
+  const int64_t n = tr.count();
+  const size_t K = names.size() - 1;
   const auto nans = [](int64_t size) { return at::full({size}, NAN, at::TensorOptions(at::kDouble)); };
   for (size_t k = 0; k <= K; ++k) {
     StateRecord s;
@@ -207,37 +204,78 @@ Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::
     st.from = names[k];
     st.to = names[k + 1];
     for (const auto& stat : kStepStatistics) st.*stat.member = nans(n);
-    st.null_sum = at::zeros({config.permutations}, at::TensorOptions(at::kDouble));
-    st.null_count = at::zeros({config.permutations}, at::TensorOptions(at::kDouble));
+    st.null_sum = at::zeros({permutations}, at::TensorOptions(at::kDouble));
+    st.null_count = at::zeros({permutations}, at::TensorOptions(at::kDouble));
     tr.steps.push_back(std::move(st));
   }
+}
 
+// State k's values on the CPU: its loss and, unless it is the last, every
+// gradient (evaluate_state).
+StateValues state_values(const std::vector<at::Tensor>& flat, size_t k, const at::Tensor& rows, const Objectives& o,
+                         int64_t chunk) {
+  const size_t K = flat.size() - 1;
+  StateValues v = evaluate_state(flat[k], rows, o, k == K, chunk);
+  at::NoGradGuard no_grad;
+  v.h = v.h.cpu();
+  v.loss = v.loss.cpu();
+  for (at::Tensor* g : {&v.grad, &v.grad_uniform, &v.grad_shuffled, &v.grad_bigram, &v.grad_belief})
+    if (g->defined()) *g = g->cpu();
+  // A state that already is the final one has its final prediction: the
+  // belief gradient is exactly 0 there (its statistics 0/0), not the
+  // rounding left by reading the two through different ops.
+  if (v.grad_belief.defined()) {
+    const at::Tensor at_final = v.h.eq(flat[K].index_select(0, rows).cpu().to(at::kDouble)).all(1);
+    v.grad_belief.index_put_({at_final}, 0.0);
+  }
+  return v;
+}
+
+// The per-state statistics of kStateStatistics.
+void state_statistics(StateRecord& rec, const StateValues& v, bool last, int64_t width) {
+  at::NoGradGuard no_grad;
+  rec.loss.copy_(v.loss);
+  rec.norm.copy_(row_norm(v.h));
+  if (last) return;
+  const at::Tensor ng = row_norm(v.grad);
+  rec.norm_grad.copy_(ng);
+  rec.cos_state_grad.copy_(row_cos(row_dot(v.h, v.grad), row_norm(v.h), ng));
+  rec.cos_ones_grad.copy_(v.grad.sum(1) / (std::sqrt(static_cast<double>(width)) * ng));
+}
+
+}  // namespace
+
+Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
+                              const Objective& objective, const AnalysisConfig& config, const at::Tensor& current) {
+  check_inputs(states, names, config);
+  FullPrecisionScope exact;  // the objective's gradients in the states' dtype, whatever the caller's autocast
+  Trajectory tr;
+  tr.batch = states[0].size(0);
+  tr.length = states[0].size(1);
+  tr.width = states[0].size(2);
+  const at::Tensor valid = objective.valid();
+  if (valid.dim() != 2 || valid.size(0) != tr.batch || valid.size(1) != tr.length)
+    throw ShapeError("analyze_trajectory: the objective's targets do not match the states' [B, T]");
+  if (current.defined() && (current.dim() != 2 || current.size(0) != tr.batch || current.size(1) != tr.length))
+    throw ShapeError("analyze_trajectory: the current tokens do not match the states' [B, T]");
+  tr.rows = valid.reshape({-1}).nonzero().reshape({-1}).to(at::kLong);  // [N]
+  tr.positions = tr.rows.remainder(tr.length);
+  const size_t K = states.size() - 1;
+
+  std::vector<at::Tensor> flat;  // [B*T, d] views
+  for (const auto& s : states) flat.push_back(s.detach().reshape({-1, tr.width}));
+  const Controls controls = draw_controls(objective, tr, current, flat[K], config);
+  add_empty_records(tr, names, config.permutations);
+
+  // State by state; each step once both of its states are evaluated.
   StateValues prev;
   for (size_t k = 0; k <= K; ++k) {
-    const bool last = (k == K);
-    StateValues cur = evaluate_state(flat[k], tr.rows, o, last, config.chunk);
-    at::NoGradGuard no_grad;
-    cur.h = cur.h.cpu();
-    cur.loss = cur.loss.cpu();
-    for (at::Tensor* g : {&cur.grad, &cur.grad_uniform, &cur.grad_shuffled, &cur.grad_bigram, &cur.grad_belief})
-      if (g->defined()) *g = g->cpu();
-    // A state that already is the final one has its final prediction: the
-    // belief gradient is exactly 0 there (its statistics 0/0), not the
-    // rounding left by reading the two through different ops.
-    if (cur.grad_belief.defined()) {
-      const at::Tensor at_final = cur.h.eq(flat[K].index_select(0, tr.rows).cpu().to(at::kDouble)).all(1);
-      cur.grad_belief.index_put_({at_final}, 0.0);
+    StateValues cur = state_values(flat, k, tr.rows, controls.objectives, config.chunk);
+    state_statistics(tr.states[k], cur, k == K, tr.width);
+    if (k > 0) {
+      at::NoGradGuard no_grad;
+      step_statistics(tr.steps[k - 1], prev, cur, controls.fallback, controls.partners);
     }
-    StateRecord& rec = tr.states[k];
-    rec.loss.copy_(cur.loss);
-    rec.norm.copy_(row_norm(cur.h));
-    if (!last) {
-      const at::Tensor ng = row_norm(cur.grad);
-      rec.norm_grad.copy_(ng);
-      rec.cos_state_grad.copy_(row_cos(row_dot(cur.h, cur.grad), row_norm(cur.h), ng));
-      rec.cos_ones_grad.copy_(cur.grad.sum(1) / (std::sqrt(static_cast<double>(tr.width)) * ng));
-    }
-    if (k > 0) step_statistics(tr.steps[k - 1], prev, cur, fallback, partners);
     prev = std::move(cur);
   }
   return tr;

@@ -226,10 +226,10 @@ struct Trajectory {
 // control; without it every position falls back to the shuffled target.
 // Gradients come from torch::autograd::grad on detached copies,
 // `config.chunk` positions at a time; everything else runs without autograd.
-// Of `config` only chunk, seed and permutations are read. Throws ShapeError
-// on mismatched shapes or an objective that reads states apart (map the
-// states through the lens first, docs/design.md 5.2), ConfigError on a chunk
-// or a number of permutations below 1.
+// Of `config` only chunk, seed and permutations are read. A tuned lens is
+// read by mapping the states first (Lens::translate, docs/design.md 5.2).
+// Throws ShapeError on mismatched shapes, ConfigError on a chunk or a number
+// of permutations below 1.
 Trajectory analyze_trajectory(const std::vector<at::Tensor>& states, const std::vector<std::string>& names,
                               const Objective& objective, const AnalysisConfig& config = {},
                               const at::Tensor& current = {});
