@@ -7,7 +7,8 @@ Checks, each failing with the page and line:
 - links: every relative link and image of README.md and docs/*.md names a file or directory
   of the repository, and a #fragment a heading of that page (GitHub's anchors);
 - readme: the README's two commands, scripts/quickstart.sh and scripts/test.sh, are in a
-  ```sh block of README.md as their own lines (CI runs them; this test does not);
+  ```sh block of README.md as their own lines (CI runs them; this test does not), and every
+  code line of its ```cpp blocks is a line of the example (apps/examples/) linked before it;
 - options: every long option that `metalm CMD --help` lists appears in the section of
   docs/cli.md whose heading names `metalm CMD`, and every command has such a section;
 - examples: every ```sh block that follows a line `<!-- doc-test -->` in README.md and
@@ -165,6 +166,25 @@ def check_readme_commands(pages):
         if not any(l == command or l.startswith(command + " ") for l in lines):
             fail("README.md", f"the command {command} is not a line of a ```sh block")
     print(f"readme: {', '.join(README_COMMANDS)} checked", flush=True)
+
+
+def check_readme_snippets(root, pages):
+    """Every code line of a ```cpp block of the README is a line of the example it links before it."""
+    readme = pages["README.md"]
+    sources = [(n, t) for n, line in readme.prose for t in LINK.findall(line)
+               if t.startswith("apps/examples/") and t.endswith(".cpp")]
+    for start, info, text, _ in readme.blocks:
+        if info != "cpp":
+            continue
+        linked = [t for n, t in sources if n < start]
+        if not linked:
+            fail(f"README.md:{start}", "a ```cpp block without a link to the example (apps/examples/*/*.cpp) it is from")
+            continue
+        with open(os.path.join(root, linked[-1]), encoding="utf-8") as f:
+            lines = {l.strip() for l in f}
+        for k, line in enumerate(text.split("\n"), start + 1):
+            if line.strip() and not line.strip().startswith("//") and line.strip() not in lines:
+                fail(f"README.md:{k}", f"not a line of {linked[-1]}: {line.strip()}")
 
 
 def help_text(metalm, words):
@@ -348,6 +368,7 @@ def main():
         check_links(root, pages)
     if only in (None, "readme"):
         check_readme_commands(pages)
+        check_readme_snippets(root, pages)
     # The options check and each page's examples are independent: run them side by side.
     jobs = []
     if only in (None, "options"):
