@@ -278,10 +278,11 @@ def brown_corpus(root, out_dir, files=24):
 def shrink(config, rel):
     """A preset cut to seconds: same name, data and architecture; tiny width, depth and budget."""
     if rel.startswith(os.path.join("configs", "icl")):
-        config.setdefault("task", {}).update(d_x=min(config["task"].get("d_x", 10), 4), n=8)
-        config["model"]["layers"] = min(config["model"].get("layers", 1), 2)
-        config["train"].update(steps=4, batch_size=16, log_every=2, eval_every=2, eval_tasks=32,
-                               checkpoint_every=2, warmup_steps=1)
+        task, model = config.setdefault("task", {}), config.setdefault("model", {})
+        task.update(d_x=min(task.get("d_x", 10), 4), n=8)
+        model["layers"] = min(model.get("layers", 1), 2)
+        config.setdefault("train", {}).update(steps=4, batch_size=16, log_every=2, eval_every=2,
+                                              eval_tasks=32, checkpoint_every=2, warmup_steps=1)
         return config
     model = config.setdefault("model", {})
     heads = model.get("n_head", 4)
@@ -358,7 +359,8 @@ def run_page(root, metalm, rel, page):
 
 
 def main():
-    if len(sys.argv) not in (3, 5):
+    if len(sys.argv) not in (3, 5) or (len(sys.argv) == 5 and (sys.argv[3] != "--only" or sys.argv[4] not in (
+            "links", "readme", "options", "examples"))):
         print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
         return 2
     metalm, root = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
