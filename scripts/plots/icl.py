@@ -4,7 +4,8 @@
 Left: the test loss against the context size N (log scale) of the trained model and of every
 reference, each with the hyper-parameters tuned at the training N (like the model's weights);
 the dotted line marks the training N; curves below a tenth of the model's lowest loss (exact solvers
-on noise-free tasks) leave the axis. Right: per reference, the cosine of the predictions and
+on noise-free tasks) leave the axis, and so do losses above 10 times that of predicting 0 (a model's
+such points are written at the top). Right: per reference, the cosine of the predictions and
 the mean cosine of the sensitivities ∂ŷ/∂x_q with the model's, at the training N.
 
 The reader accepts only "format": "metalm-icl-compare", "version": 2 and refuses anything else
@@ -188,6 +189,15 @@ def fig_icl_compare(c: IclComparison, name: str = "") -> Figure:
     floor = min((v for v in c.curve_model if math.isfinite(v) and v > 0), default=math.nan) / 10
     if math.isfinite(floor):
         a1.set_ylim(bottom=floor)
+    # Above 10x the loss of predicting 0 an algorithm has diverged: the axis stops there and the
+    # model's points beyond it are written out.
+    ceiling = 10 * c.loss_zero
+    if math.isfinite(ceiling) and ceiling > 0:
+        a1.set_ylim(top=ceiling)
+        for n, v in zip(c.curve_n, c.curve_model):
+            if math.isfinite(v) and v > ceiling:
+                a1.annotate(f"model: {v:.3g} ↑", (n, ceiling), textcoords="offset points", xytext=(0, -12),
+                            ha="center", fontsize=7, gid="model_off_axis")
     a1.minorticks_off()
     a1.set_xlabel("context size N (examples, log scale)")
     a1.set_ylabel("test loss ‖ŷ − y_q‖² / d_y (log scale)")
