@@ -236,7 +236,7 @@ def comparison_rows(c: IclComparison) -> List[Tuple[str, ...]]:
     """One row per reference: its tuned hyper-parameters, loss, the model's loss relative to it and the
     agreement metrics of docs/design.md 8.4."""
     return [(r.name, ", ".join(f"{k} = {v:.4g}" for k, v in r.params.items()) or "–", _f(r.loss),
-             _f(c.model_loss / r.loss, 3) if r.loss > 0 else "–", _f(r.prediction_difference),
+             _f(c.model_loss / r.loss, 3) if r.loss > 1e-3 * c.model_loss else "≫ 1", _f(r.prediction_difference),
              _f(r.prediction_cosine), _f(r.sensitivity_cosine), _f(r.interpolation_loss)) for r in c.references]
 
 
@@ -272,6 +272,11 @@ def target_rows(c: IclComparison) -> List[Tuple[str, str, str]]:
             rows.append((f"prediction cosine vs {ref.name} ≥ 0.99", _f(ref.prediction_cosine), met(ref.prediction_cosine >= 0.99)))
             rows.append((f"sensitivity cosine vs {ref.name} ≥ 0.99", _f(ref.sensitivity_cosine),
                          met(ref.sensitivity_cosine >= 0.99)))
+            eta = ref.params.get("eta_0", math.nan)
+            if c.analysis and math.isfinite(eta):
+                got = c.analysis[0].step_size_pooled
+                rows.append((f"analysis: the pooled step size recovers {ref.name}'s tuned η within 5 %",
+                             f"{_f(got)} vs {_f(eta)} ({got / eta - 1:+.1%})", met(abs(got / eta - 1) <= 0.05)))
         else:
             gd = c.reference("gd1")
             rows.append(("sensitivity cosine: precond_opt above gd1", f"{_f(ref.sensitivity_cosine)} vs {_f(gd.sensitivity_cosine)}",
