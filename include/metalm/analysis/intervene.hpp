@@ -38,8 +38,8 @@ struct InterveneOptions {
   int64_t resamples = 1000;                              // bootstrap resamples over sequences
   double level = 0.95;                                   // coverage of the intervals
   // Edited states per partial forward pass (stacked along the batch
-  // dimension); 0: as many as fit in about 1 GiB of activations. Any value
-  // gives the same effects up to rounding.
+  // dimension); 0: as many as keep the largest activation within 16 MiB
+  // (one for large batches). Any value gives the same effects up to rounding.
   int64_t copies = 0;
 };
 
