@@ -4,18 +4,15 @@
 // ("format": "metalm-intervene", docs/design.md 7).
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <cmath>
 #include <sstream>
 
-#include "command.hpp"
-#include "token_ids.hpp"
+#include "analysis_options.hpp"
 #include "metalm/analysis/intervene.hpp"
 #include "metalm/config/json.hpp"
 #include "metalm/core/atomic_file.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/threads.hpp"
-#include "metalm/model/device.hpp"
 #include "metalm/train/checkpoint.hpp"
 
 namespace metalm::cli {
@@ -56,112 +53,47 @@ void log_steps(const nlohmann::json& r, const char* title) {
 
 const Registration intervene_command{"intervene", [](CLI::App& app, const GlobalOptions& global) {
   struct Options {
-    std::string checkpoint, data, ids, out, granularity, lens, alphas = "0,0.5,1,1.5,2";
-    int64_t batches = 0, batch_size = 0, seq_len = 0, chunk = 0, seed = -1, resamples = 1000;
-    bool no_control = false, allow_nonfinite = false, force = false;
-    std::string device = "auto";
+    AnalysisRunOptions run{"intervene"};
+    std::string out, alphas = "0,0.5,1,1.5,2";
+    int64_t resamples = 1000;
+    bool no_control = false, force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
       "intervene", "edit each layer's update (remove its gradient, random or radial part, rescale it, replace it by a "
                    "gradient step) and measure the model's loss");
-  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint directory, or a run directory (its newest checkpoint)")
-      ->type_name("DIR")->required();
-  auto* data = cmd->add_option("--data", o->data, "token file (train.bin/val.bin from `metalm prepare`)")
-                   ->type_name("FILE.bin")->check(CLI::ExistingFile);
-  auto* ids = cmd->add_option("--ids", o->ids, "whitespace-separated decimal token ids")->type_name("FILE")
-                  ->check(CLI::ExistingFile);
-  data->excludes(ids);
-  cmd->add_option("--batches", o->batches, "batches (default: the config's analysis.batches)")->type_name("N")
-      ->check(int_range(1, kMaxBatches));
-  cmd->add_option("--batch-size", o->batch_size, "sequences per batch (default: analysis.batch_size)")->type_name("B")
-      ->check(int_range(1, kMaxBatch));
-  cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (default: train.seq_len)")->type_name("T")
-      ->check(int_range(1, kMaxTokens));
-  cmd->add_option("--granularity", o->granularity, "block | sublayer (default: analysis.granularity)")
-      ->type_name("G")->check(CLI::IsMember({"block", "sublayer"}));
-  cmd->add_option("--lens", o->lens, "logit | tuned:LENS.safetensors: the gradient removed and stepped along "
-                                     "(default: analysis.lens)")->type_name("LENS");
+  add_analysis_run_options(*cmd, o->run, /*with_text=*/false, "seed of the random directions and the bootstrap",
+                           "logit | tuned:LENS.safetensors: the gradient removed and stepped along");
   cmd->add_option("--alphas", o->alphas, "multipliers of the line search s_k + alpha * update")
       ->type_name("A,A,...")->capture_default_str();
   cmd->add_option("--resamples", o->resamples, "bootstrap resamples over sequences for the 95% intervals")
       ->type_name("R")->check(int_range(1, 100000))->capture_default_str();
-  cmd->add_option("--chunk", o->chunk, "positions per autograd chunk (default: analysis.chunk)")->type_name("N")
-      ->check(int_range(1, kMaxChunk));
-  cmd->add_option("--seed", o->seed, "seed of the random directions and the bootstrap (default: analysis.seed)")
-      ->type_name("S")->check(int_range(0));
   cmd->add_flag("--no-control-untrained", o->no_control,
                 "skip the untrained model's same interventions (key control_untrained)");
-  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite,
-                "load weights holding NaN or Inf (forensics; refused by default)");
   cmd->add_option("--out", o->out, "output JSON file")->type_name("FILE.json")->required();
   cmd->add_flag("--force", o->force, "replace an existing --out file");
-  add_device_option(*cmd, o->device);
 
   return std::function<int()>([o, &global]() {
-    if (o->data.empty() && o->ids.empty()) throw ConfigError("intervene: give the tokens with --data or --ids");
-    const std::string lens_path = o->lens.rfind("tuned:", 0) == 0 ? o->lens.substr(6) : std::string();
-    check_output(o->out, OutputKind::File, o->force, "--out",
-                 {{"--checkpoint", checkpoint_to_load(o->checkpoint), /*tree=*/true}, {"--data", o->data},
-                  {"--ids", o->ids}, {"--lens", lens_path}});
+    check_output(o->out, OutputKind::File, o->force, "--out", analysis_inputs(o->run));
     InterveneOptions options;
     options.alphas = parse_alphas(o->alphas);
     options.resamples = o->resamples;
     check_intervene_options(options);
     set_threads(global.threads);
-    const c10::Device device = resolve_device(device_kind(o->device), "--device");
-    LoadedCheckpoint ck = load_checkpoint(o->checkpoint, LoadWeightsOptions{o->allow_nonfinite});
-    ck.model->to(device);
+    AnalysisRun run = load_analysis_run(o->run);
+    LoadedCheckpoint& ck = run.ck;
     const RunConfig& cfg = ck.config;
-    const int64_t n_batches = o->batches ? o->batches : cfg.analysis.batches;
-    const int64_t batch_size = o->batch_size ? o->batch_size : cfg.analysis.batch_size;
-    const int64_t seq_len = std::min(o->seq_len ? o->seq_len : cfg.train.seq_len, cfg.model.context);
-    AnalysisConfig opts = cfg.analysis;
-    if (!o->granularity.empty()) opts.granularity = o->granularity == "sublayer" ? Granularity::Sublayer : Granularity::Block;
-    if (o->chunk) opts.chunk = o->chunk;
-    if (o->seed >= 0) opts.seed = o->seed;
-    if (!o->lens.empty()) {
-      opts.lens = o->lens;
-      if (opts.lens != "logit" && opts.tuned_lens_path().empty())
-        throw ConfigError("intervene: --lens " + o->lens + ": expected logit or tuned:LENS.safetensors");
-    }
-    // The lens is read once, here: a bad lens file fails before any batch is read or run.
-    const std::shared_ptr<const Lens> lens = make_lens(opts, cfg.model);
-    // The config's values are checked like the options', before anything is allocated.
-    auto in_range = [](int64_t v, int64_t max, const char* option) {
-      if (v < 1 || v > max)
-        throw ConfigError(std::string("intervene: ") + option + " (or its config key) = " + std::to_string(v) +
-                          " is out of range: expected an integer from 1 to " + with_commas(max));
-    };
-    in_range(n_batches, kMaxBatches, "--batches");
-    in_range(batch_size, kMaxBatch, "--batch-size");
-    in_range(seq_len, kMaxTokens, "--seq-len");
-    in_range(opts.chunk, kMaxChunk, "--chunk");
-    if (n_batches * batch_size * seq_len > kMaxAnalysedTokens)  // < 2^56 within the ranges: no overflow
-      throw ConfigError("intervene: " + with_commas(n_batches) + " batches x " + with_commas(batch_size) +
-                        " sequences x " + with_commas(seq_len) + " tokens is more than the " +
-                        with_commas(kMaxAnalysedTokens) + " tokens one run holds; lower --batches or --batch-size");
-
-    std::vector<Batch> batches;
-    nlohmann::json source;
-    if (!o->data.empty()) {
-      TokenDataset ds(o->data);
-      ds.check_vocab(cfg.model.vocab_size, "the model");
-      batches = fixed_eval_batches(ds, n_batches, batch_size, seq_len);
-      source = {{"data", o->data}};
-    } else {
-      batches = id_batches(read_token_ids(o->ids, cfg.model.vocab_size), seq_len, batch_size, n_batches,
-                           cfg.model.vocab_size, o->ids);
-      source = {{"ids", o->ids}};
-    }
+    const AnalysisConfig& opts = cfg.analysis;
+    const AnalysisBatches read = read_analysis_batches(o->run, run);
+    const std::vector<Batch>& batches = read.batches;
 
     spdlog::info("intervene: {} (step {}), {} batch(es) of {} x {} tokens, {} granularity, {} lens", ck.path,
                  ck.state.step, batches.size(), batches[0].inputs.size(0), batches[0].inputs.size(1),
                  to_string(opts.granularity), opts.lens);
-    nlohmann::json result = intervene_model(ck.model, batches, opts, options, *lens);
+    nlohmann::json result = intervene_model(ck.model, batches, opts, options, *run.lens);
     result["checkpoint"] = ck.path;
     result["step"] = ck.state.step;
-    result["source"] = source;
+    result["source"] = read.source;
     log_steps(result, "the checkpoint");
     if (!o->no_control) {
       spdlog::info("intervene: untrained control (fresh model, seed {})", cfg.train.seed);

@@ -2,13 +2,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <string_view>
 
+#include "metalm/config/json.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/core/file.hpp"
 #include "metalm/data/tokenizer.hpp"
@@ -34,6 +38,60 @@ void add_config_options(CLI::App& cmd, std::string& config_path, std::vector<std
       ->type_name("KEY=VALUE")
       ->take_all()
       ->allow_extra_args(false);
+}
+
+void KeyOptions::add(CLI::App& cmd, const std::string& key, const std::string& what,
+                     const std::optional<CLI::Validator>& range) {
+  const std::vector<ConfigKey> all = config_keys();
+  const auto found = std::find_if(all.begin(), all.end(), [&](const ConfigKey& k) { return k.path == key; });
+  if (found == all.end()) throw std::logic_error("KeyOptions::add: no config key " + key);
+  const std::string name = key.substr(key.rfind('.') + 1);
+  std::string flag = "--" + name, type = found->type;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  if (type == "int") {
+    type = "N";
+  } else if (type == "float") {
+    type = "X";
+  } else if (type == "string") {
+    type.clear();
+    for (const char ch : name) type += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  } else {
+    type.erase(std::remove(type.begin(), type.end(), ' '), type.end());  // an enum's names: a|b
+  }
+  Key& k = keys_.emplace_back(Key{key, "", nullptr});
+  k.option = cmd.add_option(flag, k.value, (what.empty() ? found->doc : what) + " (default: " + key + ")")
+                 ->type_name(type);
+  if (range) k.option->check(*range);
+  // A ParseError of its own, not the message CLI11 would prefix with the
+  // option's name alone: "--lens nope: analysis.lens = nope: ...".
+  k.option->check(CLI::Validator(
+      [key, flag](std::string& text) -> std::string {
+        try {
+          RunConfig defaults;
+          apply_override(defaults, key + "=" + text);
+          resolve(defaults);
+        } catch (const ConfigError& e) {
+          throw CLI::ParseError(flag + " " + excerpt(text) + ": " + e.what(), CLI::ExitCodes::ValidationError);
+        }
+        return "";
+      },
+      ""));
+}
+
+void KeyOptions::apply(RunConfig& c) const {
+  bool given = false;
+  for (const Key& k : keys_)
+    if (k.option->count() > 0) {
+      apply_override(c, k.key + "=" + k.value);
+      given = true;
+    }
+  if (given) resolve(c);
+}
+
+std::string KeyOptions::given(const std::string& key) const {
+  for (const Key& k : keys_)
+    if (k.key == key && k.option->count() > 0) return k.value;
+  return "";
 }
 
 double parameter_bytes(const ModelConfig& m) {

@@ -7,8 +7,10 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,34 @@ std::vector<RegisteredCommand>& registry();
 // `--set section.key=value` overrides, repeatable; shared by train, config...
 void add_config_options(CLI::App& cmd, std::string& config_path, std::vector<std::string>& overrides,
                         bool config_required);
+
+// Options that set keys of the config, one a key, made from the config's
+// field table as `--set` is: named after the key (analysis.batch_size:
+// --batch-size), typed by it (N for an integer, the names of an enum, the
+// key's name in capitals for text), its value checked as `--set KEY=VALUE`
+// checks it (apply_override, then resolve, on the defaults) while the command
+// line is read, and the help "WHAT (default: KEY)", WHAT the key's own line
+// of documentation unless the command says otherwise. A key whose rule involves
+// other keys (train.seq_len against model.context) is not for this: it would
+// be checked against the defaults' other keys.
+class KeyOptions {
+ public:
+  // `what`: "" for the key's documentation; `range`: a check of the
+  // command's own that runs first (int_range).
+  void add(CLI::App& cmd, const std::string& key, const std::string& what,
+           const std::optional<CLI::Validator>& range = std::nullopt);
+  // Sets the keys given on the command line on `c` and resolves it again.
+  void apply(RunConfig& c) const;
+  // The text given for `key`, "" when it was not given.
+  std::string given(const std::string& key) const;
+
+ private:
+  struct Key {
+    std::string key, value;
+    CLI::Option* option = nullptr;
+  };
+  std::deque<Key> keys_;  // CLI11 writes into `value`: it must not move
+};
 
 // Upper limits of the size options of analyze, eval, generate and bench:
 // far above any useful value, low enough that no product of them overflows

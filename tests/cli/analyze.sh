@@ -54,12 +54,15 @@ assert len(rows) >= 1 and 'alignment_mean' in rows[0]
 assert len(list(csv.DictReader(open('$tmp/csv/by_position.csv')))) == 32 * len(rows)
 print('ok')"
 printf '1 2 3 4 5 6 7 8 9 10 11 12\n' >"$tmp/ids.txt"
-check analyze-ids 0 '' -- m analyze --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --granularity sublayer --out "$tmp/b.json"
+check analyze-ids 0 '' -- m analyze --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --granularity sublayer --seed 77 \
+  --out "$tmp/b.json"
 check analyze-ids-tokens 0 '"tokens": 11' -- cat "$tmp/b.json"
 check analyze-ids-sublayer 0 '"kind": "mlp"' -- cat "$tmp/b.json"
+# The analysis.* options set their keys over the checkpoint's config (analysis.seed: 1234).
+check analyze-ids-seed 0 '^77 77$' -- py "import json; j = json.load(open('$tmp/b.json')); print(j['seed'], j['bootstrap']['seed'])"
 printf 'The model reads this text.\n' >"$tmp/t.txt"
 check analyze-text 0 '' -- m analyze --checkpoint "$tmp/run" --text "$tmp/t.txt" --out "$tmp/c.json"
-check analyze-no-input 2 'give the tokens to analyse' -- m analyze --checkpoint "$tmp/run" --out "$tmp/d.json"
+check analyze-no-input 2 'give the tokens with --data, --ids or --text' -- m analyze --checkpoint "$tmp/run" --out "$tmp/d.json"
 check analyze-missing-ckpt 1 '' -- m analyze --checkpoint "$tmp/nope" --ids "$tmp/ids.txt" --out "$tmp/d.json"
 printf '1 2 99999\n' >"$tmp/bad_ids.txt"
 check analyze-ids-range 1 'token id 99999 is outside' -- m analyze --checkpoint "$tmp/run" --ids "$tmp/bad_ids.txt" --out "$tmp/d.json"

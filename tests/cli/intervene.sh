@@ -68,7 +68,7 @@ check ids-too-few 1 'need at least 2 tokens' -- \
   m intervene --checkpoint "$tmp/run" --ids "$tmp/one_id.txt" --out "$tmp/x.json"
 check huge-batch 2 '--batch-size' -- \
   m intervene --checkpoint "$tmp/run" --ids "$tmp/ids.txt" --batch-size 4611686018427387904 --out "$tmp/x.json"
-check too-many-tokens 2 'more than the 16,777,216 tokens' -- m intervene --checkpoint "$tmp/run" \
+check too-many-tokens 2 'tokens, more than the 16,777,216 one analysis holds' -- m intervene --checkpoint "$tmp/run" \
   --data "$tmp/data/val.bin" --batches 100000 --batch-size 1000 --seq-len 64 --out "$tmp/x.json"
 check no-partial-output 0 '^absent$' -- bash -c "test -e '$tmp/x.json' && echo present || echo absent"
 check existing-out 2 'already exists|exists' -- \

@@ -61,7 +61,7 @@ check lens-missing 1 'cannot read' -- m analyze --checkpoint "$tmp/run" --data "
   --lens "tuned:$tmp/nope.safetensors" --out "$tmp/x.json"
 check lens-not-a-lens 1 'not a metalm tuned lens' -- m analyze --checkpoint "$tmp/run" --data "$tmp/data/val.bin" \
   --lens "tuned:$(ls -d "$tmp"/run/checkpoints/step_* | tail -1)/model.safetensors" --out "$tmp/x.json"
-check lens-bad-value 2 'expected logit or tuned:' -- m analyze --checkpoint "$tmp/run" --data "$tmp/data/val.bin" \
+check lens-bad-value 2 '--lens tuned:: analysis.lens = tuned:: must be logit or tuned:' -- m analyze --checkpoint "$tmp/run" --data "$tmp/data/val.bin" \
   --lens tuned: --out "$tmp/x.json"
 check lens-other-model 0 '' -- m train --config "$src/configs/tiny.json" --set "data.dir=$tmp/data" \
   --set train.steps=1 --set train.eval_every=0 --set analysis.every=0 --set model.d_model=32 --run-dir "$tmp/run32"
