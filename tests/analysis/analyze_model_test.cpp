@@ -8,19 +8,12 @@
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/summary.hpp"
 #include "metalm/core/error.hpp"
+#include "../model/tiny_configs.hpp"
 
 namespace metalm {
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 16;
-  c.context = 32;
-  c.d_model = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
-  return c;
-}
+ModelConfig tiny_config() { return testing::small_config(16, 32, 32, 2); }
 
 // B windows of a repetitive sequence (period 8 over ids 0..7) at different
 // phases: a model learns the next token in a few dozen steps.

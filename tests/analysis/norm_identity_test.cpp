@@ -12,6 +12,7 @@
 #include <torch/utils.h>
 
 #include "lens_fixture.hpp"
+#include "../model/tiny_configs.hpp"
 #include "metalm/analysis/analyze_model.hpp"
 
 namespace metalm {
@@ -20,12 +21,7 @@ namespace {
 constexpr int64_t B = 4, T = 12, V = 23;
 
 ModelConfig model_config(NormKind norm) {
-  ModelConfig c;
-  c.vocab_size = V;
-  c.context = T;
-  c.d_model = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
+  ModelConfig c = testing::small_config(V, T, 32, 2);
   c.norm = norm;
   resolve(c);
   return c;

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "lens_fixture.hpp"
+#include "../model/tiny_configs.hpp"
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/report.hpp"
 
@@ -44,15 +45,7 @@ struct RandomTrajectory {
   }
 };
 
-ModelConfig tiny_model() {
-  ModelConfig c;
-  c.vocab_size = V;
-  c.context = T;
-  c.d_model = 16;
-  c.n_layer = 2;
-  c.n_head = 2;
-  return c;
-}
+ModelConfig tiny_model() { return testing::small_config(V, T, 16, 2); }
 
 Batch random_batch(uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(seed);

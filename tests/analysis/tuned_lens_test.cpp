@@ -19,6 +19,7 @@
 #include "metalm/core/error.hpp"
 #include "metalm/io/safetensors.hpp"
 
+#include "../model/tiny_configs.hpp"
 #include "lens_fixture.hpp"
 
 namespace metalm {
@@ -28,12 +29,7 @@ namespace fs = std::filesystem;
 constexpr int64_t B = 3, T = 8, V = 13, D = 16;
 
 ModelConfig tiny_model() {
-  ModelConfig c;
-  c.vocab_size = V;
-  c.context = T;
-  c.d_model = D;
-  c.n_layer = 2;
-  c.n_head = 2;
+  ModelConfig c = testing::small_config(V, T, D, 2);
   resolve(c);
   return c;
 }

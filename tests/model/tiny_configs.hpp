@@ -1,6 +1,7 @@
-// Small model configurations shared by the model tests.
+// Small model configurations shared by the tests.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -8,13 +9,21 @@
 
 namespace metalm::testing {
 
-inline ModelConfig tiny_config() {
+// A model of these sizes, every other key at its default: what the tests'
+// small models differ in. Not resolved (d_mlp stays 0 until resolve()).
+inline ModelConfig small_config(int64_t vocab_size, int64_t context, int64_t d_model, int64_t n_layer,
+                                int64_t n_head = 2) {
   ModelConfig c;
-  c.vocab_size = 19;
-  c.context = 16;
-  c.d_model = 16;
-  c.n_layer = 3;
-  c.n_head = 2;
+  c.vocab_size = vocab_size;
+  c.context = context;
+  c.d_model = d_model;
+  c.n_layer = n_layer;
+  c.n_head = n_head;
+  return c;
+}
+
+inline ModelConfig tiny_config() {
+  ModelConfig c = small_config(19, 16, 16, 3);
   c.d_mlp = 24;
   c.init_std = 0.3;  // large enough that attention is far from uniform
   return c;

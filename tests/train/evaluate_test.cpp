@@ -7,19 +7,14 @@
 
 #include "metalm/core/error.hpp"
 #include "metalm/train/evaluate.hpp"
+#include "../model/tiny_configs.hpp"
 
 namespace metalm {
 namespace {
 
 CausalTransformer make_model(int64_t context = 8) {
-  ModelConfig m;
-  m.vocab_size = 13;
-  m.context = context;
-  m.d_model = 16;
-  m.n_layer = 1;
-  m.n_head = 2;
   torch::manual_seed(3);
-  return CausalTransformer(m);
+  return CausalTransformer(testing::small_config(13, context, 16, 1));
 }
 
 std::vector<int64_t> ids_of(int64_t n) {

@@ -15,12 +15,7 @@ namespace metalm {
 namespace {
 
 CausalTransformer trained_model() {
-  ModelConfig c;
-  c.vocab_size = 16;
-  c.context = 16;
-  c.d_model = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
+  ModelConfig c = testing::small_config(16, 16, 32, 2);
   resolve(c);
   torch::manual_seed(21);
   CausalTransformer model(c);

@@ -11,17 +11,13 @@
 
 #include "metalm/core/error.hpp"
 #include "metalm/train/optimizer.hpp"
+#include "../model/tiny_configs.hpp"
 
 namespace metalm {
 namespace {
 
 ModelConfig small_model(bool tied) {
-  ModelConfig m;
-  m.vocab_size = 11;
-  m.context = 8;
-  m.d_model = 8;
-  m.n_layer = 1;
-  m.n_head = 2;
+  ModelConfig m = testing::small_config(11, 8, 8, 1);
   m.tie_embeddings = tied;
   return m;
 }

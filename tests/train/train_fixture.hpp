@@ -11,6 +11,7 @@
 #include "metalm/data/dataset_meta.hpp"
 #include "metalm/data/token_file.hpp"
 #include "metalm/train/trainer.hpp"
+#include "../model/tiny_configs.hpp"
 #include "support/temp_dir.hpp"
 
 namespace metalm::test {
@@ -55,11 +56,7 @@ inline void write_dataset(const std::string& dir, int64_t train_tokens = 20000, 
 inline RunConfig tiny_config(const std::string& data_dir) {
   RunConfig c;
   c.name = "test";
-  c.model.vocab_size = 16;
-  c.model.context = 16;
-  c.model.d_model = 32;
-  c.model.n_layer = 1;
-  c.model.n_head = 2;
+  c.model = testing::small_config(16, 16, 32, 1);
   c.data.dir = data_dir;
   c.train.steps = 40;
   c.train.batch_size = 8;
