@@ -81,15 +81,7 @@ double held_out_loss(IclTransformerImpl& model, const IclConfig& config, int64_t
 }
 
 IclCheckpoint load_icl_checkpoint(const std::string& dir_or_run_dir) {
-  fs::path dir(dir_or_run_dir);
-  if (!fs::exists(dir)) throw IoError("checkpoint not found: " + dir_or_run_dir);
-  if (!fs::is_regular_file(dir / "state.json")) {
-    const auto all = list_checkpoints(dir_or_run_dir);
-    if (all.empty())
-      throw IoError("no checkpoint in " + dir_or_run_dir +
-                    " (expected DIR/state.json or a run directory of metalm icl-train with checkpoints/step_N)");
-    dir = all.back();
-  }
+  const fs::path dir = checkpoint_to_load(dir_or_run_dir);
   IclCheckpoint out;
   out.path = dir.string();
   out.step = read_state(out.path);
@@ -108,12 +100,7 @@ TrainOutcome train_icl(const IclConfig& config, const std::string& run_dir, bool
   validate(config);
   RunDirLock lock(run_dir);
   remove_incomplete_checkpoints(run_dir);
-  const auto existing = list_checkpoints(run_dir);
-  if (!resume && !existing.empty())
-    throw ConfigError("run directory " + run_dir + " already holds checkpoints (the newest " + existing.back() +
-                      "); pass --resume to continue it, or choose another --run-dir");
-  if (resume && existing.empty())
-    throw ConfigError("nothing to resume: no complete checkpoint in " + run_dir + "/checkpoints");
+  const auto existing = checkpoints_to_continue(run_dir, resume);
 
   const TrainConfig opt = config.optimizer_config();
   IclTransformer model = build_model(config);

@@ -237,6 +237,17 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
+std::vector<std::string> checkpoints_to_continue(const std::string& run_dir, bool resume) {
+  std::vector<std::string> existing = list_checkpoints(run_dir);
+  if (!resume && !existing.empty())
+    throw ConfigError("run directory " + run_dir + " already has checkpoints (newest: " +
+                      fs::path(existing.back()).filename().string() +
+                      "); pass --resume to continue it, or choose another --run-dir");
+  if (resume && existing.empty())
+    throw ConfigError("nothing to resume: no complete checkpoint in " + run_dir + "/checkpoints");
+  return existing;
+}
+
 std::string checkpoint_to_load(const std::string& dir_or_run_dir) {
   const fs::path dir(dir_or_run_dir);
   if (!fs::exists(dir)) throw IoError("checkpoint not found: " + dir_or_run_dir);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string_view>
 
 #include "metalm/analysis/analyze_model.hpp"
@@ -103,8 +104,30 @@ struct Trainer::Logs {
 
 Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(config)), options_(std::move(options)) {
   resolve(config_);
-  const TrainConfig& tc = config_.train;
   if (options_.run_dir.empty()) throw ConfigError("no run directory given");
+  const int threads = start_runtime();
+  // Every input is read and checked before the run directory is touched, so
+  // a run that cannot start leaves nothing behind.
+  read_inputs();
+  std::optional<LoadedCheckpoint> resumed = claim_run_dir();
+  build_model(resumed ? &*resumed : nullptr);
+  if (complete_) {
+    // Nothing to train: the run directory is left exactly as it is.
+    last_val_loss_ = final_val_loss((fs::path(options_.run_dir) / "metrics.jsonl").string(), step_);
+    return;
+  }
+  open_logs();
+  const TrainConfig& tc = config_.train;
+  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} {} threads, {}, data {}", config_.name,
+               count_parameters(*model_), tc.steps, tc.tokens_per_step(dist_->world_size()),
+               device_label(device_), threads, to_string(tc.precision), config_.data.dir);
+  spdlog::info("global batch: {} ranks x {} sequences x {} accumulation = {} sequences of {} tokens",
+               dist_->world_size(), tc.batch_size, tc.grad_accum,
+               dist_->world_size() * tc.batch_size * tc.grad_accum, tc.seq_len);
+}
+
+int Trainer::start_runtime() {
+  const TrainConfig& tc = config_.train;
   const int threads = set_threads(options_.threads > 0 ? options_.threads : static_cast<int>(tc.threads));
   device_ = resolve_device(tc.device);
   // What ran is what the run directory's config.json records: auto becomes
@@ -124,11 +147,13 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     spdlog::info("train.precision auto -> {}", to_string(tc.precision));
   }
   dist_->check_same("the resolved config", to_json(config_).dump());
+  return threads;
+}
 
-  // Every input is read and checked before the run directory is touched, so
-  // a run that cannot start leaves nothing behind. Data: the training
-  // windows come from a counter-based sampler (its state is one integer),
-  // the evaluation windows are fixed for the whole run.
+void Trainer::read_inputs() {
+  // The training windows come from a counter-based sampler (its state is one
+  // integer), the evaluation windows are fixed for the whole run.
+  const TrainConfig& tc = config_.train;
   const fs::path data_dir(config_.data.dir);
   meta_ = read_dataset_meta(data_dir.string());
   if (meta_.vocab_size > config_.model.vocab_size)
@@ -151,39 +176,35 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
     // the run directory is written.
     lens_ = make_lens(config_.analysis, config_.model);
   }
+}
 
+std::optional<LoadedCheckpoint> Trainer::claim_run_dir() {
   // One process per run directory, for the whole run; rank 0 owns it. The
   // lock refuses a directory that is not a run of metalm's (run_lock.hpp).
   if (dist_->is_main()) lock_ = std::make_unique<RunDirLock>(options_.run_dir);
 
-  const auto existing = list_checkpoints(options_.run_dir);
-  if (!options_.resume && !existing.empty())
-    throw ConfigError("run directory " + options_.run_dir + " already has checkpoints (newest: " +
-                      fs::path(existing.back()).filename().string() +
-                      "); pass --resume to continue it, or choose another --run-dir");
-  if (options_.resume && existing.empty())
-    throw ConfigError("nothing to resume: no complete checkpoint in " + options_.run_dir + "/checkpoints");
+  checkpoints_to_continue(options_.run_dir, options_.resume);
+  if (!options_.resume) return std::nullopt;
 
-  // Model: a fresh run draws its initial weights from the seeded global
-  // generator, which then drives dropout; a resumed run takes weights and
-  // generator state from the checkpoint.
-  std::string resumed_from;
-  CheckpointState state;
-  int64_t checkpoint_grad_accum = tc.grad_accum;
-  if (options_.resume) {
-    // The newest checkpoint that loads completely; newer broken ones are
-    // skipped with a warning (checkpoint.hpp).
-    LoadedCheckpoint ckpt = load_resume_checkpoint(options_.run_dir);
-    if (to_json(ckpt.config.model) != to_json(config_.model))
-      throw ConfigError("the model config differs from the checkpoint's (" + ckpt.path +
-                        "/config.json); resume with the run's own config.json");
-    if (!ckpt.has_optimizer) throw FormatError(ckpt.path + ": no optimizer state, cannot resume training");
-    model_ = ckpt.model;
-    state = ckpt.state;
-    resumed_from = ckpt.path;
-    checkpoint_grad_accum = ckpt.config.train.grad_accum;
-    // Each rank chose the newest valid checkpoint it sees; they must agree.
-    dist_->check_same("the checkpoint resumed from", fs::path(resumed_from).filename().string());
+  // The newest checkpoint that loads completely; newer broken ones are
+  // skipped with a warning (checkpoint.hpp).
+  LoadedCheckpoint ckpt = load_resume_checkpoint(options_.run_dir);
+  if (to_json(ckpt.config.model) != to_json(config_.model))
+    throw ConfigError("the model config differs from the checkpoint's (" + ckpt.path +
+                      "/config.json); resume with the run's own config.json");
+  if (!ckpt.has_optimizer) throw FormatError(ckpt.path + ": no optimizer state, cannot resume training");
+  // Each rank chose the newest valid checkpoint it sees; they must agree.
+  dist_->check_same("the checkpoint resumed from", fs::path(ckpt.path).filename().string());
+  return ckpt;
+}
+
+void Trainer::build_model(const LoadedCheckpoint* resumed) {
+  // A fresh run draws its initial weights from the seeded global generator,
+  // which then drives dropout; a resumed run takes weights and generator
+  // state from the checkpoint.
+  const TrainConfig& tc = config_.train;
+  if (resumed) {
+    model_ = resumed->model;
   } else {
     torch::manual_seed(static_cast<uint64_t>(tc.seed));
     model_ = CausalTransformer(config_.model);
@@ -192,65 +213,54 @@ Trainer::Trainer(RunConfig config, TrainerOptions options) : config_(std::move(c
   model_->train();
   params_ = model_->parameters();
   optimizer_ = make_optimizer(model_, tc);
-
-  if (options_.resume) {
-    load_optimizer_state(resumed_from, *optimizer_);
-    step_ = state.step;
-    best_val_loss_ = state.best_val_loss;
-    best_step_ = state.extra.value("best_step", int64_t{-1});
-    elapsed_before_ = state.extra.value("elapsed_s", 0.0);
-    sampler_->restore(state.sampler);
-    // load_checkpoint checked the sampler's counter against the step; a run
-    // that changes grad_accum counts from here on.
-    if (state.extra.contains("sampler_origin")) sampler_origin_ = state.extra["sampler_origin"];
-    if (checkpoint_grad_accum != tc.grad_accum)
-      sampler_origin_ = {{"step", step_}, {"sampler_step", state.sampler["step"]}};
-    restore_rng_state(state.rng);
-    if (dist_->is_main())
-      for (const auto& dir : remove_incomplete_checkpoints(options_.run_dir))
-        spdlog::warn("removed the incomplete checkpoint {}", dir);
-    spdlog::info("resuming from {} (step {})", resumed_from, step_);
-    complete_ = step_ >= tc.steps;
-  }
-
+  if (resumed) restore(*resumed);
   // Identical weights on every rank, whatever each loaded or initialised;
   // this also keeps rank 0 from checkpointing before every rank has loaded.
   dist_->broadcast(params_);
+}
 
-  if (complete_) {
-    // Nothing to train: the run directory is left exactly as it is.
-    last_val_loss_ = final_val_loss((fs::path(options_.run_dir) / "metrics.jsonl").string(), step_);
-    return;
-  }
+void Trainer::restore(const LoadedCheckpoint& resumed) {
+  const CheckpointState& state = resumed.state;
+  load_optimizer_state(resumed.path, *optimizer_);
+  step_ = state.step;
+  best_val_loss_ = state.best_val_loss;
+  best_step_ = state.extra.value("best_step", int64_t{-1});
+  elapsed_before_ = state.extra.value("elapsed_s", 0.0);
+  sampler_->restore(state.sampler);
+  // load_checkpoint checked the sampler's counter against the step; a run
+  // that changes grad_accum counts from here on.
+  if (state.extra.contains("sampler_origin")) sampler_origin_ = state.extra["sampler_origin"];
+  if (resumed.config.train.grad_accum != config_.train.grad_accum)
+    sampler_origin_ = {{"step", step_}, {"sampler_step", state.sampler["step"]}};
+  restore_rng_state(state.rng);
+  if (dist_->is_main())
+    for (const auto& dir : remove_incomplete_checkpoints(options_.run_dir))
+      spdlog::warn("removed the incomplete checkpoint {}", dir);
+  spdlog::info("resuming from {} (step {})", resumed.path, step_);
+  complete_ = step_ >= config_.train.steps;
+}
 
+void Trainer::open_logs() {
   // Rank 0 alone writes the run directory (the ranks' states are identical).
-  if (dist_->is_main()) {
-    const std::string metrics = (fs::path(options_.run_dir) / "metrics.jsonl").string();
-    const std::string analysis = (fs::path(options_.run_dir) / "analysis.jsonl").string();
-    const JsonlRecordTest metrics_record = [](const nlohmann::json& j) {
-      const nlohmann::json event = j.value("event", nlohmann::json());
-      return event == "train" || event == "eval";
-    };
-    const JsonlRecordTest analysis_record = [](const nlohmann::json& j) {
-      return j.value("format", nlohmann::json()) == kAnalysisFormat;
-    };
-    const int64_t keep = options_.resume ? step_ : -1;
-    // Both logs are checked before either is rewritten or config.json
-    // replaced: a resume that stops at a line it did not write changes nothing.
-    if (options_.resume)
-      for (const auto& [path, is_record] : {std::pair{metrics, metrics_record}, std::pair{analysis, analysis_record}})
-        if (std::error_code ec; fs::exists(fs::symlink_status(path, ec))) jsonl_lines_to_keep(read_file(path), path, keep, is_record);
-    write_json_file((fs::path(options_.run_dir) / "config.json").string(), run_config_record(config_));
-    logs_ = std::make_unique<Logs>(Logs{JsonlLog(metrics, keep, metrics_record), {}});
-    if (config_.analysis.every > 0) logs_->analysis = std::make_unique<JsonlLog>(analysis, keep, analysis_record);
-  }
-
-  spdlog::info("run {}: {} parameters, {} steps of {} tokens, {} {} threads, {}, data {}", config_.name,
-               count_parameters(*model_), tc.steps, tc.tokens_per_step(dist_->world_size()),
-               device_label(device_), threads, to_string(tc.precision), data_dir.string());
-  spdlog::info("global batch: {} ranks x {} sequences x {} accumulation = {} sequences of {} tokens",
-               dist_->world_size(), tc.batch_size, tc.grad_accum,
-               dist_->world_size() * tc.batch_size * tc.grad_accum, tc.seq_len);
+  if (!dist_->is_main()) return;
+  const std::string metrics = (fs::path(options_.run_dir) / "metrics.jsonl").string();
+  const std::string analysis = (fs::path(options_.run_dir) / "analysis.jsonl").string();
+  const JsonlRecordTest metrics_record = [](const nlohmann::json& j) {
+    const nlohmann::json event = j.value("event", nlohmann::json());
+    return event == "train" || event == "eval";
+  };
+  const JsonlRecordTest analysis_record = [](const nlohmann::json& j) {
+    return j.value("format", nlohmann::json()) == kAnalysisFormat;
+  };
+  const int64_t keep = options_.resume ? step_ : -1;
+  // Both logs are checked before either is rewritten or config.json
+  // replaced: a resume that stops at a line it did not write changes nothing.
+  if (options_.resume)
+    for (const auto& [path, is_record] : {std::pair{metrics, metrics_record}, std::pair{analysis, analysis_record}})
+      if (std::error_code ec; fs::exists(fs::symlink_status(path, ec))) jsonl_lines_to_keep(read_file(path), path, keep, is_record);
+  write_json_file((fs::path(options_.run_dir) / "config.json").string(), run_config_record(config_));
+  logs_ = std::make_unique<Logs>(Logs{JsonlLog(metrics, keep, metrics_record), {}});
+  if (config_.analysis.every > 0) logs_->analysis = std::make_unique<JsonlLog>(analysis, keep, analysis_record);
 }
 
 Trainer::~Trainer() = default;

@@ -93,6 +93,12 @@ void load_optimizer_state(const std::string& dir, torch::optim::Optimizer& optim
 // names. FormatError for a step_N name whose N is out of range.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 
+// The complete checkpoints of run_dir (list_checkpoints) for a run that
+// starts in it (resume false) or continues it (true): ConfigError when a
+// starting run finds a checkpoint (naming the newest) or a continuing one
+// finds none ("nothing to resume").
+std::vector<std::string> checkpoints_to_continue(const std::string& run_dir, bool resume);
+
 // The checkpoint directory for `step` in a run directory.
 std::string checkpoint_dir(const std::string& run_dir, int64_t step);
 

@@ -25,6 +25,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "metalm/data/token_dataset.hpp"
 #include "metalm/model/causal_transformer.hpp"
 #include "metalm/train/distributed.hpp"
+#include "metalm/train/checkpoint.hpp"
 #include "metalm/train/sharded_sampler.hpp"
 
 namespace metalm {
@@ -110,6 +112,21 @@ class Trainer {
   struct StepResult {
     double loss, grad_norm, lr;
   };
+  // The constructor's steps, in order. start_runtime: threads, device,
+  // precision (auto measured and agreed by the ranks), the rendezvous;
+  // returns the thread count. read_inputs: the data, the samplers, the
+  // evaluation and analysis batches, the lens. claim_run_dir: the run
+  // directory's lock and checkpoints; on resume the checkpoint to resume
+  // from, checked against the config. build_model: the model and optimizer,
+  // fresh or restored (restore: optimizer, step, sampler, RNG, best so far),
+  // the same on every rank. open_logs: config.json and the logs, rank 0.
+  int start_runtime();
+  void read_inputs();
+  std::optional<LoadedCheckpoint> claim_run_dir();
+  void build_model(const LoadedCheckpoint* resumed);
+  void restore(const LoadedCheckpoint& resumed);
+  void open_logs();
+
   StepResult train_step();
   void at_boundary(int64_t step, bool last);
   double evaluate(int64_t step);
