@@ -20,8 +20,7 @@ namespace {
 // block's attention pattern [B, H, T, T].
 std::vector<double> attention_entropy(metalm::CausalTransformer& model, const std::vector<metalm::Batch>& batches) {
   at::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();  // no dropout in the measured patterns
+  const metalm::EvalScope eval(*model);  // no dropout in the measured patterns; the mode restored on return
   metalm::CaptureRequest request;
   request.sites = {metalm::Site::AttnPattern};
   std::vector<double> sum(static_cast<size_t>(model->config().n_layer), 0.0);
@@ -35,7 +34,6 @@ std::vector<double> attention_entropy(metalm::CausalTransformer& model, const st
       sum[static_cast<size_t>(l)] += -plogp.sum(-1).mean().item<double>();
     }
   }
-  model->train(was_training);
   for (double& s : sum) s /= static_cast<double>(batches.size());
   return sum;
 }
