@@ -261,9 +261,9 @@ BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t 
 // largest activation (attention scores, the MLP's hidden layer or the
 // logits) within 16 MiB, at least one. Stacking saves the per-op overhead of
 // small batches; for large ones it costs more than it saves (measured on
-// Zen 4: 9 stacked copies of 16 x 256 tokens took 2.2x the CPU time of one
-// at a time, likely because every allocation that large is a fresh mapping,
-// above glibc's mmap threshold of at most 32 MiB, and page-faults anew).
+// Zen 4: 9 stacked copies of 16 x 256 tokens took 2.2x to 4.6x the CPU time
+// of one at a time; not from fresh allocations: raising glibc's mmap
+// threshold to 2 GiB left it so; the cause is not established).
 int64_t stacked_copies(const ModelConfig& cfg, const Batch& batch, size_t element) {
   const double B = static_cast<double>(batch.inputs.size(0)), T = static_cast<double>(batch.inputs.size(1));
   const double largest = B * T *
