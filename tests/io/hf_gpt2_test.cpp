@@ -1,7 +1,7 @@
 // The Hugging Face GPT-2 mapping on its own: config.json keys, tensor renames
 // and transposes in both key layouts, and a clear error (naming the tensor or
 // the key) for every malformed input. The forward-pass golden test lives in
-// tests/train/test_import_hf.cpp (it needs the model).
+// tests/train/import_hf_test.cpp (it needs the model).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
