@@ -13,6 +13,9 @@
 #   scripts/dev/mutants.sh --worktree         copy the working tree (without build/,
 #                                         data/ and .git/) instead of the last
 #                                         commit (git archive HEAD)
+#   scripts/dev/mutants.sh --lock FILE        the lock each build+test holds
+#                                         (default /tmp/metalm-cpu.lock), e.g. the
+#                                         one other builds on the machine take
 #
 # The scratch tree is DIR/src, its build DIR/build (configured once, Release,
 # without the apps: the CLI is not on the analysis path); each mutant is a
@@ -25,7 +28,7 @@
 # and the CLI and example tests (they need the apps and an installed package,
 # and they check formats, not the analysis values).
 #
-# Every build+test of a mutant holds /tmp/metalm-cpu.lock (with -j2) for that
+# Every build+test of a mutant holds /tmp/metalm-cpu.lock or --lock (with -j2) for that
 # mutant only, so other work on the machine interleaves. A mutant whose code no
 # longer occurs exactly once (the source moved on) is reported "missing"; one
 # that does not compile "invalid"; neither is counted in the score.
@@ -45,7 +48,8 @@ while (($#)); do
     --scratch) scratch="$2"; shift 2 ;;
     --list) list=1; shift ;;
     --worktree) worktree=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --lock) lock="$2"; shift 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "mutants.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,7 +58,7 @@ done
 mutants() {
   cat <<'EOF'
 wrong state	src/analysis/trajectory.cpp	st.norm_before.copy_(nb);	st.norm_before.copy_(row_norm(cur.h));
-wrong state	src/analysis/trajectory.cpp	StateValues cur = evaluate_state(flat[k], tr.rows, o, last, config.chunk);	StateValues cur = evaluate_state(flat[std::min(k + 1, K)], tr.rows, o, last, config.chunk);
+wrong state	src/analysis/trajectory.cpp	StateValues v = evaluate_state(flat[k], rows, o, k == K, chunk);	StateValues v = evaluate_state(flat[std::min(k + 1, K)], rows, o, k == K, chunk);
 wrong state	src/analysis/trajectory.cpp	st.loss_before.copy_(prev.loss);	st.loss_before.copy_(cur.loss);
 wrong state	src/analysis/trajectory.cpp	st.loss_after.copy_(cur.loss);	st.loss_after.copy_(prev.loss);
 swapped sign	src/analysis/trajectory.cpp	st.actual_decrease.copy_(prev.loss - cur.loss);	st.actual_decrease.copy_(cur.loss - prev.loss);
@@ -66,7 +70,7 @@ wrong normalisation	src/analysis/trajectory.cpp	st.alignment.copy_(row_cos(dot, 
 wrong normalisation	src/analysis/trajectory.cpp	if (step_size) step_size->copy_(dot / ng.pow(2));	if (step_size) step_size->copy_(dot / ng);
 wrong normalisation	src/analysis/trajectory.cpp	st.radial_update.copy_(radial / nb);	st.radial_update.copy_(radial / nd);
 wrong statistic	src/analysis/trajectory.cpp	st.norm_update.copy_(nd);	st.norm_update.copy_(ng);
-wrong statistic	src/analysis/trajectory.cpp	rec.norm.copy_(row_norm(cur.h));	rec.norm.copy_(cur.h.norm(1, {1}));
+wrong statistic	src/analysis/trajectory.cpp	rec.norm.copy_(row_norm(v.h));	rec.norm.copy_(v.h.norm(1, {1}));
 control equals true value	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_uniform, st.alignment_uniform, &st.step_size_uniform);	control_statistics(delta, nd, prev.grad, st.alignment_uniform, &st.step_size_uniform);
 chunk boundary	src/analysis/trajectory.cpp	for (int64_t begin = 0; begin < n; begin += chunk) {	for (int64_t begin = 0; begin < n; begin += chunk + 1) {
 chunk boundary	src/analysis/trajectory.cpp	const int64_t len = std::min(chunk, n - begin);	const int64_t len = std::min(chunk, n - begin - 1);
@@ -101,18 +105,23 @@ wrong state	src/analysis/analyze_model.cpp	names.push_back(l + 1 == n_layer ? si
 wrong state	src/model/trace.cpp	if (sublayer) states.push_back(at(Site::ResidMid, l));	if (sublayer) states.push_back(at(Site::ResidPre, l));
 wrong state	src/model/block.cpp	writer->put(Site::ResidMid, layer, mid);	writer->put(Site::ResidMid, layer, x);
 wrong normalisation	src/model/causal_transformer.cpp	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(final_norm(h)); }	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(h); }
-wrong direction	src/analysis/intervene.cpp	st.remove_gradient = effect(next - along_g.unsqueeze(1) * g);	st.remove_gradient = effect(next - along_g.unsqueeze(1) * delta);
+wrong direction	src/analysis/intervene.cpp	next - along_g.unsqueeze(1) * g,	next - along_g.unsqueeze(1) * delta,
 wrong normalisation	src/analysis/intervene.cpp	const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g);	const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g).sqrt();
 wrong normalisation	src/analysis/intervene.cpp	(sign * energy.sqrt())	(sign * energy)
 wrong normalisation	src/analysis/intervene.cpp	(row_dot(delta, s) / row_dot(s, s))	(row_dot(delta, s) / row_dot(delta, delta))
-swapped sign	src/analysis/intervene.cpp	st.gradient_step = effect(s + along_g.unsqueeze(1) * g);	st.gradient_step = effect(s - along_g.unsqueeze(1) * g);
-swapped sign	src/analysis/intervene.cpp	st.gradient_step_median = effect(s - median_step_size[k] * g);	st.gradient_step_median = effect(s + median_step_size[k] * g);
-wrong statistic	src/analysis/intervene.cpp	st.line_search.push_back(effect(next + (alpha - 1.0) * delta));	st.line_search.push_back(effect(next + (alpha * alpha - 1.0) * delta));
-wrong state	src/analysis/intervene.cpp	out.loss = loss_at_rows(K, states[K]);	out.loss = loss_at_rows(0, states[0]);
-wrong state	src/analysis/intervene.cpp	at::Tensor edited_state = states[k + 1].reshape({-1, d}).clone();	at::Tensor edited_state = states[k].reshape({-1, d}).clone();
-control equals true value	src/analysis/intervene.cpp	return at::where(finite.cpu(), change, at::full_like(change, NAN));	return change;
+swapped sign	src/analysis/intervene.cpp	s + along_g.unsqueeze(1) * g,	s - along_g.unsqueeze(1) * g,
+swapped sign	src/analysis/intervene.cpp	s - median_step_size[k] * g,	s + median_step_size[k] * g,
+wrong statistic	src/analysis/intervene.cpp	edits.push_back(next + (alpha - 1.0) * delta);	edits.push_back(next + (alpha * alpha - 1.0) * delta);
+wrong state	src/analysis/intervene.cpp	const at::Tensor loss = loss_from(K, states[K]);	const at::Tensor loss = loss_from(0, states[0]);
+wrong state	src/analysis/intervene.cpp	effects(states[k + 1], k + 1, rows,	effects(states[k], k + 1, rows,
+control equals true value	src/analysis/intervene.cpp	out[p.index] = at::where(p.finite, change, at::full_like(change, NAN));	out[p.index] = change;
 wrong token	src/analysis/intervene.cpp	(mix(seed, b, t, step, 2 * j) >> 11) + 1	(mix(seed, t, b, step, 2 * j) >> 11) + 1
 wrong statistic	src/analysis/intervene.cpp	cluster.push_back(sequences + parts.back().rows.cpu().div(T, "floor"));	cluster.push_back(sequences + parts.back().rows.cpu());
+wrong copy	src/analysis/intervene.cpp	stacked.index_copy_(0, p.at + i * BT, p.values);	stacked.index_copy_(0, p.at, p.values);
+wrong copy	src/analysis/intervene.cpp	per_copy[i].index_select(0, rows)	per_copy[0].index_select(0, rows)
+wrong state	src/analysis/intervene.cpp	c.readings = lens.translate(c.trajectory.states, c.trajectory.names);	c.readings = c.trajectory.states;
+wrong state	src/analysis/intervene.cpp	const at::Tensor state = lens.state_of(names[j], edited, s, c.readings[j]).reshape(reading.sizes());	const at::Tensor state = edited.reshape(reading.sizes());
+wrong normalisation	src/analysis/lens.cpp	at::matmul(du.reshape({-1, d}), it->second.to(du.device()).t())	at::matmul(du.reshape({-1, d}), it->second.to(du.device()))
 wrong state	src/model/causal_transformer.cpp	if (sublayer && j % 2 == 1) x = block_list_[first++]->forward_mlp(x);	if (sublayer && j % 2 == 1) x = block_list_[first++]->forward(x, ctx);
 off-by-one position	src/model/causal_transformer.cpp	int64_t first = sublayer ? j / 2 : j;	int64_t first = sublayer ? j / 2 : j + 1;
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_shuffled, st.alignment_shuffled, &st.step_size_shuffled);	control_statistics(delta, nd, prev.grad_uniform, st.alignment_shuffled, &st.step_size_shuffled);
@@ -120,7 +129,7 @@ wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.gra
 wrong control	src/analysis/trajectory.cpp	control_statistics(delta, nd, prev.grad_belief, st.alignment_belief, &st.step_size_belief);	control_statistics(delta, nd, prev.grad_bigram, st.alignment_belief, &st.step_size_belief);
 wrong normalisation	src/analysis/trajectory.cpp	st.step_size_scaled.copy_(eta / nb.pow(2));	st.step_size_scaled.copy_(eta / nb);
 wrong normalisation	src/analysis/trajectory.cpp	2.0 * at::atan2(row_norm(a_hat - b_hat), row_norm(a_hat + b_hat))	at::atan2(row_norm(a_hat - b_hat), row_norm(a_hat + b_hat))
-fix removed	src/analysis/trajectory.cpp	if (cur.grad_belief.defined()) {	if (false && cur.grad_belief.defined()) {
+fix removed	src/analysis/trajectory.cpp	if (v.grad_belief.defined()) {	if (false && v.grad_belief.defined()) {
 unsigned	src/analysis/trajectory.cpp	st.norm_sq_growth_gradient_signed.copy_(dot * dot.abs() / ng.pow(2));	st.norm_sq_growth_gradient_signed.copy_(dot * dot / ng.pow(2));
 wrong normalisation	src/analysis/trajectory.cpp	(along / nbel.pow(2)).unsqueeze(1) * gb	(along / nbel).unsqueeze(1) * gb
 wrong normalisation	src/analysis/trajectory.cpp	st.cos_grad_belief.copy_(row_cos(along, ng, nbel));	st.cos_grad_belief.copy_(row_cos(along, ng, ng));
