@@ -378,8 +378,12 @@ TEST(Intervene, ThroughATunedLensTheEditIsOfTheTranslatedStates) {
                 at::median(-(delta * g).sum(1) / (g * g).sum(1)).item<double>(), 1e-9) << k;
     EXPECT_EQ(st["line_search"][2]["mean"].get<double>(), 0.0) << k;
     // Not the logit lens's numbers: the translators change what is removed.
-    if (k + 1 < 3) EXPECT_GT(std::abs(st["remove_gradient"]["mean"].get<double>() -
-                                      logit["steps"][k]["remove_gradient"]["mean"].get<double>()), 1e-6) << k;
+    if (k + 1 < 3) {
+      EXPECT_GT(std::abs(st["remove_gradient"]["mean"].get<double>() -
+                         logit["steps"][k]["remove_gradient"]["mean"].get<double>()),
+                1e-6)
+          << k;
+    }
   }
 }
 

@@ -217,7 +217,7 @@ std::string to_string(DeviceKind v);
 void resolve(ModelConfig& c);
 void resolve(RunConfig& c);
 
-// One documented key, for `metalm config keys` and the README.
+// One documented key, for `metalm config keys` and docs/config.md.
 struct ConfigKey {
   std::string path;     // "model.n_layer"
   std::string type;     // "int", "float", "bool", "string", "enum", "list of int"
