@@ -144,7 +144,9 @@ TEST(Controls, PairingsAreSingleCyclesReproducibleFromTheirKeys) {
   int64_t i = 0;
   for (int64_t step = 1; step <= rows.size(0); ++step) {
     i = partner[i].item<int64_t>();
-    if (step < rows.size(0)) EXPECT_NE(i, 0) << step;
+    if (step < rows.size(0)) {
+      EXPECT_NE(i, 0) << step;
+    }
   }
   EXPECT_EQ(i, 0);
   // The order is that of the keys mix(seed, "PERM", stream, row).

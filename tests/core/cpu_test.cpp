@@ -115,7 +115,9 @@ TEST(BlasLibrary, ProbesWhatTheNameResolvesTo) {
   EXPECT_EQ(probe_blas_library("libmetalm-no-such-blas.so.3").path, "");
   const BlasLibrary lib = probe_blas_library();
   if (lib.path.empty()) GTEST_SKIP() << "no libblas.so.3 on this machine";
-  if (lib.config.rfind("OpenBLAS", 0) == 0) EXPECT_FALSE(lib.corename.empty());
+  if (lib.config.rfind("OpenBLAS", 0) == 0) {
+    EXPECT_FALSE(lib.corename.empty());
+  }
 }
 
 }  // namespace
