@@ -5,7 +5,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <time.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,5 +36,26 @@ std::vector<RegisteredBench>& bench_registry();
 // the initial weights of seed 0, on `device`. Its config() is the resolved one.
 CausalTransformer seeded_bench_model(int64_t vocab, int64_t context, int64_t d_model, int64_t n_layer,
                                      int64_t n_head, const c10::Device& device);
+
+// Wall and process CPU seconds of one call. On a shared machine the CPU time
+// (all threads of this process) is the fairer measure of the work done.
+struct Seconds {
+  double wall = 0.0, cpu = 0.0;
+};
+
+inline double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Started when constructed; elapsed() is the wall and CPU time since.
+struct Stopwatch {
+  std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
+  double cpu0 = cpu_seconds();
+  Seconds elapsed() const {
+    return {std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count(), cpu_seconds() - cpu0};
+  }
+};
 
 }  // namespace metalm::cli

@@ -1,9 +1,7 @@
 // `metalm bench`: benchmarks that print figures (never timed tests).
 // `bench model`: forward and forward+backward throughput of two small models,
 // and the cost of capturing the residual stream.
-#include <time.h>
 
-#include <chrono>
 #include <cstdio>
 #include <memory>
 
@@ -56,28 +54,6 @@ const Registration bench_command{"bench", [](CLI::App& app, const GlobalOptions&
     return 2;
   });
 }};
-
-using Clock = std::chrono::steady_clock;
-
-// Wall and process CPU seconds of one call. On a shared machine the CPU time
-// (all threads of this process) is the fairer measure of the work done.
-struct Seconds {
-  double wall = 0.0, cpu = 0.0;
-};
-
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-struct Stopwatch {
-  Clock::time_point wall0 = Clock::now();
-  double cpu0 = cpu_seconds();
-  Seconds elapsed() const {
-    return {std::chrono::duration<double>(Clock::now() - wall0).count(), cpu_seconds() - cpu0};
-  }
-};
 
 struct ModelCase {
   const char* label;

@@ -2,9 +2,7 @@
 // (docs/design.md 5.8: every intervention of every step, each a partial
 // forward pass) against one training step and against the analysis of the
 // same tokens (goal: within 3x the analysis).
-#include <time.h>
 
-#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -19,7 +17,6 @@
 namespace metalm::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 struct Settings {
   int64_t layers = 4, d_model = 256, seq = 256, batch = 16, resamples = 1000, copies = 0;
@@ -28,25 +25,14 @@ struct Settings {
   std::string device = "auto";
 };
 
-// Wall and process CPU seconds (all threads) of one call, summed over calls:
-// on a shared machine the CPU time is the fairer measure of the work done.
-struct Seconds {
-  double wall = 0.0, cpu = 0.0;
-};
-
-double cpu_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
+// Wall and CPU seconds of one call of `f`, summed over calls into `total`.
 template <class F>
 void timed(F&& f, Seconds& total) {
-  const auto t0 = Clock::now();
-  const double c0 = cpu_now();
+  const Stopwatch watch;
   f();
-  total.wall += std::chrono::duration<double>(Clock::now() - t0).count();
-  total.cpu += cpu_now() - c0;
+  const Seconds s = watch.elapsed();
+  total.wall += s.wall;
+  total.cpu += s.cpu;
 }
 
 // A shape beyond the machine fails here in words, not as a crash deep inside
