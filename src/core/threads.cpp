@@ -47,6 +47,9 @@ void keep_freed_memory() {
   // largest mmap threshold on 64-bit systems.
   ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  // Larger blocks would still be mapped fresh and unmapped on free, every
+  // time: no mmap at all, so they come from (and return to) the heap too.
+  ::mallopt(M_MMAP_MAX, 0);
 }
 
 }  // namespace metalm
