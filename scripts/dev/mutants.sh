@@ -105,13 +105,13 @@ wrong state	src/analysis/analyze_model.cpp	names.push_back(l + 1 == n_layer ? si
 wrong state	src/model/trace.cpp	if (sublayer) states.push_back(at(Site::ResidMid, l));	if (sublayer) states.push_back(at(Site::ResidPre, l));
 wrong state	src/model/block.cpp	writer->put(Site::ResidMid, layer, mid);	writer->put(Site::ResidMid, layer, x);
 wrong normalisation	src/model/causal_transformer.cpp	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(final_norm(h)); }	torch::Tensor CausalTransformerImpl::lens_logits(const torch::Tensor& h) { return unembed(h); }
-wrong direction	src/analysis/intervene.cpp	next - along_g.unsqueeze(1) * g,	next - along_g.unsqueeze(1) * delta,
+wrong direction	src/analysis/intervene.cpp	at::addcmul(next, -along_g.unsqueeze(1), g),	at::addcmul(next, -along_g.unsqueeze(1), delta),
 wrong normalisation	src/analysis/intervene.cpp	const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g);	const at::Tensor along_g = row_dot(delta, g) / row_dot(g, g).sqrt();
 wrong normalisation	src/analysis/intervene.cpp	(sign * energy.sqrt())	(sign * energy)
 wrong normalisation	src/analysis/intervene.cpp	(row_dot(delta, s) / row_dot(s, s))	(row_dot(delta, s) / row_dot(delta, delta))
-swapped sign	src/analysis/intervene.cpp	s + along_g.unsqueeze(1) * g,	s - along_g.unsqueeze(1) * g,
-swapped sign	src/analysis/intervene.cpp	s - median_step_size[k] * g,	s + median_step_size[k] * g,
-wrong statistic	src/analysis/intervene.cpp	edits.push_back(next + (alpha - 1.0) * delta);	edits.push_back(next + (alpha * alpha - 1.0) * delta);
+swapped sign	src/analysis/intervene.cpp	at::addcmul(s, along_g.unsqueeze(1), g),	at::addcmul(s, -along_g.unsqueeze(1), g),
+swapped sign	src/analysis/intervene.cpp	at::add(s, g, -median_step_size[k]),	at::add(s, g, median_step_size[k]),
+wrong statistic	src/analysis/intervene.cpp	edits.push_back(at::add(next, delta, alpha - 1.0));	edits.push_back(at::add(next, delta, alpha * alpha - 1.0));
 wrong state	src/analysis/intervene.cpp	const at::Tensor loss = loss_from(K, states[K]);	const at::Tensor loss = loss_from(0, states[0]);
 wrong state	src/analysis/intervene.cpp	effects(states[k + 1], k + 1, rows,	effects(states[k], k + 1, rows,
 control equals true value	src/analysis/intervene.cpp	out[p.index] = at::where(p.finite, change, at::full_like(change, NAN));	out[p.index] = change;
@@ -119,6 +119,7 @@ wrong token	src/analysis/intervene.cpp	(mix(seed, b, t, step, 2 * j) >> 11) + 1	
 wrong statistic	src/analysis/intervene.cpp	cluster.push_back(sequences + parts.back().rows.cpu().div(T, "floor"));	cluster.push_back(sequences + parts.back().rows.cpu());
 wrong copy	src/analysis/intervene.cpp	stacked.index_copy_(0, p.at + i * BT, p.values);	stacked.index_copy_(0, p.at, p.values);
 wrong copy	src/analysis/intervene.cpp	per_copy[i].index_select(0, rows)	per_copy[0].index_select(0, rows)
+wrong state	src/analysis/intervene.cpp	analysis.chunk, copies, c.gradients));	analysis.chunk, copies, std::vector<at::Tensor>(c.gradients.rbegin(), c.gradients.rend())));
 wrong state	src/analysis/intervene.cpp	c.readings = lens.translate(c.trajectory.states, c.trajectory.names);	c.readings = c.trajectory.states;
 wrong state	src/analysis/intervene.cpp	const at::Tensor state = lens.state_of(names[j], edited, s, c.readings[j]).reshape(reading.sizes());	const at::Tensor state = edited.reshape(reading.sizes());
 wrong normalisation	src/analysis/lens.cpp	at::matmul(du.reshape({-1, d}), it->second.to(du.device()).t())	at::matmul(du.reshape({-1, d}), it->second.to(du.device()))

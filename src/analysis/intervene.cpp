@@ -37,34 +37,33 @@ at::Tensor analysed_rows(const Objective& objective) {
   return objective.valid().reshape({-1}).nonzero().reshape({-1});  // [N]
 }
 
-// The lens gradient at the analysed positions' states h: [N, d] double.
+// The lens gradient at the analysed positions' states h: [N, d], h's dtype.
 at::Tensor lens_gradient(const Objective& objective, const at::Tensor& h, const at::Tensor& rows, int64_t chunk) {
   if (chunk < 1) throw ConfigError("intervene: chunk must be at least 1, got " + std::to_string(chunk));
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < h.size(0); i += chunk) {
     const int64_t n = std::min(chunk, h.size(0) - i);
-    parts.push_back(loss_and_grad(objective, h.narrow(0, i, n), rows.narrow(0, i, n)).grad.to(at::kDouble));
+    parts.push_back(loss_and_grad(objective, h.narrow(0, i, n), rows.narrow(0, i, n)).grad);
   }
-  if (parts.empty()) return at::zeros({0, h.size(1)}, h.options().dtype(at::kDouble));
+  if (parts.empty()) return at::zeros({0, h.size(1)}, h.options());
   return at::cat(parts);
 }
 
 at::Tensor row_dot(const at::Tensor& a, const at::Tensor& b) { return (a * b).sum(1); }  // [N, d] x [N, d] -> [N]
 
-// One step seen at the analysed positions, in float64: s_k, s_{k+1}, Δ_k and g.
+// One step seen at the analysed positions, in float64: s_k, s_{k+1}, Δ_k and g
+// (the lens gradient at s_k, as lens_gradients computes it).
 struct StepView {
   at::Tensor state, next, update, grad;  // [N, d]
 };
 
-StepView view_step(const std::vector<at::Tensor>& states, size_t k, const Objective& objective, const at::Tensor& rows,
-                   int64_t chunk) {
+StepView view_step(const std::vector<at::Tensor>& states, size_t k, const at::Tensor& rows, const at::Tensor& grad) {
   const int64_t d = states[k].size(2);
-  const at::Tensor h = states[k].reshape({-1, d}).index_select(0, rows);  // [N, d], the model's dtype
   StepView v;
-  v.state = h.to(at::kDouble);
+  v.state = states[k].reshape({-1, d}).index_select(0, rows).to(at::kDouble);
   v.next = states[k + 1].reshape({-1, d}).index_select(0, rows).to(at::kDouble);
   v.update = v.next - v.state;
-  v.grad = lens_gradient(objective, h, rows, chunk);
+  v.grad = grad.to(at::kDouble);
   return v;
 }
 
@@ -72,9 +71,9 @@ at::Tensor least_squares_step(const StepView& v) { return -row_dot(v.update, v.g
 
 // The loss changes ([N] double each, on the CPU) when the analysed positions
 // of state j ([B, T, d]) become each of `edits` ([N, d] double). A row whose
-// edit is not finite keeps its state (so it cannot spoil later positions
-// through attention) and reports NaN. An edit that leaves the state as it is
-// changes nothing: 0 without a forward pass. The others run `copies` at a
+// edit is not finite in the state's dtype keeps its state (so it cannot
+// spoil later positions through attention) and reports NaN. An edit that
+// leaves the state as it is changes nothing: 0 without a forward pass. The others run `copies` at a
 // time, stacked along the batch dimension, through one call of loss_from.
 std::vector<at::Tensor> effects(const at::Tensor& state, size_t j, const at::Tensor& rows,
                                 const std::vector<at::Tensor>& edits, const LossFromState& loss_from,
@@ -88,9 +87,15 @@ std::vector<at::Tensor> effects(const at::Tensor& state, size_t j, const at::Ten
   std::vector<at::Tensor> out(edits.size());
   std::vector<Pending> pending;
   for (size_t e = 0; e < edits.size(); ++e) {
-    const at::Tensor finite = edits[e].isfinite().all(1);  // [N]
-    const at::Tensor keep = finite.nonzero().reshape({-1});
-    Pending p{e, rows.index_select(0, keep), edits[e].index_select(0, keep).to(flat.scalar_type()), finite.cpu()};
+    // Finite in the state's dtype: an edit that overflows it keeps the state too.
+    at::Tensor values = edits[e].to(flat.scalar_type());
+    const at::Tensor finite = values.isfinite().all(1);  // [N]
+    Pending p{e, rows, std::move(values), finite.cpu()};
+    if (!p.finite.all().item<bool>()) {
+      const at::Tensor keep = finite.nonzero().reshape({-1});
+      p.at = rows.index_select(0, keep);
+      p.values = p.values.index_select(0, keep);
+    }
     if (at::equal(p.values, flat.index_select(0, p.at)))
       out[e] = at::where(p.finite, at::zeros_like(unedited_loss), at::full_like(unedited_loss, NAN));
     else
@@ -120,13 +125,41 @@ std::vector<at::Tensor> effects(const at::Tensor& state, size_t j, const at::Ten
 
 }  // namespace
 
-std::vector<at::Tensor> step_sizes(const std::vector<at::Tensor>& states, const Objective& objective, int64_t chunk) {
+std::vector<at::Tensor> lens_gradients(const std::vector<at::Tensor>& states, const Objective& objective,
+                                       int64_t chunk) {
   check_states(states, objective);
   const at::Tensor rows = analysed_rows(objective);
   std::vector<at::Tensor> out;
-  for (size_t k = 0; k + 1 < states.size(); ++k)
-    out.push_back(least_squares_step(view_step(states, k, objective, rows, chunk)));
+  for (size_t k = 0; k + 1 < states.size(); ++k) {
+    const at::Tensor h = states[k].reshape({-1, states[k].size(2)}).index_select(0, rows);  // [N, d]
+    out.push_back(lens_gradient(objective, h, rows, chunk));
+  }
   return out;
+}
+
+namespace {
+
+std::vector<at::Tensor> step_sizes_of(const std::vector<at::Tensor>& states, const at::Tensor& rows,
+                                      const std::vector<at::Tensor>& gradients) {
+  std::vector<at::Tensor> out;
+  for (size_t k = 0; k + 1 < states.size(); ++k) out.push_back(least_squares_step(view_step(states, k, rows, gradients[k])));
+  return out;
+}
+
+void check_gradients(const std::vector<at::Tensor>& states, const at::Tensor& rows,
+                     const std::vector<at::Tensor>& gradients) {
+  if (gradients.size() != states.size() - 1)
+    throw ShapeError("intervene: " + std::to_string(gradients.size()) + " lens gradients for " +
+                     std::to_string(states.size() - 1) + " steps");
+  for (const auto& g : gradients)
+    if (g.dim() != 2 || g.size(0) != rows.size(0) || g.size(1) != states[0].size(2))
+      throw ShapeError("intervene: every lens gradient must be [N, d] over the analysed positions");
+}
+
+}  // namespace
+
+std::vector<at::Tensor> step_sizes(const std::vector<at::Tensor>& states, const Objective& objective, int64_t chunk) {
+  return step_sizes_of(states, analysed_rows(objective), lens_gradients(states, objective, chunk));
 }
 
 at::Tensor random_directions(uint64_t seed, const at::Tensor& rows, int64_t length, int64_t step, int64_t d) {
@@ -156,7 +189,7 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
                                              const LossFromState& loss_from,
                                              const std::vector<double>& median_step_size,
                                              const std::vector<double>& alphas, uint64_t seed, int64_t chunk,
-                                             int64_t copies) {
+                                             int64_t copies, const std::vector<at::Tensor>& gradients) {
   check_states(states, objective);
   if (copies < 1) throw ConfigError("intervene: copies must be at least 1, got " + std::to_string(copies));
   const size_t K = states.size() - 1;
@@ -167,6 +200,8 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
   TrajectoryInterventions out;
   out.rows = analysed_rows(objective);
   const at::Tensor& rows = out.rows;
+  const std::vector<at::Tensor> grads = gradients.empty() ? lens_gradients(states, objective, chunk) : gradients;
+  check_gradients(states, rows, grads);
   {
     at::NoGradGuard no_grad;
     const at::Tensor loss = loss_from(K, states[K]);  // [B, T]
@@ -176,7 +211,7 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
   }
 
   for (size_t k = 0; k < K; ++k) {
-    const StepView v = view_step(states, k, objective, rows, chunk);
+    const StepView v = view_step(states, k, rows, grads[k]);
     // Edits are written from s_{k+1} where they remove a part of Δ, so that
     // removing nothing (α = 1) gives s_{k+1} bit for bit.
     const at::Tensor& s = v.state;
@@ -192,14 +227,15 @@ TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& stat
     const at::Tensor sign = at::where(row_dot(delta, r).lt(0), -at::ones_like(along_g), at::ones_like(along_g));
     // The edited states, in the order of kInterventions, then the line search.
     static_assert(std::size(kInterventions) == 5, "one edit per intervention, in their order");
+    // Each in one pass over [N, d] (addcmul: a + b·c, b one coefficient per row).
     std::vector<at::Tensor> edits{
-        next - along_g.unsqueeze(1) * g,                              // remove_gradient
-        next - (sign * energy.sqrt()).unsqueeze(1) * r,               // remove_random
-        next - (row_dot(delta, s) / row_dot(s, s)).unsqueeze(1) * s,  // remove_radial
-        s + along_g.unsqueeze(1) * g,                                 // gradient_step
-        s - median_step_size[k] * g,                                  // gradient_step_median
+        at::addcmul(next, -along_g.unsqueeze(1), g),                              // remove_gradient
+        at::addcmul(next, -(sign * energy.sqrt()).unsqueeze(1), r),               // remove_random
+        at::addcmul(next, -(row_dot(delta, s) / row_dot(s, s)).unsqueeze(1), s),  // remove_radial
+        at::addcmul(s, along_g.unsqueeze(1), g),                                  // gradient_step
+        at::add(s, g, -median_step_size[k]),                                      // gradient_step_median
     };
-    for (double alpha : alphas) edits.push_back(next + (alpha - 1.0) * delta);
+    for (double alpha : alphas) edits.push_back(at::add(next, delta, alpha - 1.0));
     std::vector<at::Tensor> changes = effects(states[k + 1], k + 1, rows, edits, loss_from, out.loss, copies);
     size_t e = 0;
     for (const auto& iv : kInterventions) st.*iv.member = std::move(changes[e++]);
@@ -240,7 +276,8 @@ struct BatchContext {
   std::vector<at::Tensor> readings;
   at::Tensor targets;
   std::unique_ptr<LensObjective> objective;
-  std::vector<at::Tensor> etas;  // K [N] double
+  std::vector<at::Tensor> gradients;  // K [N, d], the readings' dtype
+  std::vector<at::Tensor> etas;       // K [N] double
 };
 
 BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t index, Granularity granularity,
@@ -253,17 +290,17 @@ BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t 
   c.trajectory = capture_trajectory(model, batch.inputs.to(device), granularity);
   c.readings = lens.translate(c.trajectory.states, c.trajectory.names);
   c.objective = std::make_unique<LensObjective>(make_lens_objective(model, c.targets));
-  c.etas = step_sizes(c.readings, *c.objective, chunk);
+  c.gradients = lens_gradients(c.readings, *c.objective, chunk);
+  c.etas = step_sizes_of(c.readings, analysed_rows(*c.objective), c.gradients);
   return c;
 }
 
 // Edited states per partial forward pass: as many as keep the forward's
 // largest activation (attention scores, the MLP's hidden layer or the
 // logits) within 16 MiB, at least one. Stacking saves the per-op overhead of
-// small batches; for large ones it costs more than it saves (measured on
-// Zen 4: 9 stacked copies of 16 x 256 tokens took 2.2x to 4.6x the CPU time
-// of one at a time; not from fresh allocations: raising glibc's mmap
-// threshold to 2 GiB left it so; the cause is not established).
+// small batches (4 x 64 tokens on Zen 4: 10 % of the interventions' time);
+// for large ones it saves nothing (16 x 256: 9 copies at once as fast as one
+// at a time) and takes `copies` times the memory.
 int64_t stacked_copies(const ModelConfig& cfg, const Batch& batch, size_t element) {
   const double B = static_cast<double>(batch.inputs.size(0)), T = static_cast<double>(batch.inputs.size(1));
   const double largest = B * T *
@@ -297,15 +334,16 @@ json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches
   const size_t element = model->parameters().empty() ? 4 : model->parameters()[0].element_size();
 
   // η̃ of a step is the median over every analysed position of every batch,
-  // so a first pass measures the step sizes. Its trajectories are kept for
-  // the second while they take at most 1 GiB, and recomputed otherwise.
+  // so a first pass measures the step sizes. Its trajectories and lens
+  // gradients are kept for the second while they take at most 1 GiB, and
+  // recomputed otherwise.
   std::vector<std::vector<at::Tensor>> etas(K);
   std::vector<std::optional<BatchContext>> kept(batches.size());
   double kept_bytes = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     BatchContext c = prepare_batch(model, batches[b], b, granularity, lens, analysis.chunk);
     for (size_t k = 0; k < K; ++k) etas[k].push_back(c.etas[k].cpu());
-    kept_bytes += 2.0 * static_cast<double>((K + 1) * c.trajectory.states[0].numel() * element);
+    kept_bytes += static_cast<double>((3 * K + 2) * c.trajectory.states[0].numel() * element);
     if (kept_bytes <= 1073741824.0) kept[b].emplace(std::move(c));
   }
   std::vector<double> median(K);
@@ -331,7 +369,7 @@ json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches
     const uint64_t seed = static_cast<uint64_t>(analysis.seed) + b;
     const int64_t copies = options.copies > 0 ? options.copies : stacked_copies(cfg, batches[b], element);
     parts.push_back(intervene_trajectory(c.readings, *c.objective, loss_from, median, options.alphas, seed,
-                                         analysis.chunk, copies));
+                                         analysis.chunk, copies, c.gradients));
     const int64_t T = batches[b].inputs.size(1);
     cluster.push_back(sequences + parts.back().rows.cpu().div(T, "floor"));  // the sequence of each position
     sequences += batches[b].inputs.size(0);

@@ -325,6 +325,42 @@ TEST(Intervene, StackedEditsGiveTheEffectsOfOneAtATime) {
     }
 }
 
+TEST(Intervene, TheCallersLensGradientsGiveTheSameEffectsAsItsOwn) {
+  // intervene_model hands down the gradients its first pass computed
+  // (lens_gradients); they must be the ones intervene_trajectory computes.
+  torch::manual_seed(9);
+  CausalTransformer model(testing::tiny_config());
+  model->to(at::kDouble);
+  model->eval();
+  Batch batch = testing::random_token_batch(3, 10, 19, 7);
+  batch.targets[1][4] = -1;
+  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, Granularity::Block);
+  const LensObjective objective = make_lens_objective(model, batch.targets);
+  const LossFromState loss_from = [&](size_t j, const at::Tensor& state) {
+    const at::Tensor logits = model->forward_from(state, static_cast<int64_t>(j), Granularity::Block);
+    const at::Tensor targets = batch.targets.repeat({state.size(0) / batch.targets.size(0), 1}).clamp_min(0);
+    return (at::logsumexp(logits, -1) - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)).to(at::kDouble);
+  };
+  const std::vector<double> median(mt.states.size() - 1, 0.4);
+  const std::vector<at::Tensor> grads = lens_gradients(mt.states, objective, 7);  // the same chunk
+  ASSERT_EQ(grads.size(), mt.states.size() - 1);
+  EXPECT_EQ(grads[0].size(0), 29);  // 3 x 10 positions, one without a target
+  const TrajectoryInterventions own =
+      intervene_trajectory(mt.states, objective, loss_from, median, {0.0, 2.0}, 5, 7, 1);
+  const TrajectoryInterventions handed =
+      intervene_trajectory(mt.states, objective, loss_from, median, {0.0, 2.0}, 5, 7, 1, grads);
+  EXPECT_EQ(max_difference(own, handed), 0.0);
+  // The step sizes are those of the same gradients: η = −⟨Δ, g⟩ / ‖g‖².
+  const std::vector<at::Tensor> etas = step_sizes(mt.states, objective, 7);
+  EXPECT_TRUE(at::allclose(etas[1], own.steps[1].step_size, 1e-12, 1e-12));
+  // A gradient list of the wrong length or shape is refused.
+  std::vector<at::Tensor> short_list(grads.begin(), grads.end() - 1);
+  EXPECT_THROW(intervene_trajectory(mt.states, objective, loss_from, median, {0.0}, 5, 7, 1, short_list), ShapeError);
+  std::vector<at::Tensor> narrow = grads;
+  narrow[0] = narrow[0].narrow(0, 0, 28);
+  EXPECT_THROW(intervene_trajectory(mt.states, objective, loss_from, median, {0.0}, 5, 7, 1, narrow), ShapeError);
+}
+
 TEST(Intervene, ThroughATunedLensTheEditIsOfTheTranslatedStates) {
   // As the analysis reads a tuned lens (docs/design.md 5.2): u_k = A_k s_k + b_k,
   // g = ∇ℓ(u_k) of the one logit lens, Δ = u_{k+1} − u_k; the edited reading

@@ -85,6 +85,13 @@ struct TrajectoryInterventions {
 // [m·B, T] (nats, float64; any value where a position has no target).
 using LossFromState = std::function<at::Tensor(size_t j, const at::Tensor& state)>;
 
+// The lens gradient g of every step of a trajectory (K + 1 states [B, T, d])
+// at its analysed positions (objective.valid()): K [N, d] tensors in the
+// states' dtype, step k's that of objective.state_loss(k, ·) at s_k,
+// `chunk` positions per backward pass.
+std::vector<at::Tensor> lens_gradients(const std::vector<at::Tensor>& states, const Objective& objective,
+                                       int64_t chunk);
+
 // The least-squares step sizes η of every step of a trajectory (K + 1
 // states [B, T, d]) at the analysed positions (objective.valid()): K [N]
 // double tensors. Step k's gradient is that of objective.state_loss(k, ·)
@@ -99,13 +106,15 @@ std::vector<at::Tensor> step_sizes(const std::vector<at::Tensor>& states, const 
 // directions (random_directions). The unedited loss is loss_from(K, s_K).
 // The edits of a step go through loss_from `copies` at a time (stacked); an
 // edit that leaves the state as it is (α = 1) changes nothing and costs no
-// forward pass. Throws ShapeError on mismatched shapes, ConfigError for
+// forward pass. `gradients` are the steps' lens gradients if the caller has
+// them already (lens_gradients of the same states and objective); empty:
+// computed here. Throws ShapeError on mismatched shapes, ConfigError for
 // chunk or copies below 1.
 TrajectoryInterventions intervene_trajectory(const std::vector<at::Tensor>& states, const Objective& objective,
                                              const LossFromState& loss_from,
                                              const std::vector<double>& median_step_size,
                                              const std::vector<double>& alphas, uint64_t seed, int64_t chunk,
-                                             int64_t copies);
+                                             int64_t copies, const std::vector<at::Tensor>& gradients = {});
 
 // Unit directions drawn uniformly on the sphere of R^d, one per analysed
 // position ([N] int64 flat rows b*T + t of sequences of length T): [N, d]
