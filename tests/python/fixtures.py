@@ -15,6 +15,7 @@ import math
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import unittest
 from typing import Dict, List, Optional
@@ -30,6 +31,21 @@ CONTROLS = ("uniform",) + MATCHED + ("permuted",)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+PLOT = os.path.join(REPO, "scripts", "plots", "plot.py")
+
+
+def run_plot(*args: str) -> subprocess.CompletedProcess:
+    """scripts/plots/plot.py ARGS as a user runs it (Agg backend), output captured."""
+    return subprocess.run([sys.executable, PLOT, *args], capture_output=True, text=True,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+def assert_refused(test: unittest.TestCase, r: subprocess.CompletedProcess, message: str, out: str):
+    """Exit 1 with one line on stderr containing MESSAGE, and nothing written at OUT."""
+    test.assertEqual(r.returncode, 1)
+    test.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+    test.assertIn(message, r.stderr)
+    test.assertFalse(os.path.exists(out))
 
 
 def stats(rng: random.Random, mean: float, spread: float, half: Optional[float] = None) -> Dict:

@@ -22,8 +22,6 @@ from plots.icl import best_match, comparison_rows, fig_icl_compare, parse_icl_co
 from test_plots import assert_valid_png  # noqa: E402
 from test_report import report_of, table_rows as report_table_rows  # noqa: E402
 
-PLOT = os.path.join(REPO, "scripts", "plots", "plot.py")
-
 
 def interval(mean, half=0.01):
     return {"mean": mean, "ci95": [mean - half, mean + half], "n": 512}
@@ -92,17 +90,13 @@ class Figure(unittest.TestCase):
     def test_plot_cli_writes_a_png_and_refuses_another_version(self):
         with tempfile.TemporaryDirectory() as d:
             good = fx.write_json(os.path.join(d, "c.json"), make_compare())
-            r = subprocess.run([sys.executable, PLOT, "f11", good, "--out", os.path.join(d, "f11.png")],
-                               capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+            r = fx.run_plot("f11", good, "--out", os.path.join(d, "f11.png"))
             self.assertEqual(r.returncode, 0, r.stderr)
             assert_valid_png(self, os.path.join(d, "f11.png"), min_kb=5)
             bad = fx.write_json(os.path.join(d, "bad.json"), {**make_compare(), "version": 1})
-            r = subprocess.run([sys.executable, PLOT, "f11", bad, "--out", os.path.join(d, "bad.png")],
-                               capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
-            self.assertEqual(r.returncode, 1)
-            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
-            self.assertIn('not a "metalm-icl-compare" version 2 file', r.stderr)
-            self.assertFalse(os.path.exists(os.path.join(d, "bad.png")))
+            out = os.path.join(d, "bad.png")
+            fx.assert_refused(self, fx.run_plot("f11", bad, "--out", out),
+                              'not a "metalm-icl-compare" version 2 file', out)
 
     def test_a_missing_or_short_series_names_its_path(self):
         j = make_compare()

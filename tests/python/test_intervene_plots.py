@@ -6,7 +6,6 @@ Run: MPLBACKEND=Agg /usr/bin/python3 tests/python/test_intervene_plots.py   (cwd
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -58,19 +57,13 @@ class Figure(unittest.TestCase):
     def test_plot_cli_writes_a_png_and_refuses_another_format(self):
         with tempfile.TemporaryDirectory() as d:
             good = fx.write_json(os.path.join(d, "iv.json"), make_intervene())
-            r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plots", "plot.py"), "f10", good, "--out",
-                                os.path.join(d, "f10.png")], capture_output=True, text=True,
-                               env={**os.environ, "MPLBACKEND": "Agg"})
+            r = fx.run_plot("f10", good, "--out", os.path.join(d, "f10.png"))
             self.assertEqual(r.returncode, 0, r.stderr)
             assert_valid_png(self, os.path.join(d, "f10.png"), min_kb=5)
             bad = fx.write_json(os.path.join(d, "bad.json"), {**make_intervene(), "version": 2})
-            r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "plots", "plot.py"), "f10", bad, "--out",
-                                os.path.join(d, "bad.png")], capture_output=True, text=True,
-                               env={**os.environ, "MPLBACKEND": "Agg"})
-            self.assertEqual(r.returncode, 1)
-            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
-            self.assertIn('not a "metalm-intervene" version 1 file', r.stderr)
-            self.assertFalse(os.path.exists(os.path.join(d, "bad.png")))
+            out = os.path.join(d, "bad.png")
+            fx.assert_refused(self, fx.run_plot("f10", bad, "--out", out),
+                              'not a "metalm-intervene" version 1 file', out)
 
     def test_a_missing_key_names_its_path(self):
         j = make_intervene()
