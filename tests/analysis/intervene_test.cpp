@@ -218,11 +218,17 @@ at::Tensor cross_entropy_rows(const at::Tensor& logits, const at::Tensor& target
   return -at::log_softmax(logits, -1).gather(1, targets.unsqueeze(1)).squeeze(1);
 }
 
-TEST(Intervene, RemovingTheGradientPartMatchesAnIndependentForwardPass) {
-  torch::manual_seed(4);
+// The tiny model in float64 and eval mode, its weights drawn after manual_seed(seed).
+CausalTransformer tiny_double_model(uint64_t seed) {
+  torch::manual_seed(seed);
   CausalTransformer model(testing::tiny_config());
   model->to(at::kDouble);
   model->eval();
+  return model;
+}
+
+TEST(Intervene, RemovingTheGradientPartMatchesAnIndependentForwardPass) {
+  CausalTransformer model = tiny_double_model(4);
   Batch batch = testing::random_token_batch(3, 9, 19, 5);
   batch.targets[1][4] = -1;  // a position without a target keeps its state, which later positions read
   AnalysisConfig analysis;
@@ -270,19 +276,24 @@ TEST(Intervene, RemovingTheGradientPartMatchesAnIndependentForwardPass) {
   }
 }
 
-// The interventions of one batch of `model` with `copies` edited states per
-// partial forward pass (the loss of intervene_model: forward_from, then the
-// model's own next-token loss of every stacked copy).
-TrajectoryInterventions intervene_batch(CausalTransformer& model, const Batch& batch, Granularity g, int64_t copies) {
-  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, g);
-  const LensObjective objective = make_lens_objective(model, batch.targets);
-  const LossFromState loss_from = [&](size_t j, const at::Tensor& state) {
+// The loss of intervene_model: forward_from, then the model's own next-token
+// loss of every stacked copy.
+LossFromState model_loss_from(CausalTransformer& model, const Batch& batch, Granularity g) {
+  return [&model, &batch, g](size_t j, const at::Tensor& state) {
     const at::Tensor logits = model->forward_from(state, static_cast<int64_t>(j), g);
     const at::Tensor targets = batch.targets.repeat({state.size(0) / batch.targets.size(0), 1}).clamp_min(0);
     return (at::logsumexp(logits, -1) - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)).to(at::kDouble);
   };
+}
+
+// The interventions of one batch of `model` with `copies` edited states per
+// partial forward pass.
+TrajectoryInterventions intervene_batch(CausalTransformer& model, const Batch& batch, Granularity g, int64_t copies) {
+  const ModelTrajectory mt = capture_trajectory(model, batch.inputs, g);
+  const LensObjective objective = make_lens_objective(model, batch.targets);
   const std::vector<double> median(mt.states.size() - 1, 0.7);
-  return intervene_trajectory(mt.states, objective, loss_from, median, {0.0, 0.5, 1.0, 2.0}, 5, 7, copies);
+  return intervene_trajectory(mt.states, objective, model_loss_from(model, batch, g), median, {0.0, 0.5, 1.0, 2.0},
+                              5, 7, copies);
 }
 
 // The largest difference between two runs' effects (NaN where both are NaN).
@@ -328,19 +339,12 @@ TEST(Intervene, StackedEditsGiveTheEffectsOfOneAtATime) {
 TEST(Intervene, TheCallersLensGradientsGiveTheSameEffectsAsItsOwn) {
   // intervene_model hands down the gradients its first pass computed
   // (lens_gradients); they must be the ones intervene_trajectory computes.
-  torch::manual_seed(9);
-  CausalTransformer model(testing::tiny_config());
-  model->to(at::kDouble);
-  model->eval();
+  CausalTransformer model = tiny_double_model(9);
   Batch batch = testing::random_token_batch(3, 10, 19, 7);
   batch.targets[1][4] = -1;
   const ModelTrajectory mt = capture_trajectory(model, batch.inputs, Granularity::Block);
   const LensObjective objective = make_lens_objective(model, batch.targets);
-  const LossFromState loss_from = [&](size_t j, const at::Tensor& state) {
-    const at::Tensor logits = model->forward_from(state, static_cast<int64_t>(j), Granularity::Block);
-    const at::Tensor targets = batch.targets.repeat({state.size(0) / batch.targets.size(0), 1}).clamp_min(0);
-    return (at::logsumexp(logits, -1) - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)).to(at::kDouble);
-  };
+  const LossFromState loss_from = model_loss_from(model, batch, Granularity::Block);
   const std::vector<double> median(mt.states.size() - 1, 0.4);
   const std::vector<at::Tensor> grads = lens_gradients(mt.states, objective, 7);  // the same chunk
   ASSERT_EQ(grads.size(), mt.states.size() - 1);
