@@ -1,5 +1,8 @@
 #include "analysis_options.hpp"
 
+#include <cmath>
+#include <sstream>
+
 #include "token_ids.hpp"
 #include "metalm/core/error.hpp"
 #include "metalm/data/tokenizer.hpp"
@@ -103,6 +106,26 @@ AnalysisBatches read_analysis_batches(const AnalysisRunOptions& o, const Analysi
     out.source = {{"text", o.text}, {"tokenizer", ck.state.tokenizer}};
   }
   out.batches = id_batches(tokens, run.seq_len, run.batch_size, run.n_batches, vocab, o.ids.empty() ? o.text : o.ids);
+  return out;
+}
+
+std::vector<double> parse_alphas(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    double v = NAN;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || !std::isfinite(v))
+      throw ConfigError("--alphas: expected comma-separated finite numbers, got '" + text + "'");
+    out.push_back(v);
+  }
+  if (out.empty() || out.size() > 64) throw ConfigError("--alphas: expected from 1 to 64 numbers, got '" + text + "'");
   return out;
 }
 

@@ -69,4 +69,8 @@ struct AnalysisBatches {
 };
 AnalysisBatches read_analysis_batches(const AnalysisRunOptions& o, const AnalysisRun& run);
 
+// The line search's multipliers of --alphas ("0,0.5,1": 1 to 64 finite
+// numbers); ConfigError naming --alphas otherwise.
+std::vector<double> parse_alphas(const std::string& text);
+
 }  // namespace metalm::cli

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "analysis_options.hpp"
 #include "bench.hpp"
 #include "metalm/analysis/analyze_model.hpp"
 #include "metalm/analysis/intervene.hpp"
@@ -23,6 +24,7 @@ struct Settings {
   int iters = 3;
   std::string granularity = "block";
   std::string device = "auto";
+  std::string alphas = "0,0.5,1,1.5,2";
 };
 
 // Wall and CPU seconds of one call of `f`, summed over calls into `total`.
@@ -55,6 +57,7 @@ void check_memory(const Settings& s) {
 
 int run(const Settings& s, const GlobalOptions& global) {
   check_memory(s);
+  const std::vector<double> alphas = parse_alphas(s.alphas);
   const int threads = set_threads(global.threads);
   const c10::Device device = resolve_device(device_kind(s.device), "--device");
   CausalTransformer model = seeded_bench_model(256, s.seq, s.d_model, s.layers, 4, device);
@@ -69,6 +72,7 @@ int run(const Settings& s, const GlobalOptions& global) {
   InterveneOptions io;
   io.resamples = s.resamples;
   io.copies = s.copies;
+  io.alphas = alphas;
 
   auto train_step = [&] {
     model->train();
@@ -89,10 +93,10 @@ int run(const Settings& s, const GlobalOptions& global) {
   const double n = s.iters;
   std::printf("metalm bench intervene: %d intra-op thread(s) on %s, %d timed iterations\n", threads,
               device.str().c_str(), s.iters);
-  std::printf("model: %lld layers, d %lld, vocab 256; batch %lld x %lld tokens; %s granularity; %zu alphas; "
+  std::printf("model: %lld layers, d %lld, vocab 256; batch %lld x %lld tokens; %s granularity; alphas %s; "
               "%lld bootstrap resamples; %s edited states per forward pass\n",
               static_cast<long long>(s.layers), static_cast<long long>(s.d_model), static_cast<long long>(s.batch),
-              static_cast<long long>(s.seq), s.granularity.c_str(), io.alphas.size(),
+              static_cast<long long>(s.seq), s.granularity.c_str(), s.alphas.c_str(),
               static_cast<long long>(s.resamples), s.copies ? std::to_string(s.copies).c_str() : "auto");
   std::printf("  training step (fwd+bwd+AdamW)   %8.1f ms (CPU %8.1f ms)\n", 1e3 * t_train.wall / n,
               1e3 * t_train.cpu / n);
@@ -119,6 +123,8 @@ const BenchRegistration intervene_bench{
           ->capture_default_str();
       cmd.add_option("--copies", s->copies, "edited states per partial forward pass (0: as many as keep an activation within 16 MiB)")
           ->type_name("N")->check(int_range(0, 1 << 16))->capture_default_str();
+      cmd.add_option("--alphas", s->alphas, "multipliers of the line search (as intervene's --alphas)")
+          ->type_name("A,A,...")->capture_default_str();
       cmd.add_option("--iters", s->iters, "timed iterations")->type_name("N")->check(int_range(1, 1 << 20))->capture_default_str();
       cmd.add_option("--granularity", s->granularity, "block | sublayer")->type_name("G")
           ->check(CLI::IsMember({"block", "sublayer"}))->capture_default_str();

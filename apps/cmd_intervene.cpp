@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <sstream>
 
 #include "analysis_options.hpp"
 #include "metalm/analysis/intervene.hpp"
@@ -17,26 +16,6 @@
 
 namespace metalm::cli {
 namespace {
-
-std::vector<double> parse_alphas(const std::string& text) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    double v = NAN;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || !std::isfinite(v))
-      throw ConfigError("--alphas: expected comma-separated finite numbers, got '" + text + "'");
-    out.push_back(v);
-  }
-  if (out.empty() || out.size() > 64) throw ConfigError("--alphas: expected from 1 to 64 numbers, got '" + text + "'");
-  return out;
-}
 
 // A JSON number, or NaN for null.
 double num(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
