@@ -73,8 +73,9 @@ at::Tensor least_squares_step(const StepView& v) { return -row_dot(v.update, v.g
 // of state j ([B, T, d]) become each of `edits` ([N, d] double). A row whose
 // edit is not finite in the state's dtype keeps its state (so it cannot
 // spoil later positions through attention) and reports NaN. An edit that
-// leaves the state as it is changes nothing: 0 without a forward pass. The others run `copies` at a
-// time, stacked along the batch dimension, through one call of loss_from.
+// leaves the state as it is changes nothing: 0 without a forward pass. The
+// others run `copies` at a time, stacked along the batch dimension, through
+// one call of loss_from.
 std::vector<at::Tensor> effects(const at::Tensor& state, size_t j, const at::Tensor& rows,
                                 const std::vector<at::Tensor>& edits, const LossFromState& loss_from,
                                 const at::Tensor& unedited_loss, int64_t copies) {
@@ -142,7 +143,8 @@ namespace {
 std::vector<at::Tensor> step_sizes_of(const std::vector<at::Tensor>& states, const at::Tensor& rows,
                                       const std::vector<at::Tensor>& gradients) {
   std::vector<at::Tensor> out;
-  for (size_t k = 0; k + 1 < states.size(); ++k) out.push_back(least_squares_step(view_step(states, k, rows, gradients[k])));
+  for (size_t k = 0; k + 1 < states.size(); ++k)
+    out.push_back(least_squares_step(view_step(states, k, rows, gradients[k])));
   return out;
 }
 
@@ -270,14 +272,13 @@ at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& targets) 
 
 // One batch's trajectory as the model holds it and as the lens reads it,
 // and the one objective the readings are read through (docs/design.md 5.2),
-// with each step's least-squares step sizes.
+// with each step's lens gradient at the analysed positions.
 struct BatchContext {
   ModelTrajectory trajectory;
   std::vector<at::Tensor> readings;
   at::Tensor targets;
   std::unique_ptr<LensObjective> objective;
   std::vector<at::Tensor> gradients;  // K [N, d], the readings' dtype
-  std::vector<at::Tensor> etas;       // K [N] double
 };
 
 BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t index, Granularity granularity,
@@ -291,7 +292,6 @@ BatchContext prepare_batch(CausalTransformer& model, const Batch& batch, size_t 
   c.readings = lens.translate(c.trajectory.states, c.trajectory.names);
   c.objective = std::make_unique<LensObjective>(make_lens_objective(model, c.targets));
   c.gradients = lens_gradients(c.readings, *c.objective, chunk);
-  c.etas = step_sizes_of(c.readings, analysed_rows(*c.objective), c.gradients);
   return c;
 }
 
@@ -342,7 +342,8 @@ json intervene_model(CausalTransformer& model, const std::vector<Batch>& batches
   double kept_bytes = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     BatchContext c = prepare_batch(model, batches[b], b, granularity, lens, analysis.chunk);
-    for (size_t k = 0; k < K; ++k) etas[k].push_back(c.etas[k].cpu());
+    const std::vector<at::Tensor> eta = step_sizes_of(c.readings, analysed_rows(*c.objective), c.gradients);
+    for (size_t k = 0; k < K; ++k) etas[k].push_back(eta[k].cpu());
     kept_bytes += static_cast<double>((3 * K + 2) * c.trajectory.states[0].numel() * element);
     if (kept_bytes <= 1073741824.0) kept[b].emplace(std::move(c));
   }
