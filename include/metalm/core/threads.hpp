@@ -36,10 +36,10 @@ void ensure_passive_omp_wait_policy(char** argv);
 // allocates and frees the same large activations every time, and taking them
 // fresh from the kernel costs a page fault per 4 KB. Blocks above 32 MiB
 // (glibc's largest mmap threshold), e.g. the logits of a 4,096-token
-// vocabulary, made a training step 2-2.5x slower when they were mapped
+// vocabulary, made a training step about 4x slower when they were mapped
 // (docs/performance.md). Memory in use stays the same; the process keeps its
-// peak, and a fragmented heap can hold more (peak RSS +29 % measured at
-// vocabulary 4,096). Call before tensor work.
+// peak, and a fragmented heap can hold more (peak RSS +9 % in that run).
+// Call before tensor work.
 void keep_freed_memory();
 
 }  // namespace metalm
